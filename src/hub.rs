@@ -1,0 +1,1 @@
+//! Fetching a model from the HuggingFace hub (to be written).

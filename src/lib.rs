@@ -1,0 +1,7 @@
+//! neoprobe: a GPT-Neo forward pass written as WGSL compute kernels run through wgpu, with
+//! TransformerLens-style hook points read back to the host, and the grammar-tuning challenge
+//! (do block-8 MLP neurons prefer nouns or verbs?) built on it.
+
+pub mod challenge;
+pub mod hub;
+pub mod output;
