@@ -3,5 +3,13 @@
 //! (do block-8 MLP neurons prefer nouns or verbs?) built on it.
 
 pub mod challenge;
+pub mod engine;
+pub mod extract;
+pub mod gpu;
 pub mod hub;
+pub mod kernels;
+pub mod model;
 pub mod output;
+pub mod pool;
+pub mod reference;
+pub mod tokenize;

@@ -9,28 +9,7 @@ use std::path::Path;
 /// Writes a file atomically: `fill` writes the whole content into a temporary file created next to
 /// `path`, which is then renamed to `path`. On any error the temporary file is removed.
 pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    if !dir.is_dir() {
-        bail!(
-            "cannot write {}: folder {} does not exist; create it or choose another output path",
-            path.display(),
-            dir.display()
-        );
-    }
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".neoprobe-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .with_context(|| {
-            format!(
-                "cannot write {}: folder {} is not writable; choose another output path",
-                path.display(),
-                dir.display()
-            )
-        })?;
+    let mut tmp = temp_file_beside(path)?;
     {
         let mut buffered = std::io::BufWriter::new(tmp.as_file_mut());
         fill(&mut buffered)?;
@@ -43,14 +22,61 @@ pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut dyn Write) -> Result<()>
     Ok(())
 }
 
+/// Checks, before any work is done, that `path` can be written: its extension is one of
+/// `extensions` (any if empty) and its folder exists and accepts new files.
+pub fn check_writable(path: &Path, extensions: &[&str]) -> Result<()> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if !extensions.is_empty() && !extensions.contains(&ext) {
+        bail!(
+            "output path {} must end in .{}",
+            path.display(),
+            extensions.join(" or .")
+        );
+    }
+    temp_file_beside(path).map(drop)
+}
+
+/// A temporary file in `path`'s folder (removed when dropped unless persisted).
+fn temp_file_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        bail!(
+            "cannot write {}: folder {} does not exist; create it or choose another output path",
+            path.display(),
+            dir.display()
+        );
+    }
+    tempfile::Builder::new()
+        .prefix(".neoprobe-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .with_context(|| {
+            format!(
+                "cannot write {}: folder {} is not writable; choose another output path",
+                path.display(),
+                dir.display()
+            )
+        })
+}
+
 /// The bytes of a `.npy` file (format 1.0) holding a little-endian float32 C-order array.
 pub fn npy_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
-    assert_eq!(shape.iter().product::<usize>(), data.len(), "npy shape does not match data");
+    assert_eq!(
+        shape.iter().product::<usize>(),
+        data.len(),
+        "npy shape does not match data"
+    );
     let shape_text = match shape {
         [n] => format!("({n},)"),
         dims => format!(
             "({})",
-            dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+            dims.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     };
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
@@ -77,7 +103,10 @@ pub struct NamedTensor<'a> {
 }
 
 /// The bytes of a `.safetensors` file holding float32 tensors and string metadata.
-pub fn safetensors_bytes(tensors: &[NamedTensor], metadata: &HashMap<String, String>) -> Result<Vec<u8>> {
+pub fn safetensors_bytes(
+    tensors: &[NamedTensor],
+    metadata: &HashMap<String, String>,
+) -> Result<Vec<u8>> {
     use safetensors::tensor::{Dtype, TensorView};
     let views = tensors
         .iter()
@@ -85,20 +114,35 @@ pub fn safetensors_bytes(tensors: &[NamedTensor], metadata: &HashMap<String, Str
             let bytes: &[u8] = bytemuck::cast_slice(t.data);
             TensorView::new(Dtype::F32, t.shape.clone(), bytes)
                 .map(|v| (t.name.to_string(), v))
-                .with_context(|| format!("tensor {} does not match its shape {:?}", t.name, t.shape))
+                .with_context(|| {
+                    format!("tensor {} does not match its shape {:?}", t.name, t.shape)
+                })
         })
         .collect::<Result<Vec<_>>>()?;
-    let metadata = if metadata.is_empty() { None } else { Some(metadata.clone()) };
+    let metadata = if metadata.is_empty() {
+        None
+    } else {
+        Some(metadata.clone())
+    };
     safetensors::serialize(views, metadata).context("cannot serialize safetensors")
 }
 
 /// Writes `data` with `shape` to `path`, as `.npy` or `.safetensors` (tensor `activations` with
 /// `metadata`) according to the extension.
-pub fn write_array(path: &Path, shape: &[usize], data: &[f32], metadata: &HashMap<String, String>) -> Result<()> {
+pub fn write_array(
+    path: &Path,
+    shape: &[usize],
+    data: &[f32],
+    metadata: &HashMap<String, String>,
+) -> Result<()> {
     let bytes = match path.extension().and_then(|e| e.to_str()) {
         Some("npy") => npy_bytes(shape, data),
         Some("safetensors") => safetensors_bytes(
-            &[NamedTensor { name: "activations", shape: shape.to_vec(), data }],
+            &[NamedTensor {
+                name: "activations",
+                shape: shape.to_vec(),
+                data,
+            }],
             metadata,
         )?,
         _ => bail!(
@@ -122,7 +166,10 @@ mod tests {
         assert!(header.contains("'shape': (2, 3)"), "{header}");
         assert!(header.ends_with('\n'));
         assert_eq!(bytes.len(), 10 + header_len + 24);
-        assert_eq!(&bytes[10 + header_len + 4..10 + header_len + 8], &1.0f32.to_le_bytes());
+        assert_eq!(
+            &bytes[10 + header_len + 4..10 + header_len + 8],
+            &1.0f32.to_le_bytes()
+        );
     }
 
     #[test]
@@ -143,7 +190,8 @@ mod tests {
     #[test]
     fn unknown_extension_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let err = write_array(&dir.path().join("x.csv"), &[1], &[0.0], &HashMap::new()).unwrap_err();
+        let err =
+            write_array(&dir.path().join("x.csv"), &[1], &[0.0], &HashMap::new()).unwrap_err();
         assert!(err.to_string().contains(".npy or .safetensors"));
     }
 }

@@ -1,0 +1,40 @@
+// Linear layer (torch.nn.Linear) on HF's weight layout [out, in]:
+//
+//   y[t, n] = Σ_k x[t, k] · w[n, k] + bias[n]
+//
+// Layouts (row-major f32): x [n_tokens, n_in], w [n_out, n_in], bias [n_out], y [n_tokens, n_out].
+// This is the plain version, kept as the readable definition and the baseline the tuned
+// variants are measured against: one invocation per output element, looping over k in f32.
+// Work split: a workgroup covers 64 consecutive outputs n of one token t; the
+// ceil(n_out / 64) · n_tokens workgroups lie on the flat 2-D grid of grid_1d.
+
+struct Params {
+    n_tokens: u32,
+    n_in: u32,
+    n_out: u32,
+    _pad0: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) groups: vec3<u32>,
+        @builtin(local_invocation_index) lane: u32) {
+    let group = wid.y * groups.x + wid.x;
+    let groups_per_token = (params.n_out + 63u) / 64u;
+    let t = group / groups_per_token;
+    let n = (group % groups_per_token) * 64u + lane;
+    if (t >= params.n_tokens || n >= params.n_out) {
+        return;
+    }
+    var acc = 0.0;
+    for (var k = 0u; k < params.n_in; k = k + 1u) {
+        acc = acc + x[t * params.n_in + k] * w[n * params.n_in + k];
+    }
+    y[t * params.n_out + n] = acc + bias[n];
+}

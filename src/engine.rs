@@ -1,0 +1,93 @@
+//! A GPT-Neo model loaded onto a GPU, ready to run batches: what `extract`, `challenge` and
+//! `bench` share.
+
+use crate::gpu::Gpu;
+use crate::kernels::Kernels;
+use crate::model::{
+    Activations, Batch, ForwardTimes, GptNeoConfig, GptNeoWeights, GpuModel, HookPlan, ModelDir,
+};
+use crate::tokenize::Tokenizer;
+use anyhow::Result;
+use std::time::{Duration, Instant};
+
+/// Where the time of getting a model ready went.
+#[derive(Clone, Debug, Default)]
+pub struct LoadTimes {
+    /// Reading config.json and tokenizer.json, mapping and checking model.safetensors.
+    pub load: Duration,
+    /// Opening the GPU and copying the weights to it.
+    pub upload: Duration,
+    /// Compiling the kernels (pipeline creation).
+    pub pipelines: Duration,
+}
+
+pub struct Engine {
+    pub gpu: Gpu,
+    pub kernels: Kernels,
+    pub model: GpuModel,
+    pub times: LoadTimes,
+}
+
+impl Engine {
+    /// Puts `weights` on a GPU (every block they hold).
+    pub fn new(weights: &GptNeoWeights, load: Duration) -> Result<Engine> {
+        let started = Instant::now();
+        let gpu = Gpu::new()?;
+        let model = GpuModel::upload(&gpu, weights)?;
+        let upload = started.elapsed();
+        let started = Instant::now();
+        let kernels = Kernels::new(&gpu)?;
+        let pipelines = started.elapsed();
+        Ok(Engine {
+            gpu,
+            kernels,
+            model,
+            times: LoadTimes {
+                load,
+                upload,
+                pipelines,
+            },
+        })
+    }
+
+    pub fn forward(
+        &self,
+        batch: &Batch,
+        plan: &HookPlan,
+        timed: bool,
+    ) -> Result<(Activations, ForwardTimes)> {
+        self.model
+            .forward(&self.gpu, &self.kernels, batch, plan, timed)
+    }
+}
+
+/// A model folder's config, tokenizer and the weights `plan` needs, read and checked.
+pub struct LoadedModel {
+    pub config: GptNeoConfig,
+    pub tokenizer: Tokenizer,
+    pub weights: GptNeoWeights,
+    pub load_time: Duration,
+}
+
+impl LoadedModel {
+    /// Reads `dir`; `plan` is made from the config (hooks are checked against it).
+    pub fn load(
+        dir: &ModelDir,
+        plan: impl FnOnce(&GptNeoConfig) -> Result<HookPlan>,
+    ) -> Result<(LoadedModel, HookPlan)> {
+        let started = Instant::now();
+        let config = dir.config()?;
+        let plan = plan(&config)?;
+        let tokenizer = Tokenizer::load(&dir.tokenizer_path())?;
+        let weights = dir.weights(&config, &plan)?;
+        Ok((
+            LoadedModel {
+                config,
+                tokenizer,
+                weights,
+                load_time: started.elapsed(),
+            },
+            plan,
+        ))
+    }
+}

@@ -1,0 +1,110 @@
+//! One compiled WGSL kernel and the one way neoprobe dispatches kernels.
+//!
+//! Binding convention shared by every shader in `shaders/`: `@binding(0)` is a uniform struct of
+//! parameters, `@binding(1)`, `@binding(2)`, … are storage buffers in the order the kernel's Rust
+//! wrapper passes them. That convention is what lets a single `dispatch` serve every kernel.
+
+use super::Gpu;
+use anyhow::{anyhow, Result};
+use wgpu::util::DeviceExt;
+
+/// Workgroups per grid dimension allowed by WebGPU's default limits.
+const MAX_GROUPS_PER_DIM: u32 = 65_535;
+
+/// A compute pipeline built from one WGSL source with its single entry point.
+pub struct Kernel {
+    pub name: &'static str,
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
+impl Kernel {
+    /// Compiles `source`; a shader the device rejects is an error naming the kernel.
+    pub fn new(gpu: &Gpu, name: &'static str, source: &str) -> Result<Kernel> {
+        let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = gpu
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(name),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+        let pipeline = gpu
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(name),
+                layout: None,
+                module: &module,
+                entry_point: None,
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            return Err(anyhow!(
+                "kernel {name} does not compile on {}: {error}",
+                gpu.adapter_name()
+            ));
+        }
+        let layout = pipeline.get_bind_group_layout(0);
+        Ok(Kernel {
+            name,
+            pipeline,
+            layout,
+        })
+    }
+
+    /// Records one dispatch of this kernel into `encoder` over `grid` workgroups, with `params`
+    /// as the uniform at binding 0 and `buffers` at bindings 1, 2, ….
+    pub(super) fn dispatch<P: bytemuck::Pod>(
+        &self,
+        gpu: &Gpu,
+        encoder: &mut wgpu::CommandEncoder,
+        params: &P,
+        buffers: &[&wgpu::Buffer],
+        grid: [u32; 3],
+        timestamp_writes: Option<wgpu::ComputePassTimestampWrites>,
+    ) {
+        let uniform = gpu
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(self.name),
+                contents: bytemuck::bytes_of(params),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: uniform.as_entire_binding(),
+        }];
+        entries.extend(
+            buffers
+                .iter()
+                .enumerate()
+                .map(|(i, buffer)| wgpu::BindGroupEntry {
+                    binding: i as u32 + 1,
+                    resource: buffer.as_entire_binding(),
+                }),
+        );
+        let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(self.name),
+            layout: &self.layout,
+            entries: &entries,
+        });
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(self.name),
+            timestamp_writes,
+        });
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(grid[0], grid[1], grid[2]);
+    }
+}
+
+/// A grid of `n_groups` workgroups laid out as x × y so that neither passes the per-dimension
+/// limit. Kernels recover the flat workgroup index as `wid.y * num_workgroups.x + wid.x` and
+/// ignore indices ≥ their item count (the last row of the grid may overhang).
+pub fn grid_1d(n_groups: u32) -> [u32; 3] {
+    if n_groups <= MAX_GROUPS_PER_DIM {
+        [n_groups.max(1), 1, 1]
+    } else {
+        [MAX_GROUPS_PER_DIM, n_groups.div_ceil(MAX_GROUPS_PER_DIM), 1]
+    }
+}

@@ -1,0 +1,55 @@
+use super::{groups_for, Kernels};
+use crate::gpu::{grid_1d, Recorder};
+
+/// The sizes of one attention call over a packed batch.
+#[derive(Clone, Copy, Debug)]
+pub struct AttentionShape {
+    pub n_tokens: usize,
+    pub n_heads: usize,
+    pub head_dim: usize,
+    /// Keys a query may see on a local layer (itself included); `None` on a global layer.
+    pub window: Option<usize>,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n_tokens: u32,
+    n_heads: u32,
+    head_dim: u32,
+    window: u32,
+    width: u32,
+    _pad: [u32; 3],
+}
+
+/// The widest head the kernels hold in registers.
+pub const MAX_HEAD_DIM: usize = 128;
+
+impl Kernels {
+    /// Causal (optionally windowed) attention of the packed `qkv` rows into `z`
+    /// (shaders/attention.wgsl). `seq_start[t]` is the first token of t's sequence.
+    pub fn attention(
+        &self,
+        rec: &mut Recorder,
+        qkv: &wgpu::Buffer,
+        seq_start: &wgpu::Buffer,
+        z: &wgpu::Buffer,
+        shape: AttentionShape,
+    ) {
+        assert!(
+            shape.head_dim % 4 == 0 && shape.head_dim <= MAX_HEAD_DIM,
+            "unsupported head_dim {}",
+            shape.head_dim
+        );
+        let params = Params {
+            n_tokens: shape.n_tokens as u32,
+            n_heads: shape.n_heads as u32,
+            head_dim: shape.head_dim as u32,
+            window: shape.window.unwrap_or(0) as u32,
+            width: (shape.n_heads * shape.head_dim) as u32,
+            _pad: [0; 3],
+        };
+        let grid = grid_1d(groups_for(shape.n_tokens * shape.n_heads, 64));
+        rec.dispatch(&self.attention, &params, &[qkv, seq_start, z], grid);
+    }
+}

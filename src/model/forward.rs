@@ -1,0 +1,459 @@
+//! The GPT-Neo forward pass on the GPU, reading hook points back as it goes.
+//!
+//! ```text
+//! h = wte[ids] + wpe[positions]
+//! for each block:  h = h + attn(ln_1(h));  h = h + mlp(ln_2(h))      (mlp = c_proj ∘ gelu_new ∘ c_fc)
+//! ln_f(h)
+//! ```
+//! Every hook point the plan asks for is copied to a host-readable buffer right after the kernel
+//! that produces it, and recording stops at the deepest one: nothing after it is computed.
+
+use super::{BlockWeights, GptNeoConfig, GptNeoWeights, Hook, HookPlan, HookPoint, HostTensor};
+use crate::gpu::{Gpu, PassTime, Recorder};
+use crate::kernels::{AttentionShape, Kernels, LinearShape};
+use crate::model::Batch;
+use anyhow::{bail, Result};
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
+
+struct GpuLinear {
+    weight: wgpu::Buffer,
+    bias: wgpu::Buffer,
+}
+
+struct GpuLayerNorm {
+    weight: wgpu::Buffer,
+    bias: wgpu::Buffer,
+}
+
+struct GpuBlock {
+    ln_1: GpuLayerNorm,
+    /// q, k and v projections stacked into one `[3·hidden, hidden]` weight (rows q, then k, then
+    /// v) with a zero bias, so one linear produces the `[tokens, 3·hidden]` rows attention reads.
+    qkv: GpuLinear,
+    out_proj: GpuLinear,
+    ln_2: GpuLayerNorm,
+    c_fc: GpuLinear,
+    c_proj: GpuLinear,
+}
+
+/// GPT-Neo weights uploaded to the GPU: the blocks up to the deepest hook, `wpe`, `ln_f` when all
+/// blocks are there. `wte` stays on the host: a batch uploads only its tokens' rows.
+pub struct GpuModel {
+    pub config: GptNeoConfig,
+    wte: HostTensor,
+    wpe: wgpu::Buffer,
+    blocks: Vec<GpuBlock>,
+    ln_f: Option<GpuLayerNorm>,
+}
+
+/// Hook activations read back from a forward: each `[n_tokens, width]`, row-major.
+pub struct Activations {
+    pub n_tokens: usize,
+    values: HashMap<Hook, Vec<f32>>,
+}
+
+impl Activations {
+    pub fn get(&self, hook: Hook) -> Option<&[f32]> {
+        self.values.get(&hook).map(Vec::as_slice)
+    }
+
+    pub fn take(&mut self, hook: Hook) -> Option<Vec<f32>> {
+        self.values.remove(&hook)
+    }
+}
+
+/// Where a forward's time went.
+#[derive(Clone, Debug, Default)]
+pub struct ForwardTimes {
+    /// Recording, submitting and running every kernel (host wall time until the GPU is done).
+    pub forward: Duration,
+    /// Mapping the hook buffers and copying them out.
+    pub readback: Duration,
+    /// GPU time of each dispatch, when timing was asked for and the adapter has timestamps.
+    pub passes: Vec<PassTime>,
+}
+
+impl GpuModel {
+    /// Uploads `weights` (every block it holds).
+    pub fn upload(gpu: &Gpu, weights: &GptNeoWeights) -> Result<GpuModel> {
+        let linear = |name: &str, w: &super::LinearWeights| -> Result<GpuLinear> {
+            Ok(GpuLinear {
+                weight: gpu.upload(&format!("{name}.weight"), w.weight.bytes())?,
+                bias: gpu.upload(&format!("{name}.bias"), w.bias.bytes())?,
+            })
+        };
+        let layernorm = |name: &str, w: &super::LayerNormWeights| -> Result<GpuLayerNorm> {
+            Ok(GpuLayerNorm {
+                weight: gpu.upload(&format!("{name}.weight"), w.weight.bytes())?,
+                bias: gpu.upload(&format!("{name}.bias"), w.bias.bytes())?,
+            })
+        };
+        let h = weights.config.hidden_size;
+        let upload_block = |i: usize, b: &BlockWeights| -> Result<GpuBlock> {
+            let qkv_weight = gpu.storage(&format!("h.{i}.qkv.weight"), 3 * h * h)?;
+            for (part, w) in [&b.q_proj, &b.k_proj, &b.v_proj].into_iter().enumerate() {
+                gpu.queue
+                    .write_buffer(&qkv_weight, (part * h * h * 4) as u64, w.bytes());
+            }
+            Ok(GpuBlock {
+                ln_1: layernorm(&format!("h.{i}.ln_1"), &b.ln_1)?,
+                qkv: GpuLinear {
+                    weight: qkv_weight,
+                    bias: gpu.upload(&format!("h.{i}.qkv.bias"), &vec![0u8; 3 * h * 4])?,
+                },
+                out_proj: linear(&format!("h.{i}.out_proj"), &b.out_proj)?,
+                ln_2: layernorm(&format!("h.{i}.ln_2"), &b.ln_2)?,
+                c_fc: linear(&format!("h.{i}.c_fc"), &b.c_fc)?,
+                c_proj: linear(&format!("h.{i}.c_proj"), &b.c_proj)?,
+            })
+        };
+        let model = GpuModel {
+            config: weights.config.clone(),
+            wte: weights.wte.clone(),
+            wpe: gpu.upload("wpe", weights.wpe.bytes())?,
+            blocks: weights
+                .blocks
+                .iter()
+                .enumerate()
+                .map(|(i, b)| upload_block(i, b))
+                .collect::<Result<_>>()?,
+            ln_f: weights
+                .ln_f
+                .as_ref()
+                .map(|w| layernorm("ln_f", w))
+                .transpose()?,
+        };
+        gpu.wait()?;
+        Ok(model)
+    }
+
+    /// Runs `batch` up to the deepest hook of `plan` and reads back every hook it asks for.
+    pub fn forward(
+        &self,
+        gpu: &Gpu,
+        kernels: &Kernels,
+        batch: &Batch,
+        plan: &HookPlan,
+        timed: bool,
+    ) -> Result<(Activations, ForwardTimes)> {
+        let config = &self.config;
+        if plan.blocks_needed(config) > self.blocks.len()
+            || (plan.wants(Hook::LnFinal) && self.ln_f.is_none())
+        {
+            bail!(
+                "hook {} needs weights that were not uploaded",
+                plan.deepest()
+            );
+        }
+        if let Some(&id) = batch
+            .ids
+            .iter()
+            .find(|&&id| id as usize >= config.vocab_size)
+        {
+            bail!(
+                "token id {id} is outside the model's vocabulary of {}: tokenizer.json does not belong to this model",
+                config.vocab_size
+            );
+        }
+        let started = Instant::now();
+        let n = batch.n_tokens();
+        let h = config.hidden_size;
+        let inter = config.intermediate_size;
+        let token_rows: Vec<u8> = batch
+            .ids
+            .iter()
+            .flat_map(|&id| self.wte.row_bytes(id as usize))
+            .copied()
+            .collect();
+        let buffers = Buffers {
+            token_rows: gpu.upload("token rows", &token_rows)?,
+            positions: gpu.upload("positions", bytemuck::cast_slice(&batch.positions))?,
+            seq_start: gpu.upload("sequence starts", bytemuck::cast_slice(&batch.seq_start))?,
+            resid: gpu.storage("resid", n * h)?,
+            resid_next: gpu.storage("resid next", n * h)?,
+            normed: gpu.storage("normed", n * h)?,
+            qkv: gpu.storage("qkv", n * 3 * h)?,
+            z: gpu.storage("z", n * h)?,
+            attn_out: gpu.storage("attn_out", n * h)?,
+            resid_mid: gpu.storage("resid_mid", n * h)?,
+            mlp_pre: gpu.storage("mlp_pre", n * inter)?,
+            mlp_post: gpu.storage("mlp_post", n * inter)?,
+            mlp_out: gpu.storage("mlp_out", n * h)?,
+        };
+        let mut pass = ForwardPass {
+            kernels,
+            model: self,
+            n_tokens: n,
+            buffers,
+            taps: Taps {
+                plan,
+                staged: Vec::new(),
+            },
+            rec: Recorder::new(gpu, timed),
+        };
+        let _ = pass.record();
+        let ForwardPass { taps, rec, .. } = pass;
+        let passes = rec.finish()?;
+        let forward = started.elapsed();
+
+        let started = Instant::now();
+        let staging: Vec<&wgpu::Buffer> = taps.staged.iter().map(|s| &s.buffer).collect();
+        let mut values = HashMap::new();
+        for (staged, rows) in taps.staged.iter().zip(gpu.read_staging(&staging)?) {
+            values.insert(staged.hook, staged.columns.select(&rows));
+        }
+        let readback = started.elapsed();
+        Ok((
+            Activations {
+                n_tokens: n,
+                values,
+            },
+            ForwardTimes {
+                forward,
+                readback,
+                passes,
+            },
+        ))
+    }
+}
+
+/// The activation buffers of one forward, reused by every block.
+struct Buffers {
+    token_rows: wgpu::Buffer,
+    positions: wgpu::Buffer,
+    seq_start: wgpu::Buffer,
+    resid: wgpu::Buffer,
+    resid_next: wgpu::Buffer,
+    normed: wgpu::Buffer,
+    qkv: wgpu::Buffer,
+    z: wgpu::Buffer,
+    attn_out: wgpu::Buffer,
+    resid_mid: wgpu::Buffer,
+    mlp_pre: wgpu::Buffer,
+    mlp_post: wgpu::Buffer,
+    mlp_out: wgpu::Buffer,
+}
+
+struct ForwardPass<'a> {
+    kernels: &'a Kernels,
+    model: &'a GpuModel,
+    n_tokens: usize,
+    buffers: Buffers,
+    taps: Taps<'a>,
+    rec: Recorder<'a>,
+}
+
+impl ForwardPass<'_> {
+    /// Records the forward; `Break` once the deepest requested hook has been captured.
+    fn record(&mut self) -> ControlFlow<()> {
+        let (n, config) = (self.n_tokens, &self.model.config);
+        let b = &self.buffers;
+        self.kernels.embed(
+            &mut self.rec,
+            &b.token_rows,
+            &self.model.wpe,
+            &b.positions,
+            &b.resid,
+            n,
+            config.hidden_size,
+        );
+        for layer in 0..self.model.blocks.len() {
+            self.record_block(layer)?;
+            std::mem::swap(&mut self.buffers.resid, &mut self.buffers.resid_next);
+        }
+        if let Some(ln_f) = &self.model.ln_f {
+            let b = &self.buffers;
+            let (h, eps) = (config.hidden_size, config.layer_norm_epsilon);
+            self.kernels.layernorm(
+                &mut self.rec,
+                &b.resid,
+                &ln_f.weight,
+                &ln_f.bias,
+                &b.normed,
+                n,
+                h,
+                eps,
+            );
+            self.taps
+                .tap(&mut self.rec, Hook::LnFinal, &b.normed, Columns::all(n, h))?;
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn record_block(&mut self, layer: usize) -> ControlFlow<()> {
+        let config = &self.model.config;
+        let block = &self.model.blocks[layer];
+        let (k, b, rec, taps) = (self.kernels, &self.buffers, &mut self.rec, &mut self.taps);
+        let (n, h, inter, eps) = (
+            self.n_tokens,
+            config.hidden_size,
+            config.intermediate_size,
+            config.layer_norm_epsilon,
+        );
+        let hook = |point| Hook::block(layer, point);
+        let all = |width| Columns::all(n, width);
+        let linear = |n_in, n_out| LinearShape {
+            n_tokens: n,
+            n_in,
+            n_out,
+        };
+
+        taps.tap(rec, hook(HookPoint::ResidPre), &b.resid, all(h))?;
+        k.layernorm(
+            rec,
+            &b.resid,
+            &block.ln_1.weight,
+            &block.ln_1.bias,
+            &b.normed,
+            n,
+            h,
+            eps,
+        );
+        taps.tap(rec, hook(HookPoint::Ln1Normalized), &b.normed, all(h))?;
+        k.linear(
+            rec,
+            &b.normed,
+            &block.qkv.weight,
+            &block.qkv.bias,
+            &b.qkv,
+            linear(h, 3 * h),
+        );
+        for (part, point) in [HookPoint::AttnQ, HookPoint::AttnK, HookPoint::AttnV]
+            .into_iter()
+            .enumerate()
+        {
+            let columns = Columns {
+                n_tokens: n,
+                row_width: 3 * h,
+                start: part * h,
+                width: h,
+            };
+            taps.tap(rec, hook(point), &b.qkv, columns)?;
+        }
+        let shape = AttentionShape {
+            n_tokens: n,
+            n_heads: config.num_heads,
+            head_dim: config.head_dim(),
+            window: config.window(layer),
+        };
+        k.attention(rec, &b.qkv, &b.seq_start, &b.z, shape);
+        taps.tap(rec, hook(HookPoint::AttnZ), &b.z, all(h))?;
+        k.linear(
+            rec,
+            &b.z,
+            &block.out_proj.weight,
+            &block.out_proj.bias,
+            &b.attn_out,
+            linear(h, h),
+        );
+        taps.tap(rec, hook(HookPoint::AttnOut), &b.attn_out, all(h))?;
+        k.add(rec, &b.resid, &b.attn_out, &b.resid_mid, n * h);
+        taps.tap(rec, hook(HookPoint::ResidMid), &b.resid_mid, all(h))?;
+        k.layernorm(
+            rec,
+            &b.resid_mid,
+            &block.ln_2.weight,
+            &block.ln_2.bias,
+            &b.normed,
+            n,
+            h,
+            eps,
+        );
+        taps.tap(rec, hook(HookPoint::Ln2Normalized), &b.normed, all(h))?;
+        k.linear(
+            rec,
+            &b.normed,
+            &block.c_fc.weight,
+            &block.c_fc.bias,
+            &b.mlp_pre,
+            linear(h, inter),
+        );
+        taps.tap(rec, hook(HookPoint::MlpPre), &b.mlp_pre, all(inter))?;
+        k.gelu_new(rec, &b.mlp_pre, &b.mlp_post, n * inter);
+        taps.tap(rec, hook(HookPoint::MlpPost), &b.mlp_post, all(inter))?;
+        k.linear(
+            rec,
+            &b.mlp_post,
+            &block.c_proj.weight,
+            &block.c_proj.bias,
+            &b.mlp_out,
+            linear(inter, h),
+        );
+        taps.tap(rec, hook(HookPoint::MlpOut), &b.mlp_out, all(h))?;
+        k.add(rec, &b.resid_mid, &b.mlp_out, &b.resid_next, n * h);
+        taps.tap(rec, hook(HookPoint::ResidPost), &b.resid_next, all(h))?;
+        ControlFlow::Continue(())
+    }
+}
+
+/// Which columns of a `[n_tokens, row_width]` buffer a hook is.
+#[derive(Clone, Copy)]
+struct Columns {
+    n_tokens: usize,
+    row_width: usize,
+    start: usize,
+    width: usize,
+}
+
+impl Columns {
+    fn all(n_tokens: usize, width: usize) -> Columns {
+        Columns {
+            n_tokens,
+            row_width: width,
+            start: 0,
+            width,
+        }
+    }
+
+    fn select(&self, rows: &[f32]) -> Vec<f32> {
+        if self.start == 0 && self.width == self.row_width {
+            return rows[..self.n_tokens * self.width].to_vec();
+        }
+        rows.chunks_exact(self.row_width)
+            .take(self.n_tokens)
+            .flat_map(|row| &row[self.start..self.start + self.width])
+            .copied()
+            .collect()
+    }
+}
+
+struct Staged {
+    hook: Hook,
+    buffer: wgpu::Buffer,
+    columns: Columns,
+}
+
+/// The hook buffers being copied out during a forward.
+struct Taps<'p> {
+    plan: &'p HookPlan,
+    staged: Vec<Staged>,
+}
+
+impl Taps<'_> {
+    /// Copies `buffer` out if `hook` is requested; `Break` when `hook` is the deepest requested.
+    fn tap(
+        &mut self,
+        rec: &mut Recorder,
+        hook: Hook,
+        buffer: &wgpu::Buffer,
+        columns: Columns,
+    ) -> ControlFlow<()> {
+        if self.plan.wants(hook) {
+            let bytes = (columns.n_tokens * columns.row_width * 4) as u64;
+            let staging = rec.gpu().staging(&hook.to_string(), bytes);
+            rec.copy(buffer, &staging, bytes);
+            self.staged.push(Staged {
+                hook,
+                buffer: staging,
+                columns,
+            });
+        }
+        if hook == self.plan.deepest() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+}

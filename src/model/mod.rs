@@ -1,0 +1,53 @@
+//! GPT-Neo: configuration, weights, hook points, and the forward pass on the GPU.
+
+mod batch;
+mod config;
+mod forward;
+mod hooks;
+mod weights;
+
+pub use batch::Batch;
+pub use config::{AttentionKind, GptNeoConfig};
+pub use forward::{Activations, ForwardTimes, GpuModel};
+pub use hooks::{Hook, HookPlan, HookPoint};
+pub use weights::{BlockWeights, GptNeoWeights, HostTensor, LayerNormWeights, LinearWeights};
+
+use anyhow::{bail, Result};
+use std::path::{Path, PathBuf};
+
+/// A local model folder holding `config.json`, `model.safetensors` and `tokenizer.json`.
+#[derive(Clone, Debug)]
+pub struct ModelDir {
+    pub path: PathBuf,
+}
+
+impl ModelDir {
+    pub fn open(path: &Path) -> Result<ModelDir> {
+        if !path.is_dir() {
+            bail!(
+                "model folder {} does not exist; pass a folder with config.json, model.safetensors and tokenizer.json",
+                path.display()
+            );
+        }
+        Ok(ModelDir {
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn config(&self) -> Result<GptNeoConfig> {
+        GptNeoConfig::load(&self.path.join("config.json"))
+    }
+
+    /// The weights the forward needs to reach the deepest hook of `plan`.
+    pub fn weights(&self, config: &GptNeoConfig, plan: &HookPlan) -> Result<GptNeoWeights> {
+        GptNeoWeights::load(
+            &self.path.join("model.safetensors"),
+            config,
+            plan.blocks_needed(config),
+        )
+    }
+
+    pub fn tokenizer_path(&self) -> PathBuf {
+        self.path.join("tokenizer.json")
+    }
+}

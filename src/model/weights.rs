@@ -1,0 +1,301 @@
+//! `model.safetensors` → GPT-Neo weights on the host, memory-mapped, checked tensor by tensor
+//! against the configuration. F32 tensors stay in the map (no copy); F16/BF16 ones are widened.
+
+use super::GptNeoConfig;
+use anyhow::{anyhow, bail, Context, Result};
+use memmap2::Mmap;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use safetensors::{Dtype, SafeTensors};
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+
+/// A float32 tensor on the host: a range of a memory-mapped file, or owned values.
+#[derive(Clone)]
+pub struct HostTensor {
+    shape: Vec<usize>,
+    data: TensorData,
+}
+
+#[derive(Clone)]
+enum TensorData {
+    /// Little-endian f32 bytes inside a mapped safetensors file.
+    Mapped {
+        map: Arc<Mmap>,
+        bytes: Range<usize>,
+    },
+    Owned(Vec<f32>),
+}
+
+impl HostTensor {
+    pub fn from_vec(shape: Vec<usize>, values: Vec<f32>) -> HostTensor {
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            values.len(),
+            "tensor shape does not match its values"
+        );
+        HostTensor {
+            shape,
+            data: TensorData::Owned(values),
+        }
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The values as little-endian f32 bytes, ready to upload.
+    pub fn bytes(&self) -> &[u8] {
+        match &self.data {
+            TensorData::Mapped { map, bytes } => &map[bytes.clone()],
+            TensorData::Owned(values) => bytemuck::cast_slice(values),
+        }
+    }
+
+    /// The values, copied out.
+    pub fn to_vec(&self) -> Vec<f32> {
+        bytemuck::pod_collect_to_vec(self.bytes())
+    }
+
+    /// Row `i` of a 2-D tensor as f32 bytes.
+    pub fn row_bytes(&self, i: usize) -> &[u8] {
+        let width = self.shape[1] * 4;
+        &self.bytes()[i * width..(i + 1) * width]
+    }
+}
+
+/// A `torch.nn.Linear`: `weight [out, in]` and `bias [out]`.
+#[derive(Clone)]
+pub struct LinearWeights {
+    pub weight: HostTensor,
+    pub bias: HostTensor,
+}
+
+/// A `torch.nn.LayerNorm`: `weight [width]` (gamma) and `bias [width]` (beta).
+#[derive(Clone)]
+pub struct LayerNormWeights {
+    pub weight: HostTensor,
+    pub bias: HostTensor,
+}
+
+/// One GPT-Neo block. q, k and v projections have no bias in GPT-Neo.
+#[derive(Clone)]
+pub struct BlockWeights {
+    pub ln_1: LayerNormWeights,
+    pub q_proj: HostTensor,
+    pub k_proj: HostTensor,
+    pub v_proj: HostTensor,
+    pub out_proj: LinearWeights,
+    pub ln_2: LayerNormWeights,
+    pub c_fc: LinearWeights,
+    pub c_proj: LinearWeights,
+}
+
+/// The weights of blocks `0..blocks.len()` (the forward never needs the ones after its deepest
+/// hook) plus the embeddings, and `ln_f` when every block is loaded.
+#[derive(Clone)]
+pub struct GptNeoWeights {
+    pub config: GptNeoConfig,
+    /// Token embedding `[vocab, hidden]`; only the rows of a batch's tokens are ever uploaded.
+    pub wte: HostTensor,
+    /// Position embedding `[max_positions, hidden]`.
+    pub wpe: HostTensor,
+    pub blocks: Vec<BlockWeights>,
+    pub ln_f: Option<LayerNormWeights>,
+}
+
+impl GptNeoWeights {
+    /// Maps `path` and checks every tensor a full forward needs (presence, dtype, shape), then
+    /// keeps those of the first `n_blocks` blocks.
+    pub fn load(path: &Path, config: &GptNeoConfig, n_blocks: usize) -> Result<GptNeoWeights> {
+        let file = std::fs::File::open(path).with_context(|| {
+            format!(
+                "cannot open {}: the model folder needs the model's model.safetensors",
+                path.display()
+            )
+        })?;
+        // SAFETY: the map is read-only and neoprobe never writes to the file; as with any mapped
+        // file, another process truncating it while it is in use is outside what we can guard.
+        let map = Arc::new(
+            unsafe { Mmap::map(&file) }
+                .with_context(|| format!("cannot map {}", path.display()))?,
+        );
+        let broken = |e: safetensors::SafeTensorError| {
+            anyhow!(
+                "{} is not a valid safetensors file ({e}); re-download or re-export it",
+                path.display()
+            )
+        };
+        let file = SafeTensors::deserialize(&map).map_err(broken)?;
+        let prefix = if file.names().iter().any(|n| n.starts_with("transformer.")) {
+            "transformer."
+        } else {
+            ""
+        };
+        let reader = TensorReader {
+            file: &file,
+            map: &map,
+            prefix,
+            path,
+        };
+        let h = config.hidden_size;
+        let expected_blocks: Vec<_> = (0..config.num_layers)
+            .map(|i| reader.block(i, config))
+            .collect::<Result<_>>()?;
+        let ln_f = reader.layernorm("ln_f", h)?;
+        let mut blocks = expected_blocks;
+        blocks.truncate(n_blocks);
+        Ok(GptNeoWeights {
+            config: config.clone(),
+            wte: reader.tensor("wte.weight", &[config.vocab_size, h])?,
+            wpe: reader.tensor("wpe.weight", &[config.max_position_embeddings, h])?,
+            blocks,
+            ln_f: (n_blocks == config.num_layers).then_some(ln_f),
+        })
+    }
+
+    /// Seeded random weights of the given shape, for tests and benchmarks: linear weights and
+    /// embeddings N(0, 0.02²), layernorm weights 1 + N(0, 0.1²), every bias N(0, 0.02²) — so that
+    /// a bug in any of them shows.
+    pub fn synthetic(config: &GptNeoConfig, seed: u64) -> GptNeoWeights {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let (h, inter) = (config.hidden_size, config.intermediate_size);
+        let mut normal = |shape: &[usize], mean: f32, std: f32| {
+            let n = shape.iter().product();
+            let values = (0..n)
+                .map(|_| mean + std * standard_normal(&mut rng))
+                .collect();
+            HostTensor::from_vec(shape.to_vec(), values)
+        };
+        let wte = normal(&[config.vocab_size, h], 0.0, 0.02);
+        let wpe = normal(&[config.max_position_embeddings, h], 0.0, 0.02);
+        let blocks = (0..config.num_layers)
+            .map(|_| BlockWeights {
+                ln_1: LayerNormWeights {
+                    weight: normal(&[h], 1.0, 0.1),
+                    bias: normal(&[h], 0.0, 0.02),
+                },
+                q_proj: normal(&[h, h], 0.0, 0.02),
+                k_proj: normal(&[h, h], 0.0, 0.02),
+                v_proj: normal(&[h, h], 0.0, 0.02),
+                out_proj: LinearWeights {
+                    weight: normal(&[h, h], 0.0, 0.02),
+                    bias: normal(&[h], 0.0, 0.02),
+                },
+                ln_2: LayerNormWeights {
+                    weight: normal(&[h], 1.0, 0.1),
+                    bias: normal(&[h], 0.0, 0.02),
+                },
+                c_fc: LinearWeights {
+                    weight: normal(&[inter, h], 0.0, 0.02),
+                    bias: normal(&[inter], 0.0, 0.02),
+                },
+                c_proj: LinearWeights {
+                    weight: normal(&[h, inter], 0.0, 0.02),
+                    bias: normal(&[h], 0.0, 0.02),
+                },
+            })
+            .collect();
+        let ln_f = Some(LayerNormWeights {
+            weight: normal(&[h], 1.0, 0.1),
+            bias: normal(&[h], 0.0, 0.02),
+        });
+        GptNeoWeights {
+            config: config.clone(),
+            wte,
+            wpe,
+            blocks,
+            ln_f,
+        }
+    }
+}
+
+/// One N(0, 1) sample (Box–Muller).
+fn standard_normal(rng: &mut impl rand::Rng) -> f32 {
+    let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+    let u2: f64 = rng.random();
+    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+}
+
+struct TensorReader<'a> {
+    file: &'a SafeTensors<'a>,
+    map: &'a Arc<Mmap>,
+    prefix: &'a str,
+    path: &'a Path,
+}
+
+impl TensorReader<'_> {
+    /// The tensor `name` (without the `transformer.` prefix), which must have `shape`.
+    fn tensor(&self, name: &str, shape: &[usize]) -> Result<HostTensor> {
+        let full = format!("{}{name}", self.prefix);
+        let view = self.file.tensor(&full).map_err(|_| {
+            anyhow!(
+                "{} has no tensor {full} (expected shape {shape:?}); is it a GPT-Neo checkpoint?",
+                self.path.display()
+            )
+        })?;
+        if view.shape() != shape {
+            bail!(
+                "tensor {full} in {} has shape {:?}, expected {shape:?} from config.json",
+                self.path.display(),
+                view.shape()
+            );
+        }
+        let bytes = view.data();
+        let values = match view.dtype() {
+            Dtype::F32 => {
+                let start = bytes.as_ptr() as usize - self.map.as_ptr() as usize;
+                return Ok(HostTensor {
+                    shape: shape.to_vec(),
+                    data: TensorData::Mapped {
+                        map: Arc::clone(self.map),
+                        bytes: start..start + bytes.len(),
+                    },
+                });
+            }
+            Dtype::F16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            other => bail!(
+                "tensor {full} in {} has dtype {other:?}; neoprobe reads F32, F16 and BF16",
+                self.path.display()
+            ),
+        };
+        Ok(HostTensor::from_vec(shape.to_vec(), values))
+    }
+
+    fn layernorm(&self, name: &str, width: usize) -> Result<LayerNormWeights> {
+        Ok(LayerNormWeights {
+            weight: self.tensor(&format!("{name}.weight"), &[width])?,
+            bias: self.tensor(&format!("{name}.bias"), &[width])?,
+        })
+    }
+
+    fn linear(&self, name: &str, n_out: usize, n_in: usize) -> Result<LinearWeights> {
+        Ok(LinearWeights {
+            weight: self.tensor(&format!("{name}.weight"), &[n_out, n_in])?,
+            bias: self.tensor(&format!("{name}.bias"), &[n_out])?,
+        })
+    }
+
+    fn block(&self, i: usize, config: &GptNeoConfig) -> Result<BlockWeights> {
+        let (h, inter) = (config.hidden_size, config.intermediate_size);
+        let attn = format!("h.{i}.attn.attention");
+        Ok(BlockWeights {
+            ln_1: self.layernorm(&format!("h.{i}.ln_1"), h)?,
+            q_proj: self.tensor(&format!("{attn}.q_proj.weight"), &[h, h])?,
+            k_proj: self.tensor(&format!("{attn}.k_proj.weight"), &[h, h])?,
+            v_proj: self.tensor(&format!("{attn}.v_proj.weight"), &[h, h])?,
+            out_proj: self.linear(&format!("{attn}.out_proj"), h, h)?,
+            ln_2: self.layernorm(&format!("h.{i}.ln_2"), h)?,
+            c_fc: self.linear(&format!("h.{i}.mlp.c_fc"), inter, h)?,
+            c_proj: self.linear(&format!("h.{i}.mlp.c_proj"), h, inter)?,
+        })
+    }
+}

@@ -1,0 +1,146 @@
+//! Words and texts → token ids, with the model folder's `tokenizer.json`, and reading the word
+//! and text files users pass.
+
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::Path;
+
+/// The model's tokenizer. Text is encoded as written: no BOS or other special token is added.
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+}
+
+impl Tokenizer {
+    pub fn load(path: &Path) -> Result<Tokenizer> {
+        if !path.is_file() {
+            bail!(
+                "no tokenizer.json at {}: the model folder needs the model's tokenizer.json (transformers' save_pretrained writes it)",
+                path.display()
+            );
+        }
+        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| {
+            anyhow!(
+                "cannot read {} as a tokenizer ({e}); re-download or re-export it",
+                path.display()
+            )
+        })?;
+        Ok(Tokenizer { inner })
+    }
+
+    /// The ids of `text`, exactly as written.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let encoding = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| anyhow!("cannot tokenize {text:?}: {e}"))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// The ids of one word on its own: as written, or after one added leading space
+    /// (`prefix_space`). A word that gives no token is an error.
+    pub fn encode_word(&self, word: &str, prefix_space: bool) -> Result<Vec<u32>> {
+        let ids = if prefix_space {
+            self.encode(&format!(" {word}"))?
+        } else {
+            self.encode(word)?
+        };
+        if ids.is_empty() {
+            bail!("word {word:?} tokenizes to nothing; remove it from the list");
+        }
+        Ok(ids)
+    }
+}
+
+/// A word from a word-list file, with the line it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListedWord {
+    pub word: String,
+    pub line: usize,
+}
+
+/// Reads a word list: UTF-8, one word per line, surrounding whitespace trimmed, blank lines
+/// skipped. An unreadable, non-UTF-8 or empty list is an error.
+pub fn read_word_list(path: &Path) -> Result<Vec<ListedWord>> {
+    let text = read_utf8(path, "word list")?;
+    let words: Vec<ListedWord> = text
+        .lines()
+        .enumerate()
+        .filter_map(|(i, line)| {
+            let word = line.trim();
+            (!word.is_empty()).then(|| ListedWord {
+                word: word.to_string(),
+                line: i + 1,
+            })
+        })
+        .collect();
+    if words.is_empty() {
+        bail!(
+            "word list {} has no words; put one word per line",
+            path.display()
+        );
+    }
+    Ok(words)
+}
+
+/// Reads a whole UTF-8 text file, as is.
+pub fn read_text(path: &Path) -> Result<String> {
+    let text = read_utf8(path, "text")?;
+    if text.is_empty() {
+        bail!("text file {} is empty", path.display());
+    }
+    Ok(text)
+}
+
+fn read_utf8(path: &Path, what: &str) -> Result<String> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow!(
+            "{what} {} is not UTF-8 (invalid byte at offset {}); save it as UTF-8",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_lists_are_trimmed_and_blank_lines_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.txt");
+        std::fs::write(&path, "  run \n\n\tdog\r\n   \n").unwrap();
+        let words = read_word_list(&path).unwrap();
+        assert_eq!(
+            words,
+            vec![
+                ListedWord {
+                    word: "run".into(),
+                    line: 1
+                },
+                ListedWord {
+                    word: "dog".into(),
+                    line: 3
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_and_non_utf8_lists_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.txt");
+        std::fs::write(&path, " \n\n").unwrap();
+        assert!(read_word_list(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("no words"));
+        std::fs::write(&path, b"ok\n\xff\xfe\n").unwrap();
+        assert!(read_word_list(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("not UTF-8"));
+        assert!(read_word_list(&dir.path().join("missing.txt")).is_err());
+    }
+}

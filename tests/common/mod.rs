@@ -1,0 +1,69 @@
+//! Shared by the integration tests: one GPU for the whole test binary, and small helpers.
+#![allow(dead_code)]
+
+use neoprobe::engine::Engine;
+use neoprobe::gpu::Gpu;
+use neoprobe::kernels::Kernels;
+use neoprobe::model::{AttentionKind, GptNeoConfig, GptNeoWeights};
+use std::sync::OnceLock;
+
+/// The test binary's GPU and kernels. No adapter is a test failure, never a skip.
+pub fn gpu() -> &'static (Gpu, Kernels) {
+    static GPU: OnceLock<(Gpu, Kernels)> = OnceLock::new();
+    GPU.get_or_init(|| {
+        let gpu = Gpu::new().unwrap_or_else(|e| panic!("GPU tests need a GPU adapter: {e:#}"));
+        let kernels = Kernels::new(&gpu).unwrap_or_else(|e| panic!("{e:#}"));
+        (gpu, kernels)
+    })
+}
+
+/// Puts `weights` on a fresh engine (its own device).
+pub fn engine(weights: &GptNeoWeights) -> Engine {
+    Engine::new(weights, Default::default())
+        .unwrap_or_else(|e| panic!("GPU tests need a GPU adapter: {e:#}"))
+}
+
+/// A GPT-Neo configuration with alternating global/local layers.
+pub fn config(
+    hidden: usize,
+    layers: usize,
+    heads: usize,
+    window: usize,
+    vocab: usize,
+    positions: usize,
+) -> GptNeoConfig {
+    GptNeoConfig {
+        vocab_size: vocab,
+        hidden_size: hidden,
+        num_layers: layers,
+        num_heads: heads,
+        intermediate_size: 4 * hidden,
+        window_size: window,
+        max_position_embeddings: positions,
+        layer_norm_epsilon: 1e-5,
+        attention_layers: (0..layers)
+            .map(|i| {
+                if i % 2 == 0 {
+                    AttentionKind::Global
+                } else {
+                    AttentionKind::Local
+                }
+            })
+            .collect(),
+    }
+}
+
+/// The largest |a − b| over two equally long arrays (NaN counts as infinitely far).
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "arrays differ in length");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            if x.is_nan() || y.is_nan() {
+                f32::INFINITY
+            } else {
+                (x - y).abs()
+            }
+        })
+        .fold(0.0, f32::max)
+}
