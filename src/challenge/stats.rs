@@ -13,7 +13,6 @@
 use crate::output::write_atomic;
 use anyhow::{bail, ensure, Result};
 use statrs::distribution::{ContinuousCDF, StudentsT};
-use std::io::Write;
 use std::path::Path;
 
 /// A named list of words (for example "verbs" and its 100 words).
