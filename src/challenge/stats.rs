@@ -474,16 +474,56 @@ mod tests {
         m.iter().map(|r| r[j]).collect()
     }
 
-    /// Checks every function against a scipy reference file in the fixture format
-    /// `{"a": [[..]..], "b": [[..]..], "t", "p", "cohen_d", "p_bonferroni", "q_bh"}`.
+    /// Checks every function against a scipy reference file: `{"a": [[..]..], "b": [[..]..],
+    /// "t", "p", Cohen's d, Bonferroni, BH q}` (the last three named `cohen_d`, `p_bonferroni`,
+    /// `q_bh` or, as in `fixtures/ttest_reference.json`, `cohens_d`, `bonferroni`, `bh_q`), with
+    /// optional `df`, `mean_a`, `sd_a`, `mean_b`, `sd_b`.
     fn check_against_scipy(json: &str) {
         let v: serde_json::Value = serde_json::from_str(json).unwrap();
-        let matrix = |k: &str| -> Vec<Vec<f64>> { serde_json::from_value(v[k].clone()).unwrap() };
-        let vector = |k: &str| -> Vec<f64> { serde_json::from_value(v[k].clone()).unwrap() };
+        let key = |names: &[&str]| -> serde_json::Value {
+            let found = names.iter().find_map(|k| v.get(*k));
+            found
+                .unwrap_or_else(|| panic!("reference lacks {names:?}"))
+                .clone()
+        };
+        let matrix = |k: &str| -> Vec<Vec<f64>> { serde_json::from_value(key(&[k])).unwrap() };
+        let vector = |names: &[&str]| -> Vec<f64> { serde_json::from_value(key(names)).unwrap() };
         let (a, b) = (matrix("a"), matrix("b"));
         let width = a[0].len();
-        let (t_ref, p_ref) = (vector("t"), vector("p"));
-        let (d_ref, bonf_ref, q_ref) = (vector("cohen_d"), vector("p_bonferroni"), vector("q_bh"));
+        let (t_ref, p_ref) = (vector(&["t"]), vector(&["p"]));
+        let d_ref = vector(&["cohen_d", "cohens_d"]);
+        let bonf_ref = vector(&["p_bonferroni", "bonferroni"]);
+        let q_ref = vector(&["q_bh", "bh_q"]);
+        assert_eq!(
+            (t_ref.len(), p_ref.len(), q_ref.len()),
+            (width, width, width)
+        );
+        for (k, m) in [("mean_a", &a), ("mean_b", &b)] {
+            if let Some(means) = v.get(k) {
+                let means: Vec<f64> = serde_json::from_value(means.clone()).unwrap();
+                for j in 0..width {
+                    assert_rel(
+                        mean_var(&column(m, j)).0,
+                        means[j],
+                        1e-9,
+                        &format!("{k}[{j}]"),
+                    );
+                }
+            }
+        }
+        for (k, m) in [("sd_a", &a), ("sd_b", &b)] {
+            if let Some(sds) = v.get(k) {
+                let sds: Vec<f64> = serde_json::from_value(sds.clone()).unwrap();
+                for j in 0..width {
+                    assert_rel(
+                        mean_var(&column(m, j)).1.sqrt(),
+                        sds[j],
+                        1e-9,
+                        &format!("{k}[{j}]"),
+                    );
+                }
+            }
+        }
         let mut p_all = vec![];
         for j in 0..width {
             let (ca, cb) = (column(&a, j), column(&b, j));
@@ -538,6 +578,12 @@ mod tests {
             assert_rel(s.means[0], m, 1e-6, "mean");
             assert_rel(s.stds[0], var.sqrt(), 1e-5, "std");
         }
+    }
+
+    #[test]
+    fn matches_scipy_on_shared_fixture() {
+        // fixtures/ttest_reference.json, made by the fixtures branch (scipy 1.17.1).
+        check_against_scipy(include_str!("../../fixtures/ttest_reference.json"));
     }
 
     #[test]
