@@ -1,1 +1,826 @@
-//! (to be written)
+//! The numbers behind the seed's three observations ([`findings`]) and their presentation:
+//! `report.md` ([`report_markdown`]) and the short terminal summary ([`terminal_summary`]).
+//!
+//! Every number a person reads is rounded to 3 significant digits (see [`sig`]), so the text
+//! does not change with last-digit differences between GPU adapters. Machine-dependent lines of
+//! the terminal summary (adapter and timings) all start with [`MACHINE_LINE_PREFIX`]; in
+//! `report.md` the adapter is a row of the run table and the timings are the last section.
+
+use super::sig;
+use super::stats::{median, neuron_means, NeuronStats, WordActivations};
+use super::{HEATMAP_PNG, NEURONS_CSV, OFFSETS_PNG, TOP_NEURONS_PNG};
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// What was run: shown at the top of the report and the summary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunInfo {
+    pub model: String,
+    pub revision: Option<String>,
+    pub hook: String,
+    pub pooling: String,
+    pub prefix_space: bool,
+    pub adapter: String,
+    pub n_tokens: usize,
+}
+
+/// Wall-clock time of each phase of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PhaseTimes {
+    pub load: Duration,
+    pub upload: Duration,
+    pub forward: Duration,
+    pub readback: Duration,
+    pub total: Duration,
+}
+
+/// Every machine-dependent line of [`terminal_summary`] starts with this word.
+pub const MACHINE_LINE_PREFIX: &str = "time";
+/// Significance level of the counts in observation (3).
+pub const ALPHA: f64 = 0.05;
+/// Band rule: a neuron's mean must lie more than this many robust SDs from the median mean...
+pub const BAND_ROBUST_Z: f64 = 3.0;
+/// ...where a robust SD is this factor times the MAD (the normal-consistency constant)...
+pub const MAD_TO_SD: f64 = 1.4826;
+/// ...and at least this share of all words must have an activation of the sign of that mean.
+pub const BAND_SIGN_SHARE: f64 = 0.9;
+/// Neurons listed per preferred category, and words listed per neuron.
+pub const TOP_PREFERRING: usize = 5;
+pub const TOP_WORDS: usize = 3;
+
+/// A neuron that stands out as a vertical band of the heatmap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Band {
+    pub neuron: usize,
+    /// Mean over all words.
+    pub mean: f64,
+    /// `(mean − median of neuron means) / (1.4826 · MAD of neuron means)`.
+    pub robust_z: f64,
+    /// Share of all words whose activation has the sign of `mean`.
+    pub sign_share: f64,
+}
+
+/// A word and its activation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrivingWord {
+    pub word: String,
+    pub value: f64,
+}
+
+/// A neuron preferring one category, with the words of that category that drive it most.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preferring {
+    pub neuron: usize,
+    pub t: f64,
+    pub cohen_d: f64,
+    pub q_bh: f64,
+    pub p_bonferroni: f64,
+    /// Mean in the preferred category and in the other one of the test.
+    pub mean_preferred: f64,
+    pub mean_other: f64,
+    /// The words of the preferred category with the largest activation, largest first.
+    pub top_words: Vec<DrivingWord>,
+}
+
+/// The numbers behind the three observations, computed once by [`findings`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Findings {
+    pub category_names: Vec<String>,
+    pub category_sizes: Vec<usize>,
+    pub n_neurons: usize,
+    // (1) Systematic offsets.
+    /// Share of neurons whose mean over all words is negative.
+    pub share_negative_neurons: f64,
+    /// Median over neurons of the per-neuron mean over all words.
+    pub median_neuron_mean: f64,
+    /// Mean over neurons of the per-neuron mean (the grand mean).
+    pub mean_neuron_mean: f64,
+    /// Share of all individual activations (word × neuron) that are negative.
+    pub share_negative_activations: f64,
+    // (2) Vertical bands.
+    /// `1.4826 · MAD` of the neuron means (the robust SD of the band rule).
+    pub band_scale: f64,
+    /// Band neurons, largest |robust z| first.
+    pub bands: Vec<Band>,
+    // (3) Preference between category 0 and category 1.
+    pub alpha: f64,
+    /// Neurons with BH q < alpha, and how many of them prefer category 0 and category 1.
+    pub n_sig_bh: usize,
+    pub n_sig_bh_first: usize,
+    pub n_sig_bh_second: usize,
+    /// Neurons with Bonferroni p < alpha, and how many of them prefer category 0 and 1.
+    pub n_sig_bonferroni: usize,
+    pub n_sig_bonferroni_first: usize,
+    pub n_sig_bonferroni_second: usize,
+    /// Up to 5 neurons with the largest positive t (prefer category 0), largest first.
+    pub top_first: Vec<Preferring>,
+    /// Up to 5 neurons with the most negative t (prefer category 1), most negative first.
+    pub top_second: Vec<Preferring>,
+}
+
+impl Findings {
+    /// The name of category `c`, or `category c` when there is none.
+    pub fn name(&self, c: usize) -> String {
+        self.category_names
+            .get(c)
+            .cloned()
+            .unwrap_or_else(|| format!("category {c}"))
+    }
+}
+
+/// Computes the findings from the activations and their [`neuron_stats`](super::stats::neuron_stats).
+///
+/// - (1) offsets: from the per-neuron mean over all words (each word weighs the same);
+/// - (2) bands: a neuron is a band when `|mean − median(means)| > 3 × 1.4826 × MAD(means)` and at
+///   least 90% of all words have an activation of the sign of its mean (a MAD of 0 makes every
+///   deviating mean pass the first condition);
+/// - (3) preference: counts at BH q < 0.05 and Bonferroni p < 0.05, and the top 5 neurons per
+///   direction of t with the 3 words of the preferred category that activate them most.
+///
+/// Statistics naming a neuron outside the activations are ignored.
+pub fn findings(acts: &WordActivations, stats: &[NeuronStats]) -> Findings {
+    let width = if acts.validate().is_ok() {
+        acts.width
+    } else {
+        0
+    };
+    let stats: Vec<&NeuronStats> = stats.iter().filter(|s| s.neuron < width).collect();
+    let means = if width > 0 {
+        neuron_means(acts)
+    } else {
+        vec![]
+    };
+    let n_means = means.len().max(1) as f64;
+    let share_negative_neurons = means.iter().filter(|m| **m < 0.0).count() as f64 / n_means;
+    let median_neuron_mean = median(&means);
+    let mean_neuron_mean = means.iter().sum::<f64>() / n_means;
+    let share_negative_activations = if width > 0 {
+        acts.rows.iter().filter(|v| **v < 0.0).count() as f64 / acts.rows.len().max(1) as f64
+    } else {
+        f64::NAN
+    };
+
+    // (2) Bands.
+    let centre = median_neuron_mean;
+    let deviations: Vec<f64> = means.iter().map(|m| (m - centre).abs()).collect();
+    let band_scale = MAD_TO_SD * median(&deviations);
+    let n_words = acts.n_words().max(1) as f64;
+    let mut bands: Vec<Band> = means
+        .iter()
+        .enumerate()
+        .filter_map(|(j, &mean)| {
+            let dev = mean - centre;
+            let robust_z = if band_scale > 0.0 {
+                dev / band_scale
+            } else if dev == 0.0 {
+                0.0
+            } else {
+                dev.signum() * f64::INFINITY
+            };
+            if robust_z.abs() <= BAND_ROBUST_Z || mean == 0.0 {
+                return None;
+            }
+            let same = acts.rows[j..]
+                .iter()
+                .step_by(width)
+                .filter(|v| (**v as f64) * mean > 0.0)
+                .count();
+            let sign_share = same as f64 / n_words;
+            (sign_share >= BAND_SIGN_SHARE).then_some(Band {
+                neuron: j,
+                mean,
+                robust_z,
+                sign_share,
+            })
+        })
+        .collect();
+    bands.sort_by(|a, b| {
+        b.robust_z
+            .abs()
+            .total_cmp(&a.robust_z.abs())
+            .then(a.neuron.cmp(&b.neuron))
+    });
+
+    // (3) Preference.
+    let sig_bh: Vec<&&NeuronStats> = stats.iter().filter(|s| s.q_bh < ALPHA).collect();
+    let sig_bonf: Vec<&&NeuronStats> = stats.iter().filter(|s| s.p_bonferroni < ALPHA).collect();
+    let two = acts.categories.len() >= 2;
+    let preferring = |first: bool| -> Vec<Preferring> {
+        if !two {
+            return vec![];
+        }
+        let (c, other) = if first { (0, 1) } else { (1, 0) };
+        let mut chosen: Vec<&&NeuronStats> = stats
+            .iter()
+            .filter(|s| if first { s.t > 0.0 } else { s.t < 0.0 })
+            .collect();
+        chosen.sort_by(|a, b| {
+            let order = if first {
+                b.t.total_cmp(&a.t)
+            } else {
+                a.t.total_cmp(&b.t)
+            };
+            order.then(a.neuron.cmp(&b.neuron))
+        });
+        chosen
+            .into_iter()
+            .take(TOP_PREFERRING)
+            .map(|s| {
+                let values = acts.neuron_values(c, s.neuron);
+                let mut words: Vec<DrivingWord> = acts.categories[c]
+                    .words
+                    .iter()
+                    .zip(values)
+                    .map(|(w, value)| DrivingWord {
+                        word: w.clone(),
+                        value,
+                    })
+                    .collect();
+                words.sort_by(|a, b| b.value.total_cmp(&a.value));
+                words.truncate(TOP_WORDS);
+                Preferring {
+                    neuron: s.neuron,
+                    t: s.t,
+                    cohen_d: s.cohen_d,
+                    q_bh: s.q_bh,
+                    p_bonferroni: s.p_bonferroni,
+                    mean_preferred: s.means.get(c).copied().unwrap_or(f64::NAN),
+                    mean_other: s.means.get(other).copied().unwrap_or(f64::NAN),
+                    top_words: words,
+                }
+            })
+            .collect()
+    };
+
+    Findings {
+        category_names: acts.categories.iter().map(|c| c.name.clone()).collect(),
+        category_sizes: acts.categories.iter().map(|c| c.words.len()).collect(),
+        n_neurons: width,
+        share_negative_neurons,
+        median_neuron_mean,
+        mean_neuron_mean,
+        share_negative_activations,
+        band_scale,
+        bands,
+        alpha: ALPHA,
+        n_sig_bh: sig_bh.len(),
+        n_sig_bh_first: sig_bh.iter().filter(|s| s.t > 0.0).count(),
+        n_sig_bh_second: sig_bh.iter().filter(|s| s.t < 0.0).count(),
+        n_sig_bonferroni: sig_bonf.len(),
+        n_sig_bonferroni_first: sig_bonf.iter().filter(|s| s.t > 0.0).count(),
+        n_sig_bonferroni_second: sig_bonf.iter().filter(|s| s.t < 0.0).count(),
+        top_first: preferring(true),
+        top_second: preferring(false),
+    }
+}
+
+fn percent(share: f64) -> String {
+    format!("{}%", sig(100.0 * share, 3))
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{:.3} s", d.as_secs_f64())
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+fn revision_text(info: &RunInfo) -> String {
+    info.revision
+        .clone()
+        .unwrap_or_else(|| "not pinned".to_string())
+}
+
+/// `name n, name n` for every category.
+fn category_counts(f: &Findings) -> String {
+    f.category_sizes
+        .iter()
+        .enumerate()
+        .map(|(c, n)| format!("{} {n}", f.name(c)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `n neuron` or `n neurons`.
+fn neurons(n: usize) -> String {
+    format!("{n} neuron{}", if n == 1 { "" } else { "s" })
+}
+
+fn band_rule_short(f: &Findings) -> String {
+    format!(
+        "|mean − median| > {} × {} × MAD (= {}), same sign for ≥ {}% of words",
+        BAND_ROBUST_Z,
+        MAD_TO_SD,
+        sig(BAND_ROBUST_Z * f.band_scale, 3),
+        sig(100.0 * BAND_SIGN_SHARE, 2)
+    )
+}
+
+fn band_rule_text(f: &Findings) -> String {
+    format!(
+        "|neuron mean − median of neuron means| > {} × {} × MAD of neuron means (= {}), \
+         and the neuron's sign is the same for ≥ {}% of words",
+        BAND_ROBUST_Z,
+        MAD_TO_SD,
+        sig(BAND_ROBUST_Z * f.band_scale, 3),
+        sig(100.0 * BAND_SIGN_SHARE, 2)
+    )
+}
+
+/// Escapes text for a Markdown table cell.
+fn md(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        if matches!(
+            ch,
+            '\\' | '|' | '*' | '_' | '`' | '[' | ']' | '<' | '>' | '#'
+        ) {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+fn words_text(p: &Preferring, markdown: bool) -> String {
+    p.top_words
+        .iter()
+        .map(|w| {
+            let word = if markdown {
+                md(&w.word)
+            } else {
+                w.word.clone()
+            };
+            format!("{word} ({})", sig(w.value, 3))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `report.md`: run information, the three observations with their numbers and figures, and
+/// (as the last section) where the time went.
+pub fn report_markdown(
+    info: &RunInfo,
+    acts: &WordActivations,
+    stats: &[NeuronStats],
+    findings: &Findings,
+    times: &PhaseTimes,
+) -> String {
+    let f = findings;
+    let (a, b) = (f.name(0), f.name(1));
+    let n_words = acts.n_words();
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# Grammar tuning in MLP neurons: {} vs {}\n",
+        md(&a),
+        md(&b)
+    );
+    let _ = writeln!(
+        s,
+        "Pooled activations of {n_words} words ({}) at `{}`, {} neurons each; \
+         per-neuron statistics in [{NEURONS_CSV}]({NEURONS_CSV}).\n",
+        md(&category_counts(f)),
+        info.hook,
+        f.n_neurons
+    );
+
+    let _ = writeln!(s, "## Run\n");
+    let _ = writeln!(s, "| | |\n|---|---|");
+    let rows = [
+        ("model", format!("`{}`", info.model)),
+        ("revision", format!("`{}`", revision_text(info))),
+        ("hook", format!("`{}`", info.hook)),
+        ("pooling", md(&info.pooling)),
+        ("prefix space", yes_no(info.prefix_space).to_string()),
+        ("adapter", md(&info.adapter)),
+        ("tokens", info.n_tokens.to_string()),
+        ("words", md(&category_counts(f))),
+        ("neurons", f.n_neurons.to_string()),
+    ];
+    for (k, v) in rows {
+        let _ = writeln!(s, "| {k} | {v} |");
+    }
+
+    let _ = writeln!(s, "\n## 1. Systematic offsets\n");
+    let _ = writeln!(
+        s,
+        "- **{}** of the {} neurons have a negative mean activation over all {n_words} words.",
+        percent(f.share_negative_neurons),
+        f.n_neurons
+    );
+    let _ = writeln!(
+        s,
+        "- The median per-neuron mean is **{}**; the mean of the neuron means is {}.",
+        sig(f.median_neuron_mean, 3),
+        sig(f.mean_neuron_mean, 3)
+    );
+    let _ = writeln!(
+        s,
+        "- {} of all individual activations (word × neuron) are negative.\n",
+        percent(f.share_negative_activations)
+    );
+    let _ = writeln!(s, "![Histogram of per-neuron means]({OFFSETS_PNG})");
+
+    let _ = writeln!(s, "\n## 2. Vertical bands\n");
+    let _ = writeln!(s, "Rule: a neuron is a band when {}.\n", band_rule_text(f));
+    let positive = f.bands.iter().filter(|b| b.mean > 0.0).count();
+    let _ = writeln!(
+        s,
+        "**{}** {} ({positive} positive, {} negative).\n",
+        neurons(f.bands.len()),
+        if f.bands.len() == 1 {
+            "is a band"
+        } else {
+            "are bands"
+        },
+        f.bands.len() - positive
+    );
+    if !f.bands.is_empty() {
+        let _ = writeln!(
+            s,
+            "| neuron | mean over all words | robust z | words with its sign |"
+        );
+        let _ = writeln!(s, "|---:|---:|---:|---:|");
+        for band in f.bands.iter().take(10) {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} |",
+                band.neuron,
+                sig(band.mean, 3),
+                sig(band.robust_z, 3),
+                percent(band.sign_share)
+            );
+        }
+        if f.bands.len() > 10 {
+            let _ = writeln!(s, "\n({} more in the heatmap.)", f.bands.len() - 10);
+        }
+        let _ = writeln!(s);
+    }
+    let _ = writeln!(s, "![Words × neurons heatmap]({HEATMAP_PNG})");
+
+    let _ = writeln!(s, "\n## 3. {} vs {} preference\n", md(&a), md(&b));
+    let _ = writeln!(
+        s,
+        "Welch's t-test per neuron, {a} minus {b} (positive t: more active for {a}), two-sided, \
+         {} tests; Bonferroni p = min(1, {} · p); Benjamini–Hochberg q (step-up). \
+         Cohen's d uses the pooled SD (ddof 1).\n",
+        stats.len(),
+        stats.len()
+    );
+    let _ = writeln!(
+        s,
+        "- BH q < {}: **{}** ({} prefer {a}, {} prefer {b}).",
+        f.alpha,
+        neurons(f.n_sig_bh),
+        f.n_sig_bh_first,
+        f.n_sig_bh_second
+    );
+    let _ = writeln!(
+        s,
+        "- Bonferroni p < {}: **{}** ({} prefer {a}, {} prefer {b}).",
+        f.alpha,
+        neurons(f.n_sig_bonferroni),
+        f.n_sig_bonferroni_first,
+        f.n_sig_bonferroni_second
+    );
+    for (name, other, list) in [(&a, &b, &f.top_first), (&b, &a, &f.top_second)] {
+        let _ = writeln!(
+            s,
+            "\n### Top {} {}-preferring neurons\n",
+            TOP_PREFERRING,
+            md(name)
+        );
+        if list.is_empty() {
+            let _ = writeln!(s, "No neuron has a mean that is higher for {}.", md(name));
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "| neuron | t | Cohen's d | mean {} | mean {} | BH q | Bonferroni p | top {} words of {} |",
+            md(name),
+            md(other),
+            TOP_WORDS,
+            md(name)
+        );
+        let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---|");
+        for p in list {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                p.neuron,
+                sig(p.t, 3),
+                sig(p.cohen_d, 3),
+                sig(p.mean_preferred, 3),
+                sig(p.mean_other, 3),
+                sig(p.q_bh, 3),
+                sig(p.p_bonferroni, 3),
+                words_text(p, true)
+            );
+        }
+    }
+    let _ = writeln!(s, "\n![Top neurons by |t|]({TOP_NEURONS_PNG})");
+
+    let _ = writeln!(s, "\n## Where time went\n");
+    let _ = writeln!(s, "| phase | time |\n|---|---:|");
+    for (phase, d) in [
+        ("load", times.load),
+        ("upload", times.upload),
+        ("forward", times.forward),
+        ("readback", times.readback),
+        ("total", times.total),
+    ] {
+        let _ = writeln!(s, "| {phase} | {} |", seconds(d));
+    }
+    s
+}
+
+/// The short summary the CLI prints (about 20 lines). Every machine-dependent line (adapter,
+/// timings) starts with [`MACHINE_LINE_PREFIX`], so a snapshot test can drop them.
+pub fn terminal_summary(info: &RunInfo, findings: &Findings, times: &PhaseTimes) -> String {
+    let f = findings;
+    let (a, b) = (f.name(0), f.name(1));
+    let mut s = String::new();
+    let _ = writeln!(s, "grammar tuning: {a} vs {b} in {} neurons", f.n_neurons);
+    let _ = writeln!(
+        s,
+        "model     {} (revision {})",
+        info.model,
+        revision_text(info)
+    );
+    let _ = writeln!(
+        s,
+        "hook      {}, pooling {}, prefix space {}, {} tokens",
+        info.hook,
+        info.pooling,
+        yes_no(info.prefix_space),
+        info.n_tokens
+    );
+    let _ = writeln!(s, "words     {}", category_counts(f));
+    let _ = writeln!(
+        s,
+        "(1) offsets: {} of neurons have a negative mean over all words; median neuron mean {}",
+        percent(f.share_negative_neurons),
+        sig(f.median_neuron_mean, 3)
+    );
+    let strongest = f
+        .bands
+        .iter()
+        .take(5)
+        .map(|b| format!("n{} ({})", b.neuron, sig(b.mean, 3)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let _ = writeln!(
+        s,
+        "(2) bands: {}{}",
+        neurons(f.bands.len()),
+        if strongest.is_empty() {
+            String::new()
+        } else {
+            format!(": {strongest}")
+        }
+    );
+    let _ = writeln!(s, "    rule: {}", band_rule_short(f));
+    let _ = writeln!(
+        s,
+        "(3) {a} − {b}: {} at BH q < {} ({} prefer {a}, {} prefer {b}); {} at Bonferroni p < {}",
+        neurons(f.n_sig_bh),
+        f.alpha,
+        f.n_sig_bh_first,
+        f.n_sig_bh_second,
+        f.n_sig_bonferroni,
+        f.alpha
+    );
+    for (name, list) in [(&a, &f.top_first), (&b, &f.top_second)] {
+        let _ = writeln!(s, "    prefer {name}:");
+        if list.is_empty() {
+            let _ = writeln!(s, "      none");
+        }
+        for p in list {
+            let _ = writeln!(
+                s,
+                "      n{:<5} t {:>7}  d {:>6}  q {:>8}  {}",
+                p.neuron,
+                sig(p.t, 3),
+                sig(p.cohen_d, 3),
+                sig(p.q_bh, 3),
+                words_text(p, false)
+            );
+        }
+    }
+    let _ = writeln!(s, "{MACHINE_LINE_PREFIX}      adapter {}", info.adapter);
+    let _ = writeln!(
+        s,
+        "{MACHINE_LINE_PREFIX}      load {}, upload {}, forward {}, readback {}, total {}",
+        seconds(times.load),
+        seconds(times.upload),
+        seconds(times.forward),
+        seconds(times.readback),
+        seconds(times.total)
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::challenge::stats::neuron_stats;
+    use crate::challenge::synthetic;
+
+    fn info() -> RunInfo {
+        RunInfo {
+            model: "EleutherAI/gpt-neo-125m".into(),
+            revision: Some("21def0189f5705e2521767faed922f1f15e7d7db".into()),
+            hook: "blocks.8.mlp.hook_pre".into(),
+            pooling: "mean".into(),
+            prefix_space: true,
+            adapter: "Test Adapter (Vulkan)".into(),
+            n_tokens: 27,
+        }
+    }
+
+    fn times() -> PhaseTimes {
+        let ms = Duration::from_millis;
+        PhaseTimes {
+            load: ms(1500),
+            upload: ms(120),
+            forward: ms(35),
+            readback: ms(4),
+            total: ms(1700),
+        }
+    }
+
+    fn synthetic_findings() -> (WordActivations, Vec<NeuronStats>, Findings) {
+        let acts = synthetic::activations();
+        let stats = neuron_stats(&acts).unwrap();
+        let f = findings(&acts, &stats);
+        (acts, stats, f)
+    }
+
+    #[test]
+    fn findings_recover_the_planted_offset() {
+        let (_, _, f) = synthetic_findings();
+        // Every neuron but the four planted positive ones has a mean near the offset −1.
+        assert_eq!(f.share_negative_neurons, 46.0 / 50.0);
+        assert!(
+            (f.median_neuron_mean - synthetic::GLOBAL_OFFSET as f64).abs() < 0.1,
+            "{}",
+            f.median_neuron_mean
+        );
+        assert!(
+            f.share_negative_activations > 0.85,
+            "{}",
+            f.share_negative_activations
+        );
+        assert_eq!(f.category_sizes, vec![10, 10]);
+        assert_eq!(f.n_neurons, 50);
+    }
+
+    #[test]
+    fn findings_recover_the_planted_band_only() {
+        let (_, _, f) = synthetic_findings();
+        let bands: Vec<usize> = f.bands.iter().map(|b| b.neuron).collect();
+        // The verb/noun neurons lie far from the median too, but change sign between categories.
+        assert_eq!(bands, vec![synthetic::BAND_NEURON]);
+        assert_eq!(f.bands[0].sign_share, 1.0);
+        assert!(f.bands[0].robust_z > 10.0, "{:?}", f.bands[0]);
+        assert!(f.band_scale > 0.0 && f.band_scale < 0.5, "{}", f.band_scale);
+    }
+
+    #[test]
+    fn findings_recover_the_planted_preferences() {
+        let (_, _, f) = synthetic_findings();
+        assert_eq!(
+            (
+                f.n_sig_bonferroni,
+                f.n_sig_bonferroni_first,
+                f.n_sig_bonferroni_second
+            ),
+            (3, 2, 1)
+        );
+        assert_eq!((f.n_sig_bh, f.n_sig_bh_first, f.n_sig_bh_second), (3, 2, 1));
+        let mut first: Vec<usize> = f.top_first[..2].iter().map(|p| p.neuron).collect();
+        first.sort();
+        assert_eq!(first, synthetic::VERB_NEURONS.to_vec());
+        assert_eq!(f.top_second[0].neuron, synthetic::NOUN_NEURON);
+        assert_eq!(f.top_first.len(), TOP_PREFERRING);
+        assert!(f.top_first.iter().all(|p| p.t > 0.0) && f.top_second.iter().all(|p| p.t < 0.0));
+        assert!(f.top_first.windows(2).all(|w| w[0].t >= w[1].t));
+        assert!(f.top_second.windows(2).all(|w| w[0].t <= w[1].t));
+        // The planted extra activation makes one verb the strongest driver of neuron 3.
+        let n3 = f
+            .top_first
+            .iter()
+            .find(|p| p.neuron == synthetic::VERB_NEURONS[0])
+            .unwrap();
+        assert_eq!(n3.top_words.len(), TOP_WORDS);
+        assert_eq!(n3.top_words[0].word, synthetic::TOP_VERB_WORD);
+        assert!(n3.top_words.iter().all(|w| w.word.starts_with("verb")));
+        assert!(n3.top_words.windows(2).all(|w| w[0].value >= w[1].value));
+        assert!(n3.mean_preferred > n3.mean_other + 2.0);
+        let n11 = &f.top_second[0];
+        assert!(n11.top_words.iter().all(|w| w.word.starts_with("noun")));
+    }
+
+    #[test]
+    fn terminal_summary_is_short_and_keeps_machine_lines_apart() {
+        let (_, _, f) = synthetic_findings();
+        let text = terminal_summary(&info(), &f, &times());
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            (15..=25).contains(&lines.len()),
+            "{} lines:\n{text}",
+            lines.len()
+        );
+        let machine: Vec<&&str> = lines
+            .iter()
+            .filter(|l| l.starts_with(MACHINE_LINE_PREFIX))
+            .collect();
+        assert_eq!(machine.len(), 2);
+        assert!(machine.iter().any(|l| l.contains("Test Adapter")));
+        assert!(machine.iter().any(|l| l.contains("forward 0.035 s")));
+        for line in lines.iter().filter(|l| !l.starts_with(MACHINE_LINE_PREFIX)) {
+            assert!(
+                !line.contains("Adapter") && !line.contains(" s,"),
+                "machine data in {line:?}"
+            );
+        }
+        assert!(text.contains("(2) bands: 1 neuron: n20 ("), "{text}");
+        assert!(
+            text.contains(
+                "(3) verbs − nouns: 3 neurons at BH q < 0.05 (2 prefer verbs, 1 prefer nouns)"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn terminal_summary_snapshot() {
+        let (_, _, f) = synthetic_findings();
+        insta::assert_snapshot!(terminal_summary(&info(), &f, &times()));
+    }
+
+    #[test]
+    fn report_has_every_section_and_number() {
+        let (acts, stats, f) = synthetic_findings();
+        let mut run = info();
+        run.revision = None;
+        let md = report_markdown(&run, &acts, &stats, &f, &times());
+        for needle in [
+            "## Run",
+            "| revision | `not pinned` |",
+            "| prefix space | yes |",
+            "| tokens | 27 |",
+            "## 1. Systematic offsets",
+            "**92.0%** of the 50 neurons",
+            "## 2. Vertical bands",
+            "**1 neuron** is a band (1 positive, 0 negative)",
+            "## 3. verbs vs nouns preference",
+            "- Bonferroni p < 0.05: **3 neurons** (2 prefer verbs, 1 prefer nouns).",
+            "### Top 5 verbs-preferring neurons",
+            "### Top 5 nouns-preferring neurons",
+            "verb2 (",
+            "](heatmap.png)",
+            "](top_neurons.png)",
+            "](offsets.png)",
+            "[neurons.csv](neurons.csv)",
+            "| forward | 0.035 s |",
+        ] {
+            assert!(md.contains(needle), "missing {needle:?} in:\n{md}");
+        }
+        // The timing section is last, so cutting at its heading leaves only stable text.
+        let cut = md.find("## Where time went").unwrap();
+        assert!(!md[..cut].contains(" s |"));
+        let table_row = md
+            .lines()
+            .find(|l| l.starts_with(&format!("| {} |", synthetic::NOUN_NEURON)))
+            .unwrap();
+        assert!(table_row.contains("noun"), "{table_row}");
+    }
+
+    #[test]
+    fn findings_survive_degenerate_input() {
+        let acts = synthetic::activations();
+        let f = findings(&acts, &[]);
+        assert_eq!((f.n_sig_bh, f.top_first.len()), (0, 0));
+        let broken = WordActivations {
+            rows: vec![],
+            ..acts
+        };
+        let f = findings(&broken, &[]);
+        assert_eq!(f.n_neurons, 0);
+        assert!(f.bands.is_empty());
+        let text = terminal_summary(&info(), &f, &PhaseTimes::default());
+        assert!(text.contains("none"));
+    }
+
+    #[test]
+    fn markdown_cells_are_escaped() {
+        assert_eq!(md("a|b*c_d"), "a\\|b\\*c\\_d");
+    }
+}
