@@ -21,13 +21,15 @@ pub struct Kernel {
 impl Kernel {
     /// Compiles `source`; a shader the device rejects is an error naming the kernel.
     pub fn new(gpu: &Gpu, name: &'static str, source: &str) -> Result<Kernel> {
+        Self::with_checks(gpu, name, source, wgpu::ShaderRuntimeChecks::checked())
+    }
+
+    pub fn with_checks(gpu: &Gpu, name: &'static str, source: &str, checks: wgpu::ShaderRuntimeChecks) -> Result<Kernel> {
         let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = gpu
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(name),
-                source: wgpu::ShaderSource::Wgsl(source.into()),
-            });
+        let module = unsafe { gpu.device.create_shader_module_trusted(wgpu::ShaderModuleDescriptor {
+            label: Some(name),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        }, checks) };
         let pipeline = gpu
             .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {

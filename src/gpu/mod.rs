@@ -22,6 +22,8 @@ pub struct Gpu {
     pub info: wgpu::AdapterInfo,
     /// Whether the device can write GPU timestamps between passes.
     pub has_timestamps: bool,
+    /// Whether kernels may use WGSL subgroup operations.
+    pub has_subgroups: bool,
 }
 
 impl Gpu {
@@ -69,12 +71,10 @@ impl Gpu {
         // embedding table is gathered per batch on the host), but long batches of wide models can:
         // ask for what the adapter offers.
         let limits = adapter.limits();
-        let has_timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
-        let required_features = if has_timestamps {
-            wgpu::Features::TIMESTAMP_QUERY
-        } else {
-            wgpu::Features::empty()
-        };
+        let optional = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP;
+        let required_features = adapter.features() & optional;
+        let has_timestamps = required_features.contains(wgpu::Features::TIMESTAMP_QUERY);
+        let has_subgroups = required_features.contains(wgpu::Features::SUBGROUP);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("neoprobe"),
@@ -89,6 +89,7 @@ impl Gpu {
             queue,
             info,
             has_timestamps,
+            has_subgroups,
         })
     }
 
