@@ -2,7 +2,7 @@
 //! `bench` share.
 
 use crate::gpu::Gpu;
-use crate::kernels::Kernels;
+use crate::kernels::{Kernels, Variant};
 use crate::model::{
     Activations, Batch, ForwardTimes, GptNeoConfig, GptNeoWeights, GpuModel, HookPlan, ModelDir,
 };
@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 pub struct LoadTimes {
     /// Reading config.json and tokenizer.json, mapping and checking model.safetensors.
     pub load: Duration,
-    /// Opening the GPU and copying the weights to it.
+    /// Copying the weights to the GPU (and into the layout the kernels read).
     pub upload: Duration,
-    /// Compiling the kernels (pipeline creation).
+    /// Opening the GPU and compiling the kernels (pipeline creation).
     pub pipelines: Duration,
 }
 
@@ -29,25 +29,17 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Puts `weights` on a GPU (every block they hold).
-    pub fn new(weights: &GptNeoWeights, load: Duration) -> Result<Engine> {
+    /// Puts `weights` on a GPU (every block they hold), for the kernel `variant` (default: the
+    /// fastest for the adapter).
+    pub fn new(weights: &GptNeoWeights, variant: Option<Variant>, load: Duration) -> Result<Engine> {
         let started = Instant::now();
         let gpu = Gpu::new()?;
-        let model = GpuModel::upload(&gpu, weights)?;
-        let upload = started.elapsed();
-        let started = Instant::now();
-        let kernels = Kernels::new(&gpu)?;
+        let kernels = Kernels::new(&gpu, variant.unwrap_or_else(|| Variant::best_for(&gpu)))?;
         let pipelines = started.elapsed();
-        Ok(Engine {
-            gpu,
-            kernels,
-            model,
-            times: LoadTimes {
-                load,
-                upload,
-                pipelines,
-            },
-        })
+        let started = Instant::now();
+        let model = GpuModel::upload(&gpu, &kernels, weights)?;
+        let upload = started.elapsed();
+        Ok(Engine { gpu, kernels, model, times: LoadTimes { load, upload, pipelines } })
     }
 
     pub fn forward(
@@ -56,8 +48,7 @@ impl Engine {
         plan: &HookPlan,
         timed: bool,
     ) -> Result<(Activations, ForwardTimes)> {
-        self.model
-            .forward(&self.gpu, &self.kernels, batch, plan, timed)
+        self.model.forward(&self.gpu, &self.kernels, batch, plan, timed)
     }
 }
 
@@ -80,14 +71,6 @@ impl LoadedModel {
         let plan = plan(&config)?;
         let tokenizer = Tokenizer::load(&dir.tokenizer_path())?;
         let weights = dir.weights(&config, &plan)?;
-        Ok((
-            LoadedModel {
-                config,
-                tokenizer,
-                weights,
-                load_time: started.elapsed(),
-            },
-            plan,
-        ))
+        Ok((LoadedModel { config, tokenizer, weights, load_time: started.elapsed() }, plan))
     }
 }

@@ -68,11 +68,7 @@ pub fn extract(args: &ExtractArgs) -> Result<ExtractSummary> {
         }
         ExtractInput::Text(path) => {
             let text = read_text(path)?;
-            let text = if args.prefix_space {
-                format!(" {text}")
-            } else {
-                text
-            };
+            let text = if args.prefix_space { format!(" {text}") } else { text };
             let mut ids = model.tokenizer.encode(&text)?;
             if ids.is_empty() {
                 bail!("text {} gives no tokens", path.display());
@@ -81,17 +77,16 @@ pub fn extract(args: &ExtractArgs) -> Result<ExtractSummary> {
             let limit = match args.max_tokens {
                 Some(0) => bail!("--max-tokens must be at least 1"),
                 Some(n) if n > ceiling => {
-                    notes.push(format!("--max-tokens {n} is above the model's {ceiling} positions; using {ceiling}"));
+                    notes.push(format!(
+                        "--max-tokens {n} is above the model's {ceiling} positions; using {ceiling}"
+                    ));
                     ceiling
                 }
                 Some(n) => n,
                 None => ceiling,
             };
             if ids.len() > limit {
-                notes.push(format!(
-                    "the text has {} tokens; cut to the first {limit}",
-                    ids.len()
-                ));
+                notes.push(format!("the text has {} tokens; cut to the first {limit}", ids.len()));
                 ids.truncate(limit);
             }
             metadata.insert("text".to_string(), text);
@@ -99,12 +94,10 @@ pub fn extract(args: &ExtractArgs) -> Result<ExtractSummary> {
         }
     };
     let batch = Batch::pack(&sequences, config.max_position_embeddings)?;
-    let engine = Engine::new(&model.weights, model.load_time)?;
+    let engine = Engine::new(&model.weights, None, model.load_time)?;
     let (mut activations, _) = engine.forward(&batch, &plan, false)?;
     let width = hook.width(config);
-    let rows = activations
-        .take(hook)
-        .expect("the forward reads back the requested hook");
+    let rows = activations.take(hook).expect("the forward reads back the requested hook");
     let pooled = pool(&rows, width, &batch, how);
     let shape = vec![pooled.len() / width, width];
 
@@ -112,21 +105,9 @@ pub fn extract(args: &ExtractArgs) -> Result<ExtractSummary> {
     metadata.insert("hook".to_string(), hook.to_string());
     metadata.insert("pooling".to_string(), how.to_string());
     metadata.insert("prefix_space".to_string(), args.prefix_space.to_string());
-    metadata.insert(
-        "model_dir".to_string(),
-        args.model_dir.display().to_string(),
-    );
+    metadata.insert("model_dir".to_string(), args.model_dir.display().to_string());
     metadata.insert("adapter".to_string(), engine.gpu.adapter_name());
-    metadata.insert(
-        "neoprobe_version".to_string(),
-        env!("CARGO_PKG_VERSION").to_string(),
-    );
+    metadata.insert("neoprobe_version".to_string(), env!("CARGO_PKG_VERSION").to_string());
     output::write_array(&args.out, &shape, &pooled, &metadata)?;
-    Ok(ExtractSummary {
-        shape,
-        n_tokens: batch.n_tokens(),
-        hook,
-        adapter: engine.gpu.adapter_name(),
-        notes,
-    })
+    Ok(ExtractSummary { shape, n_tokens: batch.n_tokens(), hook, adapter: engine.gpu.adapter_name(), notes })
 }

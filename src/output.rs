@@ -13,12 +13,9 @@ pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut dyn Write) -> Result<()>
     {
         let mut buffered = std::io::BufWriter::new(tmp.as_file_mut());
         fill(&mut buffered)?;
-        buffered
-            .flush()
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        buffered.flush().with_context(|| format!("cannot write {}", path.display()))?;
     }
-    tmp.persist(path)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {}", path.display(), e.error))?;
+    tmp.persist(path).map_err(|e| anyhow::anyhow!("cannot write {}: {}", path.display(), e.error))?;
     Ok(())
 }
 
@@ -27,11 +24,7 @@ pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut dyn Write) -> Result<()>
 pub fn check_writable(path: &Path, extensions: &[&str]) -> Result<()> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     if !extensions.is_empty() && !extensions.contains(&ext) {
-        bail!(
-            "output path {} must end in .{}",
-            path.display(),
-            extensions.join(" or .")
-        );
+        bail!("output path {} must end in .{}", path.display(), extensions.join(" or ."));
     }
     temp_file_beside(path).map(drop)
 }
@@ -49,35 +42,21 @@ fn temp_file_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
             dir.display()
         );
     }
-    tempfile::Builder::new()
-        .prefix(".neoprobe-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .with_context(|| {
-            format!(
-                "cannot write {}: folder {} is not writable; choose another output path",
-                path.display(),
-                dir.display()
-            )
-        })
+    tempfile::Builder::new().prefix(".neoprobe-").suffix(".tmp").tempfile_in(dir).with_context(|| {
+        format!(
+            "cannot write {}: folder {} is not writable; choose another output path",
+            path.display(),
+            dir.display()
+        )
+    })
 }
 
 /// The bytes of a `.npy` file (format 1.0) holding a little-endian float32 C-order array.
 pub fn npy_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
-    assert_eq!(
-        shape.iter().product::<usize>(),
-        data.len(),
-        "npy shape does not match data"
-    );
+    assert_eq!(shape.iter().product::<usize>(), data.len(), "npy shape does not match data");
     let shape_text = match shape {
         [n] => format!("({n},)"),
-        dims => format!(
-            "({})",
-            dims.iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        dims => format!("({})", dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
     };
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
     // magic (6) + version (2) + header length (2) + header, padded with spaces to a multiple of 64
@@ -103,10 +82,7 @@ pub struct NamedTensor<'a> {
 }
 
 /// The bytes of a `.safetensors` file holding float32 tensors and string metadata.
-pub fn safetensors_bytes(
-    tensors: &[NamedTensor],
-    metadata: &HashMap<String, String>,
-) -> Result<Vec<u8>> {
+pub fn safetensors_bytes(tensors: &[NamedTensor], metadata: &HashMap<String, String>) -> Result<Vec<u8>> {
     use safetensors::tensor::{Dtype, TensorView};
     let views = tensors
         .iter()
@@ -114,16 +90,10 @@ pub fn safetensors_bytes(
             let bytes: &[u8] = bytemuck::cast_slice(t.data);
             TensorView::new(Dtype::F32, t.shape.clone(), bytes)
                 .map(|v| (t.name.to_string(), v))
-                .with_context(|| {
-                    format!("tensor {} does not match its shape {:?}", t.name, t.shape)
-                })
+                .with_context(|| format!("tensor {} does not match its shape {:?}", t.name, t.shape))
         })
         .collect::<Result<Vec<_>>>()?;
-    let metadata = if metadata.is_empty() {
-        None
-    } else {
-        Some(metadata.clone())
-    };
+    let metadata = if metadata.is_empty() { None } else { Some(metadata.clone()) };
     safetensors::serialize(views, metadata).context("cannot serialize safetensors")
 }
 
@@ -137,18 +107,10 @@ pub fn write_array(
 ) -> Result<()> {
     let bytes = match path.extension().and_then(|e| e.to_str()) {
         Some("npy") => npy_bytes(shape, data),
-        Some("safetensors") => safetensors_bytes(
-            &[NamedTensor {
-                name: "activations",
-                shape: shape.to_vec(),
-                data,
-            }],
-            metadata,
-        )?,
-        _ => bail!(
-            "output path {} must end in .npy or .safetensors",
-            path.display()
-        ),
+        Some("safetensors") => {
+            safetensors_bytes(&[NamedTensor { name: "activations", shape: shape.to_vec(), data }], metadata)?
+        }
+        _ => bail!("output path {} must end in .npy or .safetensors", path.display()),
     };
     write_atomic(path, |w| Ok(w.write_all(&bytes)?))
 }
@@ -166,10 +128,7 @@ mod tests {
         assert!(header.contains("'shape': (2, 3)"), "{header}");
         assert!(header.ends_with('\n'));
         assert_eq!(bytes.len(), 10 + header_len + 24);
-        assert_eq!(
-            &bytes[10 + header_len + 4..10 + header_len + 8],
-            &1.0f32.to_le_bytes()
-        );
+        assert_eq!(&bytes[10 + header_len + 4..10 + header_len + 8], &1.0f32.to_le_bytes());
     }
 
     #[test]
@@ -190,8 +149,7 @@ mod tests {
     #[test]
     fn unknown_extension_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let err =
-            write_array(&dir.path().join("x.csv"), &[1], &[0.0], &HashMap::new()).unwrap_err();
+        let err = write_array(&dir.path().join("x.csv"), &[1], &[0.0], &HashMap::new()).unwrap_err();
         assert!(err.to_string().contains(".npy or .safetensors"));
     }
 }

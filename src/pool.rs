@@ -77,10 +77,7 @@ mod tests {
         let batch = Batch::pack(&[vec![1, 2], vec![3]], 8).unwrap();
         let rows = [1.0, -1.0, 3.0, 5.0, 7.0, 0.5];
         assert_eq!(pool(&rows, 2, &batch, Pool::Mean), vec![2.0, 2.0, 7.0, 0.5]);
-        assert_eq!(
-            pool(&rows, 2, &batch, Pool::First),
-            vec![1.0, -1.0, 7.0, 0.5]
-        );
+        assert_eq!(pool(&rows, 2, &batch, Pool::First), vec![1.0, -1.0, 7.0, 0.5]);
         assert_eq!(pool(&rows, 2, &batch, Pool::Last), vec![3.0, 5.0, 7.0, 0.5]);
         assert_eq!(pool(&rows, 2, &batch, Pool::Max), vec![3.0, 5.0, 7.0, 0.5]);
         assert_eq!(pool(&rows, 2, &batch, Pool::None), rows.to_vec());

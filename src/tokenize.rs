@@ -18,31 +18,22 @@ impl Tokenizer {
             );
         }
         let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| {
-            anyhow!(
-                "cannot read {} as a tokenizer ({e}); re-download or re-export it",
-                path.display()
-            )
+            anyhow!("cannot read {} as a tokenizer ({e}); re-download or re-export it", path.display())
         })?;
         Ok(Tokenizer { inner })
     }
 
     /// The ids of `text`, exactly as written.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| anyhow!("cannot tokenize {text:?}: {e}"))?;
+        let encoding =
+            self.inner.encode(text, false).map_err(|e| anyhow!("cannot tokenize {text:?}: {e}"))?;
         Ok(encoding.get_ids().to_vec())
     }
 
     /// The ids of one word on its own: as written, or after one added leading space
     /// (`prefix_space`). A word that gives no token is an error.
     pub fn encode_word(&self, word: &str, prefix_space: bool) -> Result<Vec<u32>> {
-        let ids = if prefix_space {
-            self.encode(&format!(" {word}"))?
-        } else {
-            self.encode(word)?
-        };
+        let ids = if prefix_space { self.encode(&format!(" {word}"))? } else { self.encode(word)? };
         if ids.is_empty() {
             bail!("word {word:?} tokenizes to nothing; remove it from the list");
         }
@@ -66,17 +57,11 @@ pub fn read_word_list(path: &Path) -> Result<Vec<ListedWord>> {
         .enumerate()
         .filter_map(|(i, line)| {
             let word = line.trim();
-            (!word.is_empty()).then(|| ListedWord {
-                word: word.to_string(),
-                line: i + 1,
-            })
+            (!word.is_empty()).then(|| ListedWord { word: word.to_string(), line: i + 1 })
         })
         .collect();
     if words.is_empty() {
-        bail!(
-            "word list {} has no words; put one word per line",
-            path.display()
-        );
+        bail!("word list {} has no words; put one word per line", path.display());
     }
     Ok(words)
 }
@@ -91,8 +76,7 @@ pub fn read_text(path: &Path) -> Result<String> {
 }
 
 fn read_utf8(path: &Path, what: &str) -> Result<String> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
     String::from_utf8(bytes).map_err(|e| {
         anyhow!(
             "{what} {} is not UTF-8 (invalid byte at offset {}); save it as UTF-8",
@@ -114,16 +98,7 @@ mod tests {
         let words = read_word_list(&path).unwrap();
         assert_eq!(
             words,
-            vec![
-                ListedWord {
-                    word: "run".into(),
-                    line: 1
-                },
-                ListedWord {
-                    word: "dog".into(),
-                    line: 3
-                }
-            ]
+            vec![ListedWord { word: "run".into(), line: 1 }, ListedWord { word: "dog".into(), line: 3 }]
         );
     }
 
@@ -132,15 +107,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.txt");
         std::fs::write(&path, " \n\n").unwrap();
-        assert!(read_word_list(&path)
-            .unwrap_err()
-            .to_string()
-            .contains("no words"));
+        assert!(read_word_list(&path).unwrap_err().to_string().contains("no words"));
         std::fs::write(&path, b"ok\n\xff\xfe\n").unwrap();
-        assert!(read_word_list(&path)
-            .unwrap_err()
-            .to_string()
-            .contains("not UTF-8"));
+        assert!(read_word_list(&path).unwrap_err().to_string().contains("not UTF-8"));
         assert!(read_word_list(&dir.path().join("missing.txt")).is_err());
     }
 }

@@ -3,6 +3,7 @@
 mod common;
 
 use common::{config, engine, max_abs_diff};
+use neoprobe::kernels::Variant;
 use neoprobe::model::{Batch, GptNeoWeights, Hook, HookPlan, HookPoint};
 use neoprobe::reference;
 
@@ -10,27 +11,20 @@ use neoprobe::reference;
 fn every_hook_point_matches_the_reference_on_packed_sequences() {
     let config = config(64, 4, 4, 8, 500, 64);
     let weights = GptNeoWeights::synthetic(&config, 7);
-    let engine = engine(&weights);
     // Sequences longer and shorter than the window, packed together.
-    let sequences: Vec<Vec<u32>> = vec![
-        (0..30).map(|i| (i * 37 % 500) as u32).collect(),
-        vec![4],
-        (0..9).collect(),
-    ];
+    let sequences: Vec<Vec<u32>> =
+        vec![(0..30).map(|i| (i * 37 % 500) as u32).collect(), vec![4], (0..9).collect()];
     let batch = Batch::pack(&sequences, config.max_position_embeddings).unwrap();
-    let mut hooks: Vec<Hook> = (0..4)
-        .flat_map(|l| HookPoint::ALL.map(|p| Hook::block(l, p)))
-        .collect();
+    let mut hooks: Vec<Hook> = (0..4).flat_map(|l| HookPoint::ALL.map(|p| Hook::block(l, p))).collect();
     hooks.push(Hook::LnFinal);
     let plan = HookPlan::new(&hooks).unwrap();
-    let (gpu, _) = engine.forward(&batch, &plan, false).unwrap();
     let cpu = reference::forward(&weights, &batch, &plan);
-    for hook in hooks {
-        let err = max_abs_diff(gpu.get(hook).unwrap(), &cpu[&hook]);
-        println!("{hook}: {err:.2e}");
-        assert!(
-            err < 1e-5,
-            "{hook}: GPU differs from the reference by {err}"
-        );
+    for variant in Variant::ALL {
+        let (gpu, _) = engine(&weights, variant).forward(&batch, &plan, false).unwrap();
+        for &hook in &hooks {
+            let err = max_abs_diff(gpu.get(hook).unwrap(), &cpu[&hook]);
+            println!("{variant} {hook}: {err:.2e}");
+            assert!(err < 1e-5, "{variant} {hook}: GPU differs from the reference by {err}");
+        }
     }
 }

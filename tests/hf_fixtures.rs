@@ -7,6 +7,7 @@ mod common;
 
 use common::{engine, max_abs_diff};
 use neoprobe::engine::LoadedModel;
+use neoprobe::kernels::Variant;
 use neoprobe::model::{Batch, Hook, HookPlan, HookPoint, ModelDir};
 use neoprobe::tokenize::read_word_list;
 use safetensors::SafeTensors;
@@ -24,14 +25,17 @@ const TOLERANCE: f32 = 2e-6;
 const LAYERNORM_TOLERANCE: f32 = 6e-6;
 
 fn fixture_hooks() -> Vec<Hook> {
-    let mut hooks: Vec<Hook> = [7, 8].iter().flat_map(|&l| HookPoint::ALL.map(|p| Hook::block(l, p))).collect();
+    let mut hooks: Vec<Hook> =
+        [7, 8].iter().flat_map(|&l| HookPoint::ALL.map(|p| Hook::block(l, p))).collect();
     hooks.push(Hook::LnFinal);
     hooks
 }
 
 fn tolerance(hook: Hook) -> f32 {
     match hook {
-        Hook::LnFinal | Hook::Block { point: HookPoint::Ln1Normalized | HookPoint::Ln2Normalized, .. } => LAYERNORM_TOLERANCE,
+        Hook::LnFinal | Hook::Block { point: HookPoint::Ln1Normalized | HookPoint::Ln2Normalized, .. } => {
+            LAYERNORM_TOLERANCE
+        }
         _ => TOLERANCE,
     }
 }
@@ -39,18 +43,20 @@ fn tolerance(hook: Hook) -> f32 {
 fn check_against_hf(input: &str, sequences: Vec<Vec<u32>>) {
     let dir = ModelDir::open(Path::new("fixtures/tiny-neo")).unwrap();
     let (model, plan) = LoadedModel::load(&dir, |_| HookPlan::new(&fixture_hooks())).unwrap();
-    let engine = engine(&model.weights);
     let batch = Batch::pack(&sequences, model.config.max_position_embeddings).unwrap();
-    let (gpu, _) = engine.forward(&batch, &plan, false).unwrap();
     let bytes = std::fs::read("fixtures/hf_activations.safetensors").unwrap();
     let hf = SafeTensors::deserialize(&bytes).unwrap();
     let mut failures = Vec::new();
-    for hook in fixture_hooks() {
-        let expected: Vec<f32> = bytemuck::pod_collect_to_vec(hf.tensor(&format!("{input}.{hook}")).unwrap().data());
-        let err = max_abs_diff(gpu.get(hook).unwrap(), &expected);
-        println!("{input} {hook}: max abs error {err:.2e}");
-        if err > tolerance(hook) {
-            failures.push(format!("{hook}: {err:e} > {:e}", tolerance(hook)));
+    for variant in Variant::ALL {
+        let (gpu, _) = engine(&model.weights, variant).forward(&batch, &plan, false).unwrap();
+        for hook in fixture_hooks() {
+            let expected: Vec<f32> =
+                bytemuck::pod_collect_to_vec(hf.tensor(&format!("{input}.{hook}")).unwrap().data());
+            let err = max_abs_diff(gpu.get(hook).unwrap(), &expected);
+            println!("{variant} {input} {hook}: max abs error {err:.2e}");
+            if err > tolerance(hook) {
+                failures.push(format!("{variant} {hook}: {err:e} > {:e}", tolerance(hook)));
+            }
         }
     }
     assert!(failures.is_empty(), "{input}: GPU differs from HF at {failures:?}");

@@ -26,9 +26,7 @@ pub fn sig(x: f64, digits: usize) -> String {
         return format!("{x}");
     }
     // Round first, then decide the notation from the rounded value (0.9996 → 1.00, not 0.9996).
-    let rounded: f64 = format!("{:.*e}", digits - 1, x)
-        .parse()
-        .expect("formatted float parses");
+    let rounded: f64 = format!("{:.*e}", digits - 1, x).parse().expect("formatted float parses");
     let exponent = rounded.abs().log10().floor() as i32;
     if (-4..6).contains(&exponent) {
         let decimals = (digits as i32 - 1 - exponent).max(0) as usize;

@@ -25,12 +25,8 @@ type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 /// Registers the embedded font once per process.
 fn ensure_font() -> Result<()> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
-    let ok = *REGISTERED
-        .get_or_init(|| register_font(FONT_FAMILY, FontStyle::Normal, FONT_BYTES).is_ok());
-    ensure!(
-        ok,
-        "the embedded font data/fonts/DejaVuSans.ttf could not be loaded"
-    );
+    let ok = *REGISTERED.get_or_init(|| register_font(FONT_FAMILY, FontStyle::Normal, FONT_BYTES).is_ok());
+    ensure!(ok, "the embedded font data/fonts/DejaVuSans.ttf could not be loaded");
     Ok(())
 }
 
@@ -100,11 +96,7 @@ const DIVERGING: [(u8, u8, u8); 11] = [
 
 /// The diverging colour of `value` on a scale clipped to `[-clip, clip]` (0 is white).
 pub fn diverging_color(value: f64, clip: f64) -> RGBColor {
-    let u = if clip > 0.0 && value.is_finite() {
-        ((value / clip).clamp(-1.0, 1.0) + 1.0) / 2.0
-    } else {
-        0.5
-    };
+    let u = if clip > 0.0 && value.is_finite() { ((value / clip).clamp(-1.0, 1.0) + 1.0) / 2.0 } else { 0.5 };
     let pos = u * (DIVERGING.len() - 1) as f64;
     let i = (pos.floor() as usize).min(DIVERGING.len() - 2);
     let f = pos - i as f64;
@@ -189,10 +181,7 @@ impl HeatmapLayout {
     pub fn plot_size(&self) -> (u32, u32) {
         let n_words: usize = self.counts.iter().sum();
         let gaps = self.gap * self.counts.len().saturating_sub(1) as u32;
-        (
-            self.cell_w * self.n_neurons as u32,
-            self.cell_h * n_words as u32 + gaps,
-        )
+        (self.cell_w * self.n_neurons as u32, self.cell_h * n_words as u32 + gaps)
     }
 
     /// Top pixel row of word `i` of category `c`.
@@ -220,15 +209,7 @@ pub fn heatmap_clip(acts: &WordActivations) -> f64 {
 
 /// `heatmap.png` with a generic title; see [`heatmap_png_titled`].
 pub fn heatmap_png(path: &Path, acts: &WordActivations) -> Result<()> {
-    heatmap_png_titled(
-        path,
-        acts,
-        &format!(
-            "Activations: {} words × {} neurons",
-            acts.n_words(),
-            acts.width
-        ),
-    )
+    heatmap_png_titled(path, acts, &format!("Activations: {} words × {} neurons", acts.n_words(), acts.width))
 }
 
 /// Words × neurons heatmap: one pixel-exact block per (word, neuron) (one pixel column per
@@ -266,36 +247,20 @@ pub fn heatmap_png_titled(path: &Path, acts: &WordActivations, title: &str) -> R
             if c > 0 {
                 // The separator spans the cells and reaches into the label margin.
                 let y = layout.row_top(c, 0) - layout.gap;
-                fill(
-                    12,
-                    y,
-                    layout.left - 12 + plot_w,
-                    layout.gap,
-                    RGBColor(20, 20, 20),
-                );
+                fill(12, y, layout.left - 12 + plot_w, layout.gap, RGBColor(20, 20, 20));
             }
         }
         for dy in 0..plot_h {
             let value = clip * (1.0 - 2.0 * dy as f64 / (plot_h.max(2) - 1) as f64);
-            fill(
-                bar_x,
-                layout.top + dy,
-                bar_w,
-                1,
-                diverging_color(value, clip),
-            );
+            fill(bar_x, layout.top + dy, bar_w, 1, diverging_color(value, clip));
         }
     };
 
     let draw = |root: &Area| -> Result<()> {
         let (l, t) = (layout.left as i32, layout.top as i32);
         let (r, b) = (l + plot_w as i32, t + plot_h as i32);
-        root.draw(&Text::new(
-            title.to_string(),
-            (l, 24),
-            font(26).pos(Pos::new(HPos::Left, VPos::Center)),
-        ))
-        .map_err(plot_err)?;
+        root.draw(&Text::new(title.to_string(), (l, 24), font(26).pos(Pos::new(HPos::Left, VPos::Center))))
+            .map_err(plot_err)?;
         root.draw(&Text::new(
             "rows: words (grouped by category); columns: neurons; blue < 0 < red".to_string(),
             (l, 56),
@@ -303,17 +268,12 @@ pub fn heatmap_png_titled(path: &Path, acts: &WordActivations, title: &str) -> R
         ))
         .map_err(plot_err)?;
         // Frame just outside the cell area, so no cell is covered.
-        root.draw(&Rectangle::new(
-            [(l - 1, t - 1), (r, b)],
-            BLACK.stroke_width(1),
-        ))
-        .map_err(plot_err)?;
+        root.draw(&Rectangle::new([(l - 1, t - 1), (r, b)], BLACK.stroke_width(1))).map_err(plot_err)?;
         // x ticks on neuron centres.
         let step = nice_step(layout.n_neurons as f64, 12).max(1.0) as usize;
         for j in (0..layout.n_neurons).step_by(step) {
             let x = layout.col_left(j) as i32 + layout.cell_w as i32 / 2;
-            root.draw(&PathElement::new(vec![(x, b), (x, b + 6)], BLACK))
-                .map_err(plot_err)?;
+            root.draw(&PathElement::new(vec![(x, b), (x, b + 6)], BLACK)).map_err(plot_err)?;
             root.draw(&Text::new(
                 j.to_string(),
                 (x, b + 10),
@@ -338,16 +298,11 @@ pub fn heatmap_png_titled(path: &Path, acts: &WordActivations, title: &str) -> R
             root.draw(&Text::new(
                 format!("{} ({n})", cat.name),
                 (30, (y0 + y1) / 2),
-                font(22)
-                    .transform(FontTransform::Rotate270)
-                    .pos(Pos::new(HPos::Center, VPos::Center)),
+                font(22).transform(FontTransform::Rotate270).pos(Pos::new(HPos::Center, VPos::Center)),
             ))
             .map_err(plot_err)?;
-            root.draw(&PathElement::new(
-                vec![(48, y0 + 1), (48, y1 - 1)],
-                BLACK.stroke_width(2),
-            ))
-            .map_err(plot_err)?;
+            root.draw(&PathElement::new(vec![(48, y0 + 1), (48, y1 - 1)], BLACK.stroke_width(2)))
+                .map_err(plot_err)?;
             if layout.cell_h >= 11 {
                 let size = (layout.cell_h - 2).min(15);
                 for (i, word) in cat.words.iter().enumerate() {
@@ -363,17 +318,12 @@ pub fn heatmap_png_titled(path: &Path, acts: &WordActivations, title: &str) -> R
         }
         // Colour bar: frame, ticks, label.
         let (bx0, bx1) = (bar_x as i32, (bar_x + bar_w) as i32);
-        root.draw(&Rectangle::new(
-            [(bx0 - 1, t - 1), (bx1, b)],
-            BLACK.stroke_width(1),
-        ))
-        .map_err(plot_err)?;
+        root.draw(&Rectangle::new([(bx0 - 1, t - 1), (bx1, b)], BLACK.stroke_width(1))).map_err(plot_err)?;
         for k in 0..5 {
             let frac = k as f64 / 4.0;
             let value = clip * (1.0 - 2.0 * frac);
             let y = t + (frac * (plot_h.max(2) - 1) as f64).round() as i32;
-            root.draw(&PathElement::new(vec![(bx1, y), (bx1 + 6, y)], BLACK))
-                .map_err(plot_err)?;
+            root.draw(&PathElement::new(vec![(bx1, y), (bx1 + 6, y)], BLACK)).map_err(plot_err)?;
             root.draw(&Text::new(
                 sig(value, 3),
                 (bx1 + 10, y),
@@ -384,9 +334,7 @@ pub fn heatmap_png_titled(path: &Path, acts: &WordActivations, title: &str) -> R
         root.draw(&Text::new(
             format!("activation, clipped at ±{} (99th pct of |x|)", sig(clip, 3)),
             (bx1 + 95, (t + b) / 2),
-            font(17)
-                .transform(FontTransform::Rotate90)
-                .pos(Pos::new(HPos::Center, VPos::Center)),
+            font(17).transform(FontTransform::Rotate90).pos(Pos::new(HPos::Center, VPos::Center)),
         ))
         .map_err(plot_err)?;
         Ok(())
@@ -421,12 +369,7 @@ pub fn top_by_abs_t(stats: &[NeuronStats], k: usize) -> Vec<&NeuronStats> {
 /// For the `k` neurons with the largest |t|: one column per neuron with every word as a jittered
 /// point, one cloud and colour per category, the category mean as a black bar, and the neuron
 /// index and t below the column.
-pub fn top_neurons_png(
-    path: &Path,
-    acts: &WordActivations,
-    stats: &[NeuronStats],
-    k: usize,
-) -> Result<()> {
+pub fn top_neurons_png(path: &Path, acts: &WordActivations, stats: &[NeuronStats], k: usize) -> Result<()> {
     acts.validate()?;
     ensure!(k > 0, "top_neurons_png needs k ≥ 1");
     ensure!(!stats.is_empty(), "no neuron statistics to plot");
@@ -438,18 +381,10 @@ pub fn top_neurons_png(
     let top = top_by_abs_t(stats, k);
     let n_cat = acts.categories.len();
     // Values per column and category.
-    let values: Vec<Vec<Vec<f64>>> = top
-        .iter()
-        .map(|s| {
-            (0..n_cat)
-                .map(|c| acts.neuron_values(c, s.neuron))
-                .collect()
-        })
-        .collect();
+    let values: Vec<Vec<Vec<f64>>> =
+        top.iter().map(|s| (0..n_cat).map(|c| acts.neuron_values(c, s.neuron)).collect()).collect();
     let all = values.iter().flatten().flatten();
-    let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
-        (lo.min(v), hi.max(v))
-    });
+    let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
     let (lo, hi) = if lo.is_finite() && hi > lo {
         let pad = 0.06 * (hi - lo);
         (lo - pad, hi + pad)
@@ -459,22 +394,12 @@ pub fn top_neurons_png(
         (-1.0, 1.0)
     };
     let names: Vec<&str> = acts.categories.iter().map(|c| c.name.as_str()).collect();
-    let contrast = if n_cat >= 2 {
-        format!("{} − {}", names[0], names[1])
-    } else {
-        String::new()
-    };
+    let contrast = if n_cat >= 2 { format!("{} − {}", names[0], names[1]) } else { String::new() };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x5eed);
 
     let draw = |root: &Area| -> Result<()> {
         let mut chart = ChartBuilder::on(root)
-            .caption(
-                format!(
-                    "The {} neurons with the largest |Welch t| ({contrast})",
-                    top.len()
-                ),
-                font(28),
-            )
+            .caption(format!("The {} neurons with the largest |Welch t| ({contrast})", top.len()), font(28))
             .margin(20)
             .margin_right(40)
             .x_label_area_size(80)
@@ -521,17 +446,9 @@ pub fn top_neurons_png(
                 }
             }
             chart
-                .draw_series(
-                    points
-                        .into_iter()
-                        .map(|p| Circle::new(p, 4, color.mix(0.75).filled())),
-                )
+                .draw_series(points.into_iter().map(|p| Circle::new(p, 4, color.mix(0.75).filled())))
                 .map_err(plot_err)?
-                .label(format!(
-                    "{} ({} words)",
-                    names[c],
-                    acts.categories[c].words.len()
-                ))
+                .label(format!("{} ({} words)", names[c], acts.categories[c].words.len()))
                 .legend(move |(x, y)| Circle::new((x + 10, y), 6, color.filled()));
             // The category mean of every column, as a short black bar.
             for (col, per_cat) in values.iter().enumerate() {
@@ -584,9 +501,7 @@ pub fn offsets_png(path: &Path, acts: &WordActivations) -> Result<()> {
     let means = neuron_means(acts);
     let med = median(&means);
     let negative = means.iter().filter(|m| **m < 0.0).count() as f64 / means.len() as f64;
-    let (mut lo, mut hi) = means
-        .iter()
-        .fold((0.0f64, 0.0f64), |(lo, hi), &m| (lo.min(m), hi.max(m)));
+    let (mut lo, mut hi) = means.iter().fold((0.0f64, 0.0f64), |(lo, hi), &m| (lo.min(m), hi.max(m)));
     if hi <= lo {
         lo -= 0.5;
         hi += 0.5;
@@ -633,27 +548,13 @@ pub fn offsets_png(path: &Path, acts: &WordActivations) -> Result<()> {
             .draw()
             .map_err(plot_err)?;
         chart
-            .draw_series(
-                counts
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, n)| **n > 0)
-                    .map(|(b, n)| {
-                        let left = lo + b as f64 * width;
-                        Rectangle::new(
-                            [(left, 0.0), (left + width, *n as f64)],
-                            RGBColor(70, 130, 180).filled(),
-                        )
-                    }),
-            )
+            .draw_series(counts.iter().enumerate().filter(|(_, n)| **n > 0).map(|(b, n)| {
+                let left = lo + b as f64 * width;
+                Rectangle::new([(left, 0.0), (left + width, *n as f64)], RGBColor(70, 130, 180).filled())
+            }))
             .map_err(plot_err)?
             .label("neurons per bin")
-            .legend(|(x, y)| {
-                Rectangle::new(
-                    [(x, y - 6), (x + 16, y + 6)],
-                    RGBColor(70, 130, 180).filled(),
-                )
-            });
+            .legend(|(x, y)| Rectangle::new([(x, y - 6), (x + 16, y + 6)], RGBColor(70, 130, 180).filled()));
         chart
             .draw_series(std::iter::once(PathElement::new(
                 vec![(0.0, 0.0), (0.0, y1)],
@@ -664,12 +565,7 @@ pub fn offsets_png(path: &Path, acts: &WordActivations) -> Result<()> {
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK.stroke_width(2)));
         let red = RGBColor(200, 30, 30);
         chart
-            .draw_series(DashedLineSeries::new(
-                vec![(med, 0.0), (med, y1)],
-                10,
-                6,
-                red.stroke_width(3),
-            ))
+            .draw_series(DashedLineSeries::new(vec![(med, 0.0), (med, y1)], 10, 6, red.stroke_width(3)))
             .map_err(plot_err)?
             .label(format!("median = {}", sig(med, 3)))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], red.stroke_width(3)));
@@ -694,8 +590,7 @@ mod tests {
 
     /// Decodes a PNG file into (width, height, RGB bytes).
     fn decode(path: &Path) -> (u32, u32, Vec<u8>) {
-        let decoder =
-            png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+        let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
         let mut reader = decoder.read_info().unwrap();
         let mut buf = vec![0; reader.output_buffer_size()];
         let info = reader.next_frame(&mut buf).unwrap();
@@ -727,11 +622,8 @@ mod tests {
         let acts = synthetic::activations();
         let stats = neuron_stats(&acts).unwrap();
         let (_keep, dir) = out_dir();
-        let (heat, top, off) = (
-            dir.join("heatmap.png"),
-            dir.join("top_neurons.png"),
-            dir.join("offsets.png"),
-        );
+        let (heat, top, off) =
+            (dir.join("heatmap.png"), dir.join("top_neurons.png"), dir.join("offsets.png"));
         heatmap_png(&heat, &acts).unwrap();
         top_neurons_png(&top, &acts, &stats, 10).unwrap();
         offsets_png(&off, &acts).unwrap();
@@ -746,11 +638,7 @@ mod tests {
                 .flat_map(|y| (0..img.0).map(move |x| (x, y)))
                 .filter(|&(x, y)| pixel(&img, x, y).0 < 100)
                 .count();
-            assert!(
-                dark > 200,
-                "{}: only {dark} dark pixels in the title band",
-                path.display()
-            );
+            assert!(dark > 200, "{}: only {dark} dark pixels in the title band", path.display());
         }
         // No temporary files are left next to the figures.
         if _keep.is_some() {
@@ -767,13 +655,7 @@ mod tests {
         let img = decode(&path);
         let layout = HeatmapLayout::for_acts(&acts);
         let clip = heatmap_clip(&acts);
-        for (c, i, j) in [
-            (0, 0, 0),
-            (0, 9, 49),
-            (1, 0, synthetic::BAND_NEURON),
-            (1, 9, 3),
-            (0, 4, 7),
-        ] {
+        for (c, i, j) in [(0, 0, 0), (0, 9, 49), (1, 0, synthetic::BAND_NEURON), (1, 9, 3), (0, 4, 7)] {
             let expected = diverging_color(acts.row(c, i)[j] as f64, clip);
             // Every pixel of the cell, corners included, has the cell's colour.
             let (x0, y0) = (layout.col_left(j), layout.row_top(c, i));
@@ -783,19 +665,11 @@ mod tests {
                 (0, layout.cell_h - 1),
                 (layout.cell_w - 1, layout.cell_h - 1),
             ] {
-                assert_eq!(
-                    pixel(&img, x0 + dx, y0 + dy),
-                    expected,
-                    "cell ({c}, {i}, {j})"
-                );
+                assert_eq!(pixel(&img, x0 + dx, y0 + dy), expected, "cell ({c}, {i}, {j})");
             }
         }
         // The band neuron is red, the offset background blue.
-        let band = pixel(
-            &img,
-            layout.col_left(synthetic::BAND_NEURON),
-            layout.row_top(0, 0),
-        );
+        let band = pixel(&img, layout.col_left(synthetic::BAND_NEURON), layout.row_top(0, 0));
         assert!(band.0 > band.2 + 50, "{band:?}");
         let background = pixel(&img, layout.col_left(0), layout.row_top(1, 5));
         assert!(background.2 > background.0 + 20, "{background:?}");
@@ -803,10 +677,7 @@ mod tests {
         let y = layout.row_top(1, 0) - 1;
         for j in [0, 25, 49] {
             let p = pixel(&img, layout.col_left(j), y);
-            assert!(
-                p.0 < 60 && p.1 < 60 && p.2 < 60,
-                "separator at neuron {j}: {p:?}"
-            );
+            assert!(p.0 < 60 && p.1 < 60 && p.2 < 60, "separator at neuron {j}: {p:?}");
         }
     }
 
@@ -817,10 +688,7 @@ mod tests {
         assert_eq!(layout.plot_size().0, 3072);
         assert_eq!(layout.cell_h, 4);
         assert!(layout.height <= 1100, "{layout:?}");
-        assert_eq!(
-            layout.row_top(1, 0),
-            layout.row_top(0, 99) + layout.cell_h + layout.gap
-        );
+        assert_eq!(layout.row_top(1, 0), layout.row_top(0, 99) + layout.cell_h + layout.gap);
     }
 
     #[test]
@@ -836,11 +704,8 @@ mod tests {
         let acts = synthetic::activations();
         let stats = neuron_stats(&acts).unwrap();
         let top: Vec<usize> = top_by_abs_t(&stats, 3).iter().map(|s| s.neuron).collect();
-        let mut planted = vec![
-            synthetic::VERB_NEURONS[0],
-            synthetic::VERB_NEURONS[1],
-            synthetic::NOUN_NEURON,
-        ];
+        let mut planted =
+            vec![synthetic::VERB_NEURONS[0], synthetic::VERB_NEURONS[1], synthetic::NOUN_NEURON];
         let mut got = top.clone();
         planted.sort();
         got.sort();
@@ -860,10 +725,7 @@ mod tests {
         assert!(heatmap_png(&target, &acts).is_err());
         assert!(top_neurons_png(&target, &acts, &stats, 10).is_err());
         assert!(offsets_png(&target, &acts).is_err());
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("heatmap.png")]);
         // A missing folder is an error too, and nothing is created.
         let missing = dir.path().join("no/such/folder/offsets.png");

@@ -121,10 +121,7 @@ pub struct Findings {
 impl Findings {
     /// The name of category `c`, or `category c` when there is none.
     pub fn name(&self, c: usize) -> String {
-        self.category_names
-            .get(c)
-            .cloned()
-            .unwrap_or_else(|| format!("category {c}"))
+        self.category_names.get(c).cloned().unwrap_or_else(|| format!("category {c}"))
     }
 }
 
@@ -139,17 +136,9 @@ impl Findings {
 ///
 /// Statistics naming a neuron outside the activations are ignored.
 pub fn findings(acts: &WordActivations, stats: &[NeuronStats]) -> Findings {
-    let width = if acts.validate().is_ok() {
-        acts.width
-    } else {
-        0
-    };
+    let width = if acts.validate().is_ok() { acts.width } else { 0 };
     let stats: Vec<&NeuronStats> = stats.iter().filter(|s| s.neuron < width).collect();
-    let means = if width > 0 {
-        neuron_means(acts)
-    } else {
-        vec![]
-    };
+    let means = if width > 0 { neuron_means(acts) } else { vec![] };
     let n_means = means.len().max(1) as f64;
     let share_negative_neurons = means.iter().filter(|m| **m < 0.0).count() as f64 / n_means;
     let median_neuron_mean = median(&means);
@@ -180,26 +169,12 @@ pub fn findings(acts: &WordActivations, stats: &[NeuronStats]) -> Findings {
             if robust_z.abs() <= BAND_ROBUST_Z || mean == 0.0 {
                 return None;
             }
-            let same = acts.rows[j..]
-                .iter()
-                .step_by(width)
-                .filter(|v| (**v as f64) * mean > 0.0)
-                .count();
+            let same = acts.rows[j..].iter().step_by(width).filter(|v| (**v as f64) * mean > 0.0).count();
             let sign_share = same as f64 / n_words;
-            (sign_share >= BAND_SIGN_SHARE).then_some(Band {
-                neuron: j,
-                mean,
-                robust_z,
-                sign_share,
-            })
+            (sign_share >= BAND_SIGN_SHARE).then_some(Band { neuron: j, mean, robust_z, sign_share })
         })
         .collect();
-    bands.sort_by(|a, b| {
-        b.robust_z
-            .abs()
-            .total_cmp(&a.robust_z.abs())
-            .then(a.neuron.cmp(&b.neuron))
-    });
+    bands.sort_by(|a, b| b.robust_z.abs().total_cmp(&a.robust_z.abs()).then(a.neuron.cmp(&b.neuron)));
 
     // (3) Preference.
     let sig_bh: Vec<&&NeuronStats> = stats.iter().filter(|s| s.q_bh < ALPHA).collect();
@@ -210,16 +185,10 @@ pub fn findings(acts: &WordActivations, stats: &[NeuronStats]) -> Findings {
             return vec![];
         }
         let (c, other) = if first { (0, 1) } else { (1, 0) };
-        let mut chosen: Vec<&&NeuronStats> = stats
-            .iter()
-            .filter(|s| if first { s.t > 0.0 } else { s.t < 0.0 })
-            .collect();
+        let mut chosen: Vec<&&NeuronStats> =
+            stats.iter().filter(|s| if first { s.t > 0.0 } else { s.t < 0.0 }).collect();
         chosen.sort_by(|a, b| {
-            let order = if first {
-                b.t.total_cmp(&a.t)
-            } else {
-                a.t.total_cmp(&b.t)
-            };
+            let order = if first { b.t.total_cmp(&a.t) } else { a.t.total_cmp(&b.t) };
             order.then(a.neuron.cmp(&b.neuron))
         });
         chosen
@@ -231,10 +200,7 @@ pub fn findings(acts: &WordActivations, stats: &[NeuronStats]) -> Findings {
                     .words
                     .iter()
                     .zip(values)
-                    .map(|(w, value)| DrivingWord {
-                        word: w.clone(),
-                        value,
-                    })
+                    .map(|(w, value)| DrivingWord { word: w.clone(), value })
                     .collect();
                 words.sort_by(|a, b| b.value.total_cmp(&a.value));
                 words.truncate(TOP_WORDS);
@@ -291,9 +257,7 @@ fn yes_no(b: bool) -> &'static str {
 }
 
 fn revision_text(info: &RunInfo) -> String {
-    info.revision
-        .clone()
-        .unwrap_or_else(|| "not pinned".to_string())
+    info.revision.clone().unwrap_or_else(|| "not pinned".to_string())
 }
 
 /// `name n, name n` for every category.
@@ -336,10 +300,7 @@ fn band_rule_text(f: &Findings) -> String {
 fn md(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for ch in text.chars() {
-        if matches!(
-            ch,
-            '\\' | '|' | '*' | '_' | '`' | '[' | ']' | '<' | '>' | '#'
-        ) {
+        if matches!(ch, '\\' | '|' | '*' | '_' | '`' | '[' | ']' | '<' | '>' | '#') {
             out.push('\\');
         }
         out.push(ch);
@@ -351,11 +312,7 @@ fn words_text(p: &Preferring, markdown: bool) -> String {
     p.top_words
         .iter()
         .map(|w| {
-            let word = if markdown {
-                md(&w.word)
-            } else {
-                w.word.clone()
-            };
+            let word = if markdown { md(&w.word) } else { w.word.clone() };
             format!("{word} ({})", sig(w.value, 3))
         })
         .collect::<Vec<_>>()
@@ -375,12 +332,7 @@ pub fn report_markdown(
     let (a, b) = (f.name(0), f.name(1));
     let n_words = acts.n_words();
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "# Grammar tuning in MLP neurons: {} vs {}\n",
-        md(&a),
-        md(&b)
-    );
+    let _ = writeln!(s, "# Grammar tuning in MLP neurons: {} vs {}\n", md(&a), md(&b));
     let _ = writeln!(
         s,
         "Pooled activations of {n_words} words ({}) at `{}`, {} neurons each; \
@@ -434,18 +386,11 @@ pub fn report_markdown(
         s,
         "**{}** {} ({positive} positive, {} negative).\n",
         neurons(f.bands.len()),
-        if f.bands.len() == 1 {
-            "is a band"
-        } else {
-            "are bands"
-        },
+        if f.bands.len() == 1 { "is a band" } else { "are bands" },
         f.bands.len() - positive
     );
     if !f.bands.is_empty() {
-        let _ = writeln!(
-            s,
-            "| neuron | mean over all words | robust z | words with its sign |"
-        );
+        let _ = writeln!(s, "| neuron | mean over all words | robust z | words with its sign |");
         let _ = writeln!(s, "|---:|---:|---:|---:|");
         for band in f.bands.iter().take(10) {
             let _ = writeln!(
@@ -490,12 +435,7 @@ pub fn report_markdown(
         f.n_sig_bonferroni_second
     );
     for (name, other, list) in [(&a, &b, &f.top_first), (&b, &a, &f.top_second)] {
-        let _ = writeln!(
-            s,
-            "\n### Top {} {}-preferring neurons\n",
-            TOP_PREFERRING,
-            md(name)
-        );
+        let _ = writeln!(s, "\n### Top {} {}-preferring neurons\n", TOP_PREFERRING, md(name));
         if list.is_empty() {
             let _ = writeln!(s, "No neuron has a mean that is higher for {}.", md(name));
             continue;
@@ -547,12 +487,7 @@ pub fn terminal_summary(info: &RunInfo, findings: &Findings, times: &PhaseTimes)
     let (a, b) = (f.name(0), f.name(1));
     let mut s = String::new();
     let _ = writeln!(s, "grammar tuning: {a} vs {b} in {} neurons", f.n_neurons);
-    let _ = writeln!(
-        s,
-        "model     {} (revision {})",
-        info.model,
-        revision_text(info)
-    );
+    let _ = writeln!(s, "model     {} (revision {})", info.model, revision_text(info));
     let _ = writeln!(
         s,
         "hook      {}, pooling {}, prefix space {}, {} tokens",
@@ -579,11 +514,7 @@ pub fn terminal_summary(info: &RunInfo, findings: &Findings, times: &PhaseTimes)
         s,
         "(2) bands: {}{}",
         neurons(f.bands.len()),
-        if strongest.is_empty() {
-            String::new()
-        } else {
-            format!(": {strongest}")
-        }
+        if strongest.is_empty() { String::new() } else { format!(": {strongest}") }
     );
     let _ = writeln!(s, "    rule: {}", band_rule_short(f));
     let _ = writeln!(
@@ -646,13 +577,7 @@ mod tests {
 
     fn times() -> PhaseTimes {
         let ms = Duration::from_millis;
-        PhaseTimes {
-            load: ms(1500),
-            upload: ms(120),
-            forward: ms(35),
-            readback: ms(4),
-            total: ms(1700),
-        }
+        PhaseTimes { load: ms(1500), upload: ms(120), forward: ms(35), readback: ms(4), total: ms(1700) }
     }
 
     fn synthetic_findings() -> (WordActivations, Vec<NeuronStats>, Findings) {
@@ -672,11 +597,7 @@ mod tests {
             "{}",
             f.median_neuron_mean
         );
-        assert!(
-            f.share_negative_activations > 0.85,
-            "{}",
-            f.share_negative_activations
-        );
+        assert!(f.share_negative_activations > 0.85, "{}", f.share_negative_activations);
         assert_eq!(f.category_sizes, vec![10, 10]);
         assert_eq!(f.n_neurons, 50);
     }
@@ -695,14 +616,7 @@ mod tests {
     #[test]
     fn findings_recover_the_planted_preferences() {
         let (_, _, f) = synthetic_findings();
-        assert_eq!(
-            (
-                f.n_sig_bonferroni,
-                f.n_sig_bonferroni_first,
-                f.n_sig_bonferroni_second
-            ),
-            (3, 2, 1)
-        );
+        assert_eq!((f.n_sig_bonferroni, f.n_sig_bonferroni_first, f.n_sig_bonferroni_second), (3, 2, 1));
         assert_eq!((f.n_sig_bh, f.n_sig_bh_first, f.n_sig_bh_second), (3, 2, 1));
         let mut first: Vec<usize> = f.top_first[..2].iter().map(|p| p.neuron).collect();
         first.sort();
@@ -713,11 +627,7 @@ mod tests {
         assert!(f.top_first.windows(2).all(|w| w[0].t >= w[1].t));
         assert!(f.top_second.windows(2).all(|w| w[0].t <= w[1].t));
         // The planted extra activation makes one verb the strongest driver of neuron 3.
-        let n3 = f
-            .top_first
-            .iter()
-            .find(|p| p.neuron == synthetic::VERB_NEURONS[0])
-            .unwrap();
+        let n3 = f.top_first.iter().find(|p| p.neuron == synthetic::VERB_NEURONS[0]).unwrap();
         assert_eq!(n3.top_words.len(), TOP_WORDS);
         assert_eq!(n3.top_words[0].word, synthetic::TOP_VERB_WORD);
         assert!(n3.top_words.iter().all(|w| w.word.starts_with("verb")));
@@ -732,29 +642,17 @@ mod tests {
         let (_, _, f) = synthetic_findings();
         let text = terminal_summary(&info(), &f, &times());
         let lines: Vec<&str> = text.lines().collect();
-        assert!(
-            (15..=25).contains(&lines.len()),
-            "{} lines:\n{text}",
-            lines.len()
-        );
-        let machine: Vec<&&str> = lines
-            .iter()
-            .filter(|l| l.starts_with(MACHINE_LINE_PREFIX))
-            .collect();
+        assert!((15..=25).contains(&lines.len()), "{} lines:\n{text}", lines.len());
+        let machine: Vec<&&str> = lines.iter().filter(|l| l.starts_with(MACHINE_LINE_PREFIX)).collect();
         assert_eq!(machine.len(), 2);
         assert!(machine.iter().any(|l| l.contains("Test Adapter")));
         assert!(machine.iter().any(|l| l.contains("forward 0.035 s")));
         for line in lines.iter().filter(|l| !l.starts_with(MACHINE_LINE_PREFIX)) {
-            assert!(
-                !line.contains("Adapter") && !line.contains(" s,"),
-                "machine data in {line:?}"
-            );
+            assert!(!line.contains("Adapter") && !line.contains(" s,"), "machine data in {line:?}");
         }
         assert!(text.contains("(2) bands: 1 neuron: n20 ("), "{text}");
         assert!(
-            text.contains(
-                "(3) verbs − nouns: 3 neurons at BH q < 0.05 (2 prefer verbs, 1 prefer nouns)"
-            ),
+            text.contains("(3) verbs − nouns: 3 neurons at BH q < 0.05 (2 prefer verbs, 1 prefer nouns)"),
             "{text}"
         );
     }
@@ -796,10 +694,8 @@ mod tests {
         // The timing section is last, so cutting at its heading leaves only stable text.
         let cut = md.find("## Where time went").unwrap();
         assert!(!md[..cut].contains(" s |"));
-        let table_row = md
-            .lines()
-            .find(|l| l.starts_with(&format!("| {} |", synthetic::NOUN_NEURON)))
-            .unwrap();
+        let table_row =
+            md.lines().find(|l| l.starts_with(&format!("| {} |", synthetic::NOUN_NEURON))).unwrap();
         assert!(table_row.contains("noun"), "{table_row}");
     }
 
@@ -808,10 +704,7 @@ mod tests {
         let acts = synthetic::activations();
         let f = findings(&acts, &[]);
         assert_eq!((f.n_sig_bh, f.top_first.len()), (0, 0));
-        let broken = WordActivations {
-            rows: vec![],
-            ..acts
-        };
+        let broken = WordActivations { rows: vec![], ..acts };
         let f = findings(&broken, &[]);
         assert_eq!(f.n_neurons, 0);
         assert!(f.bands.is_empty());

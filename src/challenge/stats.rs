@@ -36,21 +36,14 @@ pub struct WordActivations {
 impl WordActivations {
     /// Builds the activations and checks that `rows` holds one row of `width` floats per word.
     pub fn new(categories: Vec<Category>, width: usize, rows: Vec<f32>) -> Result<Self> {
-        let acts = Self {
-            categories,
-            width,
-            rows,
-        };
+        let acts = Self { categories, width, rows };
         acts.validate()?;
         Ok(acts)
     }
 
     /// Checks the shape: at least one neuron and `rows.len() == n_words * width`.
     pub fn validate(&self) -> Result<()> {
-        ensure!(
-            self.width > 0,
-            "activations have width 0: there are no neurons to analyse"
-        );
+        ensure!(self.width > 0, "activations have width 0: there are no neurons to analyse");
         ensure!(
             self.rows.len() == self.n_words() * self.width,
             "activations hold {} floats, but {} words × {} neurons need {}",
@@ -81,33 +74,20 @@ impl WordActivations {
 
     /// The `width` activations of word `i` of category `c`.
     pub fn row(&self, c: usize, i: usize) -> &[f32] {
-        assert!(
-            i < self.categories[c].words.len(),
-            "word {i} out of range for category {c}"
-        );
+        assert!(i < self.categories[c].words.len(), "word {i} out of range for category {c}");
         let start = (self.first_row(c) + i) * self.width;
         &self.rows[start..start + self.width]
     }
 
     /// The activations of `neuron` for every word of category `c`, in word order, as f64.
     pub fn neuron_values(&self, c: usize, neuron: usize) -> Vec<f64> {
-        assert!(
-            neuron < self.width,
-            "neuron {neuron} out of range (width {})",
-            self.width
-        );
-        self.category_rows(c)
-            .chunks_exact(self.width)
-            .map(|r| r[neuron] as f64)
-            .collect()
+        assert!(neuron < self.width, "neuron {neuron} out of range (width {})", self.width);
+        self.category_rows(c).chunks_exact(self.width).map(|r| r[neuron] as f64).collect()
     }
 
     /// Every word with its category index, in row order.
     pub fn words(&self) -> impl Iterator<Item = (usize, &str)> {
-        self.categories
-            .iter()
-            .enumerate()
-            .flat_map(|(c, cat)| cat.words.iter().map(move |w| (c, w.as_str())))
+        self.categories.iter().enumerate().flat_map(|(c, cat)| cat.words.iter().map(move |w| (c, w.as_str())))
     }
 }
 
@@ -260,11 +240,7 @@ pub fn benjamini_hochberg(p: &[f64]) -> Vec<f64> {
 /// category 0 or 1 has fewer than two words, or when an activation is not finite.
 pub fn neuron_stats(acts: &WordActivations) -> Result<Vec<NeuronStats>> {
     acts.validate()?;
-    ensure!(
-        acts.categories.len() >= 2,
-        "the t-test needs two categories, got {}",
-        acts.categories.len()
-    );
+    ensure!(acts.categories.len() >= 2, "the t-test needs two categories, got {}", acts.categories.len());
     for cat in &acts.categories[..2] {
         ensure!(
             cat.words.len() >= 2,
@@ -274,10 +250,7 @@ pub fn neuron_stats(acts: &WordActivations) -> Result<Vec<NeuronStats>> {
         );
     }
     if let Some(k) = acts.rows.iter().position(|v| !v.is_finite()) {
-        let (c, word) = acts
-            .words()
-            .nth(k / acts.width)
-            .expect("row index within words");
+        let (c, word) = acts.words().nth(k / acts.width).expect("row index within words");
         bail!(
             "activation of neuron {} for word {:?} ({}) is {}; statistics need finite values",
             k % acts.width,
@@ -288,9 +261,8 @@ pub fn neuron_stats(acts: &WordActivations) -> Result<Vec<NeuronStats>> {
     }
     let mut stats: Vec<NeuronStats> = (0..acts.width)
         .map(|j| {
-            let columns: Vec<Vec<f64>> = (0..acts.categories.len())
-                .map(|c| acts.neuron_values(c, j))
-                .collect();
+            let columns: Vec<Vec<f64>> =
+                (0..acts.categories.len()).map(|c| acts.neuron_values(c, j)).collect();
             let (means, stds) = columns
                 .iter()
                 .map(|x| {
@@ -312,11 +284,7 @@ pub fn neuron_stats(acts: &WordActivations) -> Result<Vec<NeuronStats>> {
         })
         .collect();
     let p: Vec<f64> = stats.iter().map(|s| s.p).collect();
-    for ((s, pb), q) in stats
-        .iter_mut()
-        .zip(bonferroni(&p))
-        .zip(benjamini_hochberg(&p))
-    {
+    for ((s, pb), q) in stats.iter_mut().zip(bonferroni(&p)).zip(benjamini_hochberg(&p)) {
         s.p_bonferroni = pb;
         s.q_bh = q;
     }
@@ -374,15 +342,7 @@ pub fn format_f64(x: f64) -> String {
 /// A category name made safe for a CSV column name: anything but ASCII letters, digits and `_`
 /// becomes `_`.
 pub fn csv_name(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect()
 }
 
 /// The header line of `neurons.csv` (without newline).
@@ -400,17 +360,9 @@ pub fn neurons_csv_header(acts: &WordActivations) -> String {
 /// Writes `neurons.csv` atomically: one row per neuron with its index, mean and SD for every
 /// category, then `t,p,cohen_d,p_bonferroni,q_bh`; numbers at full (round-trip) precision.
 pub fn write_neurons_csv(path: &Path, acts: &WordActivations, stats: &[NeuronStats]) -> Result<()> {
-    ensure!(
-        stats.len() == acts.width,
-        "{} neuron statistics for {} neurons",
-        stats.len(),
-        acts.width
-    );
+    ensure!(stats.len() == acts.width, "{} neuron statistics for {} neurons", stats.len(), acts.width);
     let n_cat = acts.categories.len();
-    if let Some(s) = stats
-        .iter()
-        .find(|s| s.means.len() != n_cat || s.stds.len() != n_cat)
-    {
+    if let Some(s) = stats.iter().find(|s| s.means.len() != n_cat || s.stds.len() != n_cat) {
         bail!(
             "statistics of neuron {} cover {} categories, the activations have {n_cat}",
             s.neuron,
@@ -461,12 +413,7 @@ mod tests {
                 words: (0..g.len()).map(|i| format!("w{c}_{i}")).collect(),
             })
             .collect();
-        let rows = groups
-            .iter()
-            .flatten()
-            .flatten()
-            .map(|&v| v as f32)
-            .collect();
+        let rows = groups.iter().flatten().flatten().map(|&v| v as f32).collect();
         WordActivations::new(categories, width, rows).unwrap()
     }
 
@@ -482,9 +429,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(json).unwrap();
         let key = |names: &[&str]| -> serde_json::Value {
             let found = names.iter().find_map(|k| v.get(*k));
-            found
-                .unwrap_or_else(|| panic!("reference lacks {names:?}"))
-                .clone()
+            found.unwrap_or_else(|| panic!("reference lacks {names:?}")).clone()
         };
         let matrix = |k: &str| -> Vec<Vec<f64>> { serde_json::from_value(key(&[k])).unwrap() };
         let vector = |names: &[&str]| -> Vec<f64> { serde_json::from_value(key(names)).unwrap() };
@@ -494,10 +439,7 @@ mod tests {
         let d_ref = vector(&["cohen_d", "cohens_d"]);
         let bonf_ref = vector(&["p_bonferroni", "bonferroni"]);
         let q_ref = vector(&["q_bh", "bh_q"]);
-        assert_eq!(
-            (t_ref.len(), p_ref.len(), q_ref.len()),
-            (width, width, width)
-        );
+        assert_eq!((t_ref.len(), p_ref.len(), q_ref.len()), (width, width, width));
         for (mean_key, sd_key, m) in [("mean_a", "sd_a", &a), ("mean_b", "sd_b", &b)] {
             for (k, want_sd) in [(mean_key, false), (sd_key, true)] {
                 let Some(values) = v.get(k) else { continue };
@@ -516,19 +458,9 @@ mod tests {
             assert_rel(t, t_ref[j], 1e-6, &format!("t of column {j}"));
             assert_rel(p, p_ref[j], 1e-6, &format!("p of column {j}"));
             if let Some(df_ref) = v.get("df").and_then(|d| d.as_array()) {
-                assert_rel(
-                    df,
-                    df_ref[j].as_f64().unwrap(),
-                    1e-6,
-                    &format!("df of column {j}"),
-                );
+                assert_rel(df, df_ref[j].as_f64().unwrap(), 1e-6, &format!("df of column {j}"));
             }
-            assert_rel(
-                cohen_d(&ca, &cb),
-                d_ref[j],
-                1e-6,
-                &format!("d of column {j}"),
-            );
+            assert_rel(cohen_d(&ca, &cb), d_ref[j], 1e-6, &format!("d of column {j}"));
             p_all.push(p);
         }
         for (j, (got, want)) in bonferroni(&p_all).iter().zip(&bonf_ref).enumerate() {
@@ -541,24 +473,9 @@ mod tests {
         let stats = neuron_stats(&acts_from(&[a.clone(), b.clone()])).unwrap();
         for (j, s) in stats.iter().enumerate() {
             assert_eq!(s.neuron, j);
-            assert_rel(
-                s.t,
-                t_ref[j],
-                1e-4,
-                &format!("neuron_stats t of column {j}"),
-            );
-            assert_rel(
-                s.p,
-                p_ref[j],
-                1e-4,
-                &format!("neuron_stats p of column {j}"),
-            );
-            assert_rel(
-                s.q_bh,
-                q_ref[j],
-                1e-4,
-                &format!("neuron_stats q of column {j}"),
-            );
+            assert_rel(s.t, t_ref[j], 1e-4, &format!("neuron_stats t of column {j}"));
+            assert_rel(s.p, p_ref[j], 1e-4, &format!("neuron_stats p of column {j}"));
+            assert_rel(s.q_bh, q_ref[j], 1e-4, &format!("neuron_stats q of column {j}"));
             let (m, var) = mean_var(&column(&a, j));
             assert_rel(s.means[0], m, 1e-6, "mean");
             assert_rel(s.stds[0], var.sqrt(), 1e-5, "std");
@@ -582,31 +499,11 @@ mod tests {
         // scipy.stats.ttest_ind(a, b, equal_var=False) for the vectors below.
         let b: Vec<f64> = (0..25).map(|i| 0.1 * ((i * 5) % 13) as f64).collect();
         for (offset, t_ref, df_ref, p_ref, d_ref) in [
-            (
-                1.0,
-                9.389198457226636,
-                46.92331864833225,
-                2.389544649370985e-12,
-                2.5847152019538386,
-            ),
-            (
-                3.0,
-                29.919515783523945,
-                46.923318648332234,
-                3.242321001198673e-32,
-                8.236424827217332,
-            ),
-            (
-                6.0,
-                60.714991772969874,
-                46.923318648332256,
-                2.9721682773961997e-46,
-                16.71398926511257,
-            ),
+            (1.0, 9.389198457226636, 46.92331864833225, 2.389544649370985e-12, 2.5847152019538386),
+            (3.0, 29.919515783523945, 46.923318648332234, 3.242321001198673e-32, 8.236424827217332),
+            (6.0, 60.714991772969874, 46.923318648332256, 2.9721682773961997e-46, 16.71398926511257),
         ] {
-            let a: Vec<f64> = (0..30)
-                .map(|i| offset + 0.1 * ((i * 7) % 11) as f64)
-                .collect();
+            let a: Vec<f64> = (0..30).map(|i| offset + 0.1 * ((i * 7) % 11) as f64).collect();
             let (t, df, p) = welch_t_test(&a, &b);
             assert_rel(t, t_ref, 1e-9, "t");
             assert_rel(df, df_ref, 1e-9, "df");
@@ -629,14 +526,8 @@ mod tests {
         assert_eq!(welch_t_test(&[0.1, 0.1, 0.1], &[0.1, 0.1]), (0.0, 3.0, 1.0));
         assert_eq!(cohen_d(&[0.1, 0.1, 0.1], &[0.1, 0.1]), 0.0);
         // Both constant, different: an infinitely sure difference, signed.
-        assert_eq!(
-            welch_t_test(&[2.0, 2.0], &[1.0, 1.0, 1.0]),
-            (f64::INFINITY, 3.0, 0.0)
-        );
-        assert_eq!(
-            welch_t_test(&[1.0, 1.0], &[2.0, 2.0]),
-            (f64::NEG_INFINITY, 2.0, 0.0)
-        );
+        assert_eq!(welch_t_test(&[2.0, 2.0], &[1.0, 1.0, 1.0]), (f64::INFINITY, 3.0, 0.0));
+        assert_eq!(welch_t_test(&[1.0, 1.0], &[2.0, 2.0]), (f64::NEG_INFINITY, 2.0, 0.0));
         assert_eq!(cohen_d(&[1.0, 1.0], &[2.0, 2.0]), f64::NEG_INFINITY);
         // One group constant: an ordinary test with df = n_other − 1.
         let (t, df, p) = welch_t_test(&[1.0, 1.0, 1.0], &[0.0, 1.0, 2.0, 3.0]);
@@ -663,10 +554,7 @@ mod tests {
 
     #[test]
     fn bonferroni_multiplies_and_caps() {
-        assert_eq!(
-            bonferroni(&[0.01, 0.2, 0.0, 1.0]),
-            vec![0.04, 0.8, 0.0, 1.0]
-        );
+        assert_eq!(bonferroni(&[0.01, 0.2, 0.0, 1.0]), vec![0.04, 0.8, 0.0, 1.0]);
         assert_eq!(bonferroni(&[0.3, 0.5]), vec![0.6, 1.0]);
         assert!(bonferroni(&[]).is_empty());
     }
@@ -700,18 +588,12 @@ mod tests {
         let err = neuron_stats(&one_word).unwrap_err().to_string();
         assert!(err.contains("cat0") && err.contains("at least 2"), "{err}");
         let single = acts_from(&[vec![vec![1.0], vec![2.0]]]);
-        assert!(neuron_stats(&single)
-            .unwrap_err()
-            .to_string()
-            .contains("two categories"));
+        assert!(neuron_stats(&single).unwrap_err().to_string().contains("two categories"));
         let mut nan = acts_from(&[vec![vec![1.0], vec![2.0]], vec![vec![1.0], vec![2.0]]]);
         nan.rows[3] = f32::NAN;
         let err = neuron_stats(&nan).unwrap_err().to_string();
         assert!(err.contains("w1_1") && err.contains("NaN"), "{err}");
-        let bad_shape = WordActivations {
-            rows: vec![0.0; 3],
-            ..nan
-        };
+        let bad_shape = WordActivations { rows: vec![0.0; 3], ..nan };
         assert!(neuron_stats(&bad_shape).is_err());
     }
 
@@ -767,11 +649,7 @@ mod tests {
             expected.extend([s.t, s.p, s.cohen_d, s.p_bonferroni, s.q_bh]);
             assert_eq!(fields, expected, "{line}");
         }
-        assert!(
-            lines[2].contains('e'),
-            "tiny values in scientific notation: {}",
-            lines[2]
-        );
+        assert!(lines[2].contains('e'), "tiny values in scientific notation: {}", lines[2]);
     }
 
     #[test]
@@ -783,10 +661,7 @@ mod tests {
         let target = dir.path().join("neurons.csv");
         std::fs::create_dir(&target).unwrap();
         assert!(write_neurons_csv(&target, &acts, &stats).is_err());
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("neurons.csv")]);
         assert!(target.is_dir());
         // Mismatched statistics are refused before anything is written.

@@ -27,14 +27,8 @@ pub fn activations() -> WordActivations {
     };
     let width = 50;
     let categories = vec![
-        Category {
-            name: "verbs".into(),
-            words: (0..10).map(|i| format!("verb{i}")).collect(),
-        },
-        Category {
-            name: "nouns".into(),
-            words: (0..10).map(|i| format!("noun{i}")).collect(),
-        },
+        Category { name: "verbs".into(), words: (0..10).map(|i| format!("verb{i}")).collect() },
+        Category { name: "nouns".into(), words: (0..10).map(|i| format!("noun{i}")).collect() },
     ];
     let mut rows = Vec::new();
     for (c, cat) in categories.iter().enumerate() {

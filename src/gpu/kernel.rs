@@ -1,12 +1,30 @@
 //! One compiled WGSL kernel and the one way neoprobe dispatches kernels.
 //!
 //! Binding convention shared by every shader in `shaders/`: `@binding(0)` is a uniform struct of
-//! parameters, `@binding(1)`, `@binding(2)`, … are storage buffers in the order the kernel's Rust
-//! wrapper passes them. That convention is what lets a single `dispatch` serve every kernel.
+//! parameters, `@binding(1)`, `@binding(2)`, … are the buffers and textures in the order the
+//! kernel's Rust wrapper passes them. That convention is what lets a single `dispatch` serve
+//! every kernel.
 
 use super::Gpu;
 use anyhow::{anyhow, Result};
 use wgpu::util::DeviceExt;
+
+/// Something a kernel can be given at a binding: a buffer or a texture view.
+pub trait Bind {
+    fn resource(&self) -> wgpu::BindingResource<'_>;
+}
+
+impl Bind for wgpu::Buffer {
+    fn resource(&self) -> wgpu::BindingResource<'_> {
+        self.as_entire_binding()
+    }
+}
+
+impl Bind for wgpu::TextureView {
+    fn resource(&self) -> wgpu::BindingResource<'_> {
+        wgpu::BindingResource::TextureView(self)
+    }
+}
 
 /// Workgroups per grid dimension allowed by WebGPU's default limits.
 const MAX_GROUPS_PER_DIM: u32 = 65_535;
@@ -21,79 +39,56 @@ pub struct Kernel {
 impl Kernel {
     /// Compiles `source`; a shader the device rejects is an error naming the kernel.
     pub fn new(gpu: &Gpu, name: &'static str, source: &str) -> Result<Kernel> {
-        Self::with_checks(gpu, name, source, wgpu::ShaderRuntimeChecks::checked())
-    }
-
-    pub fn with_checks(gpu: &Gpu, name: &'static str, source: &str, checks: wgpu::ShaderRuntimeChecks) -> Result<Kernel> {
         let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = unsafe { gpu.device.create_shader_module_trusted(wgpu::ShaderModuleDescriptor {
+        let module = gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(name),
             source: wgpu::ShaderSource::Wgsl(source.into()),
-        }, checks) };
-        let pipeline = gpu
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(name),
-                layout: None,
-                module: &module,
-                entry_point: None,
-                compilation_options: Default::default(),
-                cache: None,
-            });
+        });
+        let pipeline = gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(name),
+            layout: None,
+            module: &module,
+            entry_point: None,
+            compilation_options: Default::default(),
+            cache: None,
+        });
         if let Some(error) = pollster::block_on(scope.pop()) {
-            return Err(anyhow!(
-                "kernel {name} does not compile on {}: {error}",
-                gpu.adapter_name()
-            ));
+            return Err(anyhow!("kernel {name} does not compile on {}: {error}", gpu.adapter_name()));
         }
         let layout = pipeline.get_bind_group_layout(0);
-        Ok(Kernel {
-            name,
-            pipeline,
-            layout,
-        })
+        Ok(Kernel { name, pipeline, layout })
     }
 
     /// Records one dispatch of this kernel into `encoder` over `grid` workgroups, with `params`
-    /// as the uniform at binding 0 and `buffers` at bindings 1, 2, ….
+    /// as the uniform at binding 0 and `resources` at bindings 1, 2, ….
     pub(super) fn dispatch<P: bytemuck::Pod>(
         &self,
         gpu: &Gpu,
         encoder: &mut wgpu::CommandEncoder,
         params: &P,
-        buffers: &[&wgpu::Buffer],
+        resources: &[&dyn Bind],
         grid: [u32; 3],
         timestamp_writes: Option<wgpu::ComputePassTimestampWrites>,
     ) {
-        let uniform = gpu
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(self.name),
-                contents: bytemuck::bytes_of(params),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: uniform.as_entire_binding(),
-        }];
+        let uniform = gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(self.name),
+            contents: bytemuck::bytes_of(params),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
         entries.extend(
-            buffers
+            resources
                 .iter()
                 .enumerate()
-                .map(|(i, buffer)| wgpu::BindGroupEntry {
-                    binding: i as u32 + 1,
-                    resource: buffer.as_entire_binding(),
-                }),
+                .map(|(i, r)| wgpu::BindGroupEntry { binding: i as u32 + 1, resource: r.resource() }),
         );
         let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(self.name),
             layout: &self.layout,
             entries: &entries,
         });
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(self.name),
-            timestamp_writes,
-        });
+        let mut pass = encoder
+            .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(self.name), timestamp_writes });
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
         pass.dispatch_workgroups(grid[0], grid[1], grid[2]);

@@ -7,12 +7,11 @@ use wgpu::util::DeviceExt;
 
 mod kernel;
 mod recorder;
-pub use kernel::{grid_1d, Kernel};
+pub use kernel::{grid_1d, Bind, Kernel};
 pub use recorder::{PassTime, Recorder};
 
 /// How to get a GPU where there is none: the software Vulkan driver.
-pub const NO_ADAPTER_HINT: &str =
-    "install a Vulkan, Metal or DX12 driver; on a machine without a GPU, \
+pub const NO_ADAPTER_HINT: &str = "install a Vulkan, Metal or DX12 driver; on a machine without a GPU, \
     the software Vulkan driver lavapipe: `apt-get install mesa-vulkan-drivers libvulkan1`";
 
 /// A wgpu device and queue with the adapter they came from.
@@ -34,38 +33,30 @@ impl Gpu {
     }
 
     async fn new_async() -> Result<Gpu> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        let adapter =
-            match std::env::var("WGPU_ADAPTER_NAME") {
-                Ok(wanted) => {
-                    let adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
-                    let names: Vec<String> =
-                        adapters.iter().map(|a| describe(&a.get_info())).collect();
-                    adapters
-                        .into_iter()
-                        .find(|a| {
-                            a.get_info()
-                                .name
-                                .to_lowercase()
-                                .contains(&wanted.to_lowercase())
-                        })
-                        .ok_or_else(|| {
-                            anyhow!(
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = match std::env::var("WGPU_ADAPTER_NAME") {
+            Ok(wanted) => {
+                let adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
+                let names: Vec<String> = adapters.iter().map(|a| describe(&a.get_info())).collect();
+                adapters
+                    .into_iter()
+                    .find(|a| a.get_info().name.to_lowercase().contains(&wanted.to_lowercase()))
+                    .ok_or_else(|| {
+                        anyhow!(
                             "no GPU adapter matches WGPU_ADAPTER_NAME={wanted:?}; available: {}",
                             if names.is_empty() { "none".to_string() } else { names.join(", ") }
                         )
-                        })?
-                }
-                Err(_) => instance
-                    .request_adapter(&wgpu::RequestAdapterOptions {
-                        power_preference: wgpu::PowerPreference::from_env()
-                            .unwrap_or(wgpu::PowerPreference::HighPerformance),
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(|e| anyhow!("no GPU adapter found ({e}): {NO_ADAPTER_HINT}"))?,
-            };
+                    })?
+            }
+            Err(_) => instance
+                .request_adapter(&wgpu::RequestAdapterOptions {
+                    power_preference: wgpu::PowerPreference::from_env()
+                        .unwrap_or(wgpu::PowerPreference::HighPerformance),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| anyhow!("no GPU adapter found ({e}): {NO_ADAPTER_HINT}"))?,
+        };
         let info = adapter.get_info();
         // The whole model never needs a binding over the default 128 MiB (the 154 MB token
         // embedding table is gathered per batch on the host), but long batches of wide models can:
@@ -84,13 +75,7 @@ impl Gpu {
             })
             .await
             .with_context(|| format!("cannot open GPU device on {}", describe(&info)))?;
-        Ok(Gpu {
-            device,
-            queue,
-            info,
-            has_timestamps,
-            has_subgroups,
-        })
+        Ok(Gpu { device, queue, info, has_timestamps, has_subgroups })
     }
 
     /// The adapter in words, e.g. `llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)`.
@@ -106,15 +91,11 @@ impl Gpu {
     /// A storage buffer holding `data`.
     pub fn upload(&self, label: &str, data: &[u8]) -> Result<wgpu::Buffer> {
         self.check_binding_size(label, data.len() as u64)?;
-        Ok(self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: data,
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST,
-            }))
+        Ok(self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: data,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        }))
     }
 
     /// An uninitialised storage buffer of `n_floats` f32 values that can be copied from.
@@ -124,10 +105,35 @@ impl Gpu {
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
+        }))
+    }
+
+    /// An rgba32float texture holding an `[n_rows, width]` f32 matrix four columns per texel
+    /// (`ceil(width / 4)` texels wide, `n_rows` high), written by kernels and read by kernels.
+    pub fn texel_matrix(&self, label: &str, n_rows: usize, width: usize) -> Result<wgpu::Texture> {
+        let texels = width.div_ceil(4);
+        let max = self.device.limits().max_texture_dimension_2d as usize;
+        if n_rows > max || texels > max {
+            bail!(
+                "{label} needs a {texels}×{n_rows} texture but {} allows at most {max} per side; use fewer tokens",
+                self.adapter_name()
+            );
+        }
+        Ok(self.device.create_texture(&wgpu::TextureDescriptor {
+            label: Some(label),
+            size: wgpu::Extent3d {
+                width: texels.max(1) as u32,
+                height: n_rows.max(1) as u32,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::STORAGE_BINDING,
+            view_formats: &[],
         }))
     }
 

@@ -1,7 +1,7 @@
 //! Recording a sequence of kernel dispatches and buffer copies into one submission, optionally
 //! with a GPU timestamp before and after every dispatch.
 
-use super::{Gpu, Kernel};
+use super::{Bind, Gpu, Kernel};
 use anyhow::Result;
 
 /// The most timestamps one recording may write (wgpu's query-set ceiling).
@@ -38,24 +38,20 @@ impl<'g> Recorder<'g> {
             labels: Vec::new(),
         });
         let encoder = gpu.device.create_command_encoder(&Default::default());
-        Recorder {
-            gpu,
-            encoder,
-            timer,
-        }
+        Recorder { gpu, encoder, timer }
     }
 
     pub fn gpu(&self) -> &'g Gpu {
         self.gpu
     }
 
-    /// Records `kernel` over `grid` workgroups with `params` at binding 0 and `buffers` at
-    /// bindings 1, 2, … (the convention of every shader in `shaders/`).
+    /// Records `kernel` over `grid` workgroups with `params` at binding 0 and `resources`
+    /// (buffers, texture views) at bindings 1, 2, … (the convention of every shader in `shaders/`).
     pub fn dispatch<P: bytemuck::Pod>(
         &mut self,
         kernel: &Kernel,
         params: &P,
-        buffers: &[&wgpu::Buffer],
+        resources: &[&dyn Bind],
         grid: [u32; 3],
     ) {
         let timestamp_writes = match &mut self.timer {
@@ -70,55 +66,37 @@ impl<'g> Recorder<'g> {
             }
             _ => None,
         };
-        kernel.dispatch(
-            self.gpu,
-            &mut self.encoder,
-            params,
-            buffers,
-            grid,
-            timestamp_writes,
-        );
+        kernel.dispatch(self.gpu, &mut self.encoder, params, resources, grid, timestamp_writes);
     }
 
     /// Records a copy of the first `bytes` bytes of `source` into `destination`.
     pub fn copy(&mut self, source: &wgpu::Buffer, destination: &wgpu::Buffer, bytes: u64) {
-        self.encoder
-            .copy_buffer_to_buffer(source, 0, destination, 0, bytes);
+        self.encoder.copy_buffer_to_buffer(source, 0, destination, 0, bytes);
     }
 
     /// Submits everything recorded and waits for the GPU to finish it. Returns the GPU time of
     /// each dispatch when the recording was timed (empty otherwise).
     pub fn finish(mut self) -> Result<Vec<PassTime>> {
-        let resolved = self
-            .timer
-            .as_ref()
-            .filter(|t| !t.labels.is_empty())
-            .map(|timer| {
-                let count = timer.labels.len() as u32 * 2;
-                let bytes = count as u64 * 8;
-                let resolve = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("timestamps"),
-                    size: bytes,
-                    usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                    mapped_at_creation: false,
-                });
-                let staging = self.gpu.staging("timestamps readback", bytes);
-                self.encoder
-                    .resolve_query_set(&timer.queries, 0..count, &resolve, 0);
-                self.encoder
-                    .copy_buffer_to_buffer(&resolve, 0, &staging, 0, bytes);
-                staging
+        let resolved = self.timer.as_ref().filter(|t| !t.labels.is_empty()).map(|timer| {
+            let count = timer.labels.len() as u32 * 2;
+            let bytes = count as u64 * 8;
+            let resolve = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("timestamps"),
+                size: bytes,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
             });
+            let staging = self.gpu.staging("timestamps readback", bytes);
+            self.encoder.resolve_query_set(&timer.queries, 0..count, &resolve, 0);
+            self.encoder.copy_buffer_to_buffer(&resolve, 0, &staging, 0, bytes);
+            staging
+        });
         self.gpu.queue.submit([self.encoder.finish()]);
         self.gpu.wait()?;
         let (Some(staging), Some(timer)) = (resolved, self.timer) else {
             return Ok(Vec::new());
         };
-        let bytes = self
-            .gpu
-            .read_staging_bytes(&[&staging])?
-            .pop()
-            .unwrap_or_default();
+        let bytes = self.gpu.read_staging_bytes(&[&staging])?.pop().unwrap_or_default();
         let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes);
         let ns_per_tick = self.gpu.queue.get_timestamp_period() as f64;
         Ok(timer

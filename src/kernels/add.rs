@@ -10,23 +10,8 @@ struct Params {
 
 impl Kernels {
     /// `sum = a + b` over `n` elements (shaders/add.wgsl).
-    pub fn add(
-        &self,
-        rec: &mut Recorder,
-        a: &wgpu::Buffer,
-        b: &wgpu::Buffer,
-        sum: &wgpu::Buffer,
-        n: usize,
-    ) {
-        let params = Params {
-            n: n as u32,
-            _pad: [0; 3],
-        };
-        rec.dispatch(
-            &self.add,
-            &params,
-            &[a, b, sum],
-            grid_1d(groups_for(n, 256)),
-        );
+    pub fn add(&self, rec: &mut Recorder, a: &wgpu::Buffer, b: &wgpu::Buffer, sum: &wgpu::Buffer, n: usize) {
+        let params = Params { n: n as u32, _pad: [0; 3] };
+        rec.dispatch(&self.add, &params, &[a, b, sum], grid_1d(groups_for(n, 256)));
     }
 }

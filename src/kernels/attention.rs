@@ -1,4 +1,4 @@
-use super::{groups_for, Kernels};
+use super::{groups_for, Kernels, Scratch, Variant};
 use crate::gpu::{grid_1d, Recorder};
 
 /// The sizes of one attention call over a packed batch.
@@ -27,7 +27,7 @@ pub const MAX_HEAD_DIM: usize = 128;
 
 impl Kernels {
     /// Causal (optionally windowed) attention of the packed `qkv` rows into `z`
-    /// (shaders/attention.wgsl). `seq_start[t]` is the first token of t's sequence.
+    /// (shaders/attention.wgsl, attention_texture.wgsl). `seq_start[t]` is the first token of t's sequence.
     pub fn attention(
         &self,
         rec: &mut Recorder,
@@ -35,6 +35,7 @@ impl Kernels {
         seq_start: &wgpu::Buffer,
         z: &wgpu::Buffer,
         shape: AttentionShape,
+        scratch: &Scratch,
     ) {
         assert!(
             shape.head_dim % 4 == 0 && shape.head_dim <= MAX_HEAD_DIM,
@@ -50,6 +51,12 @@ impl Kernels {
             _pad: [0; 3],
         };
         let grid = grid_1d(groups_for(shape.n_tokens * shape.n_heads, 64));
-        rec.dispatch(&self.attention, &params, &[qkv, seq_start, z], grid);
+        match self.variant {
+            Variant::Simple => rec.dispatch(&self.attention, &params, &[qkv, seq_start, z], grid),
+            Variant::Texture => {
+                let qkv = self.texels_of(rec, qkv, shape.n_tokens, 3 * params.width as usize, scratch);
+                rec.dispatch(&self.attention, &params, &[qkv, seq_start, z], grid);
+            }
+        }
     }
 }

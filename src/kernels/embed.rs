@@ -21,17 +21,8 @@ impl Kernels {
         n_tokens: usize,
         width: usize,
     ) {
-        let params = Params {
-            n_tokens: n_tokens as u32,
-            width: width as u32,
-            _pad: [0; 2],
-        };
+        let params = Params { n_tokens: n_tokens as u32, width: width as u32, _pad: [0; 2] };
         let grid = grid_1d(groups_for(n_tokens * width, 256));
-        rec.dispatch(
-            &self.embed,
-            &params,
-            &[token_rows, wpe, position, hidden],
-            grid,
-        );
+        rec.dispatch(&self.embed, &params, &[token_rows, wpe, position, hidden], grid);
     }
 }

@@ -24,17 +24,7 @@ impl Kernels {
         width: usize,
         eps: f32,
     ) {
-        let params = Params {
-            n_tokens: n_tokens as u32,
-            width: width as u32,
-            eps,
-            _pad: 0,
-        };
-        rec.dispatch(
-            &self.layernorm,
-            &params,
-            &[x, gamma, beta, y],
-            grid_1d(n_tokens as u32),
-        );
+        let params = Params { n_tokens: n_tokens as u32, width: width as u32, eps, _pad: 0 };
+        rec.dispatch(&self.layernorm, &params, &[x, gamma, beta, y], grid_1d(n_tokens as u32));
     }
 }

@@ -1,5 +1,6 @@
-use super::{groups_for, Kernels};
-use crate::gpu::{grid_1d, Recorder};
+use super::{groups_for, Kernels, Scratch, Variant};
+use crate::gpu::{grid_1d, Gpu, Recorder};
+use anyhow::Result;
 
 /// The sizes of `y[n_tokens, n_out] = x[n_tokens, n_in] · w[n_out, n_in]ᵀ + bias[n_out]`.
 #[derive(Clone, Copy, Debug)]
@@ -7,6 +8,21 @@ pub struct LinearShape {
     pub n_tokens: usize,
     pub n_in: usize,
     pub n_out: usize,
+}
+
+/// A linear layer's weights on the GPU, stored the way the variant reads them: HF's `[out, in]`
+/// rows in a storage buffer (`simple`) or as a texel matrix `ceil(in / 4)` texels wide and `out`
+/// high (`texture`).
+pub struct GpuLinear {
+    pub n_in: usize,
+    pub n_out: usize,
+    weight: Weight,
+    bias: wgpu::Buffer,
+}
+
+enum Weight {
+    Rows(wgpu::Buffer),
+    Texels(wgpu::TextureView),
 }
 
 #[repr(C)]
@@ -18,24 +34,72 @@ struct Params {
     _pad: u32,
 }
 
+/// Outputs per workgroup and tokens per workgroup of linear_texture.wgsl.
+const TEXTURE_OUTPUTS_PER_GROUP: usize = 128;
+const TEXTURE_TOKENS_PER_GROUP: usize = 8;
+
 impl Kernels {
-    /// `y = x · wᵀ + bias` with `w` in HF's `[out, in]` layout (shaders/linear.wgsl).
+    /// Uploads a linear layer whose `[out, in]` weight is `parts` stacked row-wise (each part
+    /// little-endian f32 rows of `n_in`), with `bias` (`None`: zero).
+    pub fn upload_linear(
+        &self,
+        gpu: &Gpu,
+        label: &str,
+        parts: &[&[u8]],
+        bias: Option<&[u8]>,
+        n_in: usize,
+    ) -> Result<GpuLinear> {
+        let n_out = parts.iter().map(|p| p.len()).sum::<usize>() / (4 * n_in);
+        let rows = gpu.storage(&format!("{label}.weight"), n_out * n_in)?;
+        let mut offset = 0;
+        for part in parts {
+            gpu.queue.write_buffer(&rows, offset, part);
+            offset += part.len() as u64;
+        }
+        let bias = match bias {
+            Some(bytes) => gpu.upload(&format!("{label}.bias"), bytes)?,
+            None => gpu.upload(&format!("{label}.bias"), &vec![0u8; n_out * 4])?,
+        };
+        let weight = match self.variant {
+            Variant::Simple => Weight::Rows(rows),
+            Variant::Texture => {
+                let texture = gpu.texel_matrix(&format!("{label}.weight texels"), n_out, n_in)?;
+                let view = texture.create_view(&Default::default());
+                let mut rec = Recorder::new(gpu, false);
+                self.rows_to_texture(&mut rec, &rows, &view, n_out, n_in);
+                rec.finish()?;
+                Weight::Texels(view)
+            }
+        };
+        Ok(GpuLinear { n_in, n_out, weight, bias })
+    }
+
+    /// `y = x · wᵀ + bias` over `n_tokens` rows (shaders/linear.wgsl, linear_texture.wgsl).
     pub fn linear(
         &self,
         rec: &mut Recorder,
         x: &wgpu::Buffer,
-        w: &wgpu::Buffer,
-        bias: &wgpu::Buffer,
+        layer: &GpuLinear,
         y: &wgpu::Buffer,
-        shape: LinearShape,
+        n_tokens: usize,
+        scratch: &Scratch,
     ) {
-        let params = Params {
-            n_tokens: shape.n_tokens as u32,
-            n_in: shape.n_in as u32,
-            n_out: shape.n_out as u32,
-            _pad: 0,
-        };
-        let groups = groups_for(shape.n_out, 64) * shape.n_tokens as u32;
-        rec.dispatch(&self.linear, &params, &[x, w, bias, y], grid_1d(groups));
+        let params =
+            Params { n_tokens: n_tokens as u32, n_in: layer.n_in as u32, n_out: layer.n_out as u32, _pad: 0 };
+        match &layer.weight {
+            Weight::Rows(w) => {
+                let groups = groups_for(layer.n_out, 64) * n_tokens as u32;
+                rec.dispatch(&self.linear, &params, &[x, w, &layer.bias, y], grid_1d(groups));
+            }
+            Weight::Texels(w) => {
+                let x = self.texels_of(rec, x, n_tokens, layer.n_in, scratch);
+                let grid = [
+                    groups_for(layer.n_out, TEXTURE_OUTPUTS_PER_GROUP),
+                    groups_for(n_tokens, TEXTURE_TOKENS_PER_GROUP),
+                    1,
+                ];
+                rec.dispatch(&self.linear, &params, &[x, w, &layer.bias, y], grid);
+            }
+        }
     }
 }

@@ -1,6 +1,13 @@
 //! The WGSL kernels of the forward pass, each behind a small Rust wrapper that knows its
 //! parameters struct and how its work is split into workgroups. One file per shader in
 //! `shaders/`; nothing here knows about GPT-Neo.
+//!
+//! Linear layers and attention come in variants (llm.c style: the plain version stays next to the
+//! tuned ones, and every variant passes the same tests against the CPU reference):
+//! - `simple`: one invocation per output, operands in storage buffers. The readable definition.
+//! - `texture`: operands read as rgba32float texels with register tiles and subgroup shuffles —
+//!   tuned for CPU Vulkan drivers (lavapipe), where storage-buffer loads run lane by lane and cost
+//!   ten times a texel fetch.
 
 mod add;
 mod attention;
@@ -8,40 +15,88 @@ mod embed;
 mod gelu;
 mod layernorm;
 mod linear;
+mod texels;
 
 pub use attention::{AttentionShape, MAX_HEAD_DIM};
-pub use linear::LinearShape;
+pub use linear::{GpuLinear, LinearShape};
+pub use texels::Scratch;
 
 use crate::gpu::{Gpu, Kernel};
-use anyhow::Result;
+use anyhow::{bail, Result};
+use std::fmt;
 
-/// Every kernel of the forward, compiled once per device.
+/// Which implementation of the linear and attention kernels to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Variant {
+    /// One invocation per output, storage buffers only.
+    Simple,
+    /// Texel operands, register tiles, subgroup shuffles (needs subgroup support).
+    Texture,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 2] = [Variant::Simple, Variant::Texture];
+
+    /// The fastest variant for `gpu`: `texture` on CPU drivers with subgroups, else `simple`.
+    pub fn best_for(gpu: &Gpu) -> Variant {
+        if gpu.info.device_type == wgpu::DeviceType::Cpu && gpu.has_subgroups {
+            Variant::Texture
+        } else {
+            Variant::Simple
+        }
+    }
+}
+
+impl fmt::Display for Variant {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(match self {
+            Variant::Simple => "simple",
+            Variant::Texture => "texture",
+        })
+    }
+}
+
+/// Every kernel of the forward, compiled once per device, for one variant.
 pub struct Kernels {
+    pub variant: Variant,
     embed: Kernel,
     layernorm: Kernel,
-    linear: Kernel,
-    attention: Kernel,
     gelu: Kernel,
     add: Kernel,
+    linear: Kernel,
+    attention: Kernel,
+    rows_to_texture: Kernel,
 }
 
 impl Kernels {
-    pub fn new(gpu: &Gpu) -> Result<Kernels> {
+    /// Compiles the kernels of `variant`.
+    pub fn new(gpu: &Gpu, variant: Variant) -> Result<Kernels> {
+        if variant == Variant::Texture && !gpu.has_subgroups {
+            bail!("kernel variant texture needs subgroup operations, which {} lacks", gpu.adapter_name());
+        }
+        let (linear, attention) = match variant {
+            Variant::Simple => (
+                Kernel::new(gpu, "linear", include_str!("../../shaders/linear.wgsl"))?,
+                Kernel::new(gpu, "attention", include_str!("../../shaders/attention.wgsl"))?,
+            ),
+            Variant::Texture => (
+                Kernel::new(gpu, "linear_texture", include_str!("../../shaders/linear_texture.wgsl"))?,
+                Kernel::new(gpu, "attention_texture", include_str!("../../shaders/attention_texture.wgsl"))?,
+            ),
+        };
         Ok(Kernels {
+            variant,
             embed: Kernel::new(gpu, "embed", include_str!("../../shaders/embed.wgsl"))?,
-            layernorm: Kernel::new(
-                gpu,
-                "layernorm",
-                include_str!("../../shaders/layernorm.wgsl"),
-            )?,
-            linear: Kernel::new(gpu, "linear", include_str!("../../shaders/linear.wgsl"))?,
-            attention: Kernel::new(
-                gpu,
-                "attention",
-                include_str!("../../shaders/attention.wgsl"),
-            )?,
+            layernorm: Kernel::new(gpu, "layernorm", include_str!("../../shaders/layernorm.wgsl"))?,
             gelu: Kernel::new(gpu, "gelu_new", include_str!("../../shaders/gelu_new.wgsl"))?,
             add: Kernel::new(gpu, "add", include_str!("../../shaders/add.wgsl"))?,
+            linear,
+            attention,
+            rows_to_texture: Kernel::new(
+                gpu,
+                "rows_to_texture",
+                include_str!("../../shaders/rows_to_texture.wgsl"),
+            )?,
         })
     }
 }

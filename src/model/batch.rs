@@ -18,28 +18,19 @@ pub struct Batch {
 impl Batch {
     /// Packs `sequences`, each of which must be non-empty and at most `max_positions` long.
     pub fn pack(sequences: &[Vec<u32>], max_positions: usize) -> Result<Batch> {
-        let mut batch = Batch {
-            ids: Vec::new(),
-            positions: Vec::new(),
-            seq_start: Vec::new(),
-            offsets: vec![0],
-        };
+        let mut batch =
+            Batch { ids: Vec::new(), positions: Vec::new(), seq_start: Vec::new(), offsets: vec![0] };
         for (s, sequence) in sequences.iter().enumerate() {
             if sequence.is_empty() {
                 bail!("sequence {s} has no tokens");
             }
             if sequence.len() > max_positions {
-                bail!(
-                    "sequence {s} has {} tokens; the model has {max_positions} positions",
-                    sequence.len()
-                );
+                bail!("sequence {s} has {} tokens; the model has {max_positions} positions", sequence.len());
             }
             let start = batch.ids.len() as u32;
             batch.ids.extend_from_slice(sequence);
             batch.positions.extend(0..sequence.len() as u32);
-            batch
-                .seq_start
-                .extend(std::iter::repeat_n(start, sequence.len()));
+            batch.seq_start.extend(std::iter::repeat_n(start, sequence.len()));
             batch.offsets.push(batch.ids.len());
         }
         if batch.ids.is_empty() {

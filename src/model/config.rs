@@ -39,16 +39,10 @@ impl GptNeoConfig {
     /// Reads and checks `config.json`.
     pub fn load(path: &Path) -> Result<GptNeoConfig> {
         let text = std::fs::read_to_string(path).with_context(|| {
-            format!(
-                "cannot read {}: the model folder needs the model's config.json",
-                path.display()
-            )
+            format!("cannot read {}: the model folder needs the model's config.json", path.display())
         })?;
         let json: Value = serde_json::from_str(&text).map_err(|e| {
-            anyhow!(
-                "{} is not valid JSON ({e}); re-download or re-export config.json",
-                path.display()
-            )
+            anyhow!("{} is not valid JSON ({e}); re-download or re-export config.json", path.display())
         })?;
         Self::from_json(&json).with_context(|| format!("{}", path.display()))
     }
@@ -85,8 +79,7 @@ impl GptNeoConfig {
                 .ok_or_else(|| anyhow!("field `layer_norm_epsilon` must be a positive number"))?
                 as f32,
             attention_layers: expand_attention_types(
-                json.get("attention_types")
-                    .ok_or_else(|| anyhow!("missing field `attention_types`"))?,
+                json.get("attention_types").ok_or_else(|| anyhow!("missing field `attention_types`"))?,
             )?,
         };
         if config.attention_layers.len() != num_layers {
@@ -110,9 +103,7 @@ impl GptNeoConfig {
 }
 
 fn usize_field(json: &Value, name: &str) -> Result<usize> {
-    let value = json
-        .get(name)
-        .ok_or_else(|| anyhow!("missing field `{name}`"))?;
+    let value = json.get(name).ok_or_else(|| anyhow!("missing field `{name}`"))?;
     value
         .as_u64()
         .filter(|&n| n > 0)
@@ -121,28 +112,18 @@ fn usize_field(json: &Value, name: &str) -> Result<usize> {
 }
 
 fn string_field<'a>(json: &'a Value, name: &str) -> Result<&'a str> {
-    let value = json
-        .get(name)
-        .ok_or_else(|| anyhow!("missing field `{name}`"))?;
-    value
-        .as_str()
-        .ok_or_else(|| anyhow!("field `{name}` must be a string, found {value}"))
+    let value = json.get(name).ok_or_else(|| anyhow!("missing field `{name}`"))?;
+    value.as_str().ok_or_else(|| anyhow!("field `{name}` must be a string, found {value}"))
 }
 
 /// `[[["global","local"], 6]]` → global, local, global, … (12 layers), as HF's
 /// `GPTNeoConfig.expand_attention_types_params`.
 fn expand_attention_types(value: &Value) -> Result<Vec<AttentionKind>> {
-    let malformed = || {
-        anyhow!(
-            "field `attention_types` must look like [[[\"global\", \"local\"], 6]], found {value}"
-        )
-    };
+    let malformed =
+        || anyhow!("field `attention_types` must look like [[[\"global\", \"local\"], 6]], found {value}");
     let mut layers = Vec::new();
     for item in value.as_array().ok_or_else(malformed)? {
-        let pair = item
-            .as_array()
-            .filter(|p| p.len() == 2)
-            .ok_or_else(malformed)?;
+        let pair = item.as_array().filter(|p| p.len() == 2).ok_or_else(malformed)?;
         let kinds = pair[0].as_array().ok_or_else(malformed)?;
         let repeat = pair[1].as_u64().ok_or_else(malformed)?;
         for _ in 0..repeat {
@@ -187,27 +168,15 @@ mod tests {
     fn rejects_other_activations_unknown_attention_and_missing_fields() {
         let mut bad = neo_125m();
         bad["activation_function"] = json!("gelu");
-        assert!(GptNeoConfig::from_json(&bad)
-            .unwrap_err()
-            .to_string()
-            .contains("gelu_new"));
+        assert!(GptNeoConfig::from_json(&bad).unwrap_err().to_string().contains("gelu_new"));
         let mut bad = neo_125m();
         bad["attention_types"] = json!([[["global", "sparse"], 6]]);
-        assert!(GptNeoConfig::from_json(&bad)
-            .unwrap_err()
-            .to_string()
-            .contains("sparse"));
+        assert!(GptNeoConfig::from_json(&bad).unwrap_err().to_string().contains("sparse"));
         let mut bad = neo_125m();
         bad.as_object_mut().unwrap().remove("window_size");
-        assert!(GptNeoConfig::from_json(&bad)
-            .unwrap_err()
-            .to_string()
-            .contains("window_size"));
+        assert!(GptNeoConfig::from_json(&bad).unwrap_err().to_string().contains("window_size"));
         let mut bad = neo_125m();
         bad["num_layers"] = json!(10);
-        assert!(GptNeoConfig::from_json(&bad)
-            .unwrap_err()
-            .to_string()
-            .contains("attention_types"));
+        assert!(GptNeoConfig::from_json(&bad).unwrap_err().to_string().contains("attention_types"));
     }
 }

@@ -10,17 +10,12 @@
 
 use super::{BlockWeights, GptNeoConfig, GptNeoWeights, Hook, HookPlan, HookPoint, HostTensor};
 use crate::gpu::{Gpu, PassTime, Recorder};
-use crate::kernels::{AttentionShape, Kernels, LinearShape};
+use crate::kernels::{AttentionShape, GpuLinear, Kernels, Scratch};
 use crate::model::Batch;
 use anyhow::{bail, Result};
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
-
-struct GpuLinear {
-    weight: wgpu::Buffer,
-    bias: wgpu::Buffer,
-}
 
 struct GpuLayerNorm {
     weight: wgpu::Buffer,
@@ -76,13 +71,11 @@ pub struct ForwardTimes {
 }
 
 impl GpuModel {
-    /// Uploads `weights` (every block it holds).
-    pub fn upload(gpu: &Gpu, weights: &GptNeoWeights) -> Result<GpuModel> {
-        let linear = |name: &str, w: &super::LinearWeights| -> Result<GpuLinear> {
-            Ok(GpuLinear {
-                weight: gpu.upload(&format!("{name}.weight"), w.weight.bytes())?,
-                bias: gpu.upload(&format!("{name}.bias"), w.bias.bytes())?,
-            })
+    /// Uploads `weights` (every block it holds) in the layout `kernels` read.
+    pub fn upload(gpu: &Gpu, kernels: &Kernels, weights: &GptNeoWeights) -> Result<GpuModel> {
+        let h = weights.config.hidden_size;
+        let linear = |name: &str, w: &super::LinearWeights, n_in: usize| {
+            kernels.upload_linear(gpu, name, &[w.weight.bytes()], Some(w.bias.bytes()), n_in)
         };
         let layernorm = |name: &str, w: &super::LayerNormWeights| -> Result<GpuLayerNorm> {
             Ok(GpuLayerNorm {
@@ -90,23 +83,15 @@ impl GpuModel {
                 bias: gpu.upload(&format!("{name}.bias"), w.bias.bytes())?,
             })
         };
-        let h = weights.config.hidden_size;
         let upload_block = |i: usize, b: &BlockWeights| -> Result<GpuBlock> {
-            let qkv_weight = gpu.storage(&format!("h.{i}.qkv.weight"), 3 * h * h)?;
-            for (part, w) in [&b.q_proj, &b.k_proj, &b.v_proj].into_iter().enumerate() {
-                gpu.queue
-                    .write_buffer(&qkv_weight, (part * h * h * 4) as u64, w.bytes());
-            }
+            let qkv = [b.q_proj.bytes(), b.k_proj.bytes(), b.v_proj.bytes()];
             Ok(GpuBlock {
                 ln_1: layernorm(&format!("h.{i}.ln_1"), &b.ln_1)?,
-                qkv: GpuLinear {
-                    weight: qkv_weight,
-                    bias: gpu.upload(&format!("h.{i}.qkv.bias"), &vec![0u8; 3 * h * 4])?,
-                },
-                out_proj: linear(&format!("h.{i}.out_proj"), &b.out_proj)?,
+                qkv: kernels.upload_linear(gpu, &format!("h.{i}.qkv"), &qkv, None, h)?,
+                out_proj: linear(&format!("h.{i}.out_proj"), &b.out_proj, h)?,
                 ln_2: layernorm(&format!("h.{i}.ln_2"), &b.ln_2)?,
-                c_fc: linear(&format!("h.{i}.c_fc"), &b.c_fc)?,
-                c_proj: linear(&format!("h.{i}.c_proj"), &b.c_proj)?,
+                c_fc: linear(&format!("h.{i}.c_fc"), &b.c_fc, h)?,
+                c_proj: linear(&format!("h.{i}.c_proj"), &b.c_proj, weights.config.intermediate_size)?,
             })
         };
         let model = GpuModel {
@@ -119,11 +104,7 @@ impl GpuModel {
                 .enumerate()
                 .map(|(i, b)| upload_block(i, b))
                 .collect::<Result<_>>()?,
-            ln_f: weights
-                .ln_f
-                .as_ref()
-                .map(|w| layernorm("ln_f", w))
-                .transpose()?,
+            ln_f: weights.ln_f.as_ref().map(|w| layernorm("ln_f", w)).transpose()?,
         };
         gpu.wait()?;
         Ok(model)
@@ -142,16 +123,9 @@ impl GpuModel {
         if plan.blocks_needed(config) > self.blocks.len()
             || (plan.wants(Hook::LnFinal) && self.ln_f.is_none())
         {
-            bail!(
-                "hook {} needs weights that were not uploaded",
-                plan.deepest()
-            );
+            bail!("hook {} needs weights that were not uploaded", plan.deepest());
         }
-        if let Some(&id) = batch
-            .ids
-            .iter()
-            .find(|&&id| id as usize >= config.vocab_size)
-        {
+        if let Some(&id) = batch.ids.iter().find(|&&id| id as usize >= config.vocab_size) {
             bail!(
                 "token id {id} is outside the model's vocabulary of {}: tokenizer.json does not belong to this model",
                 config.vocab_size
@@ -161,12 +135,8 @@ impl GpuModel {
         let n = batch.n_tokens();
         let h = config.hidden_size;
         let inter = config.intermediate_size;
-        let token_rows: Vec<u8> = batch
-            .ids
-            .iter()
-            .flat_map(|&id| self.wte.row_bytes(id as usize))
-            .copied()
-            .collect();
+        let token_rows: Vec<u8> =
+            batch.ids.iter().flat_map(|&id| self.wte.row_bytes(id as usize)).copied().collect();
         let buffers = Buffers {
             token_rows: gpu.upload("token rows", &token_rows)?,
             positions: gpu.upload("positions", bytemuck::cast_slice(&batch.positions))?,
@@ -181,16 +151,14 @@ impl GpuModel {
             mlp_pre: gpu.storage("mlp_pre", n * inter)?,
             mlp_post: gpu.storage("mlp_post", n * inter)?,
             mlp_out: gpu.storage("mlp_out", n * h)?,
+            scratch: kernels.scratch(gpu, n, &[h, 3 * h, inter])?,
         };
         let mut pass = ForwardPass {
             kernels,
             model: self,
             n_tokens: n,
             buffers,
-            taps: Taps {
-                plan,
-                staged: Vec::new(),
-            },
+            taps: Taps { plan, staged: Vec::new() },
             rec: Recorder::new(gpu, timed),
         };
         let _ = pass.record();
@@ -205,17 +173,7 @@ impl GpuModel {
             values.insert(staged.hook, staged.columns.select(&rows));
         }
         let readback = started.elapsed();
-        Ok((
-            Activations {
-                n_tokens: n,
-                values,
-            },
-            ForwardTimes {
-                forward,
-                readback,
-                passes,
-            },
-        ))
+        Ok((Activations { n_tokens: n, values }, ForwardTimes { forward, readback, passes }))
     }
 }
 
@@ -234,6 +192,7 @@ struct Buffers {
     mlp_pre: wgpu::Buffer,
     mlp_post: wgpu::Buffer,
     mlp_out: wgpu::Buffer,
+    scratch: Scratch,
 }
 
 struct ForwardPass<'a> {
@@ -266,18 +225,8 @@ impl ForwardPass<'_> {
         if let Some(ln_f) = &self.model.ln_f {
             let b = &self.buffers;
             let (h, eps) = (config.hidden_size, config.layer_norm_epsilon);
-            self.kernels.layernorm(
-                &mut self.rec,
-                &b.resid,
-                &ln_f.weight,
-                &ln_f.bias,
-                &b.normed,
-                n,
-                h,
-                eps,
-            );
-            self.taps
-                .tap(&mut self.rec, Hook::LnFinal, &b.normed, Columns::all(n, h))?;
+            self.kernels.layernorm(&mut self.rec, &b.resid, &ln_f.weight, &ln_f.bias, &b.normed, n, h, eps);
+            self.taps.tap(&mut self.rec, Hook::LnFinal, &b.normed, Columns::all(n, h))?;
         }
         ControlFlow::Continue(())
     }
@@ -286,50 +235,17 @@ impl ForwardPass<'_> {
         let config = &self.model.config;
         let block = &self.model.blocks[layer];
         let (k, b, rec, taps) = (self.kernels, &self.buffers, &mut self.rec, &mut self.taps);
-        let (n, h, inter, eps) = (
-            self.n_tokens,
-            config.hidden_size,
-            config.intermediate_size,
-            config.layer_norm_epsilon,
-        );
+        let (n, h, inter, eps) =
+            (self.n_tokens, config.hidden_size, config.intermediate_size, config.layer_norm_epsilon);
         let hook = |point| Hook::block(layer, point);
         let all = |width| Columns::all(n, width);
-        let linear = |n_in, n_out| LinearShape {
-            n_tokens: n,
-            n_in,
-            n_out,
-        };
 
         taps.tap(rec, hook(HookPoint::ResidPre), &b.resid, all(h))?;
-        k.layernorm(
-            rec,
-            &b.resid,
-            &block.ln_1.weight,
-            &block.ln_1.bias,
-            &b.normed,
-            n,
-            h,
-            eps,
-        );
+        k.layernorm(rec, &b.resid, &block.ln_1.weight, &block.ln_1.bias, &b.normed, n, h, eps);
         taps.tap(rec, hook(HookPoint::Ln1Normalized), &b.normed, all(h))?;
-        k.linear(
-            rec,
-            &b.normed,
-            &block.qkv.weight,
-            &block.qkv.bias,
-            &b.qkv,
-            linear(h, 3 * h),
-        );
-        for (part, point) in [HookPoint::AttnQ, HookPoint::AttnK, HookPoint::AttnV]
-            .into_iter()
-            .enumerate()
-        {
-            let columns = Columns {
-                n_tokens: n,
-                row_width: 3 * h,
-                start: part * h,
-                width: h,
-            };
+        k.linear(rec, &b.normed, &block.qkv, &b.qkv, n, &b.scratch);
+        for (part, point) in [HookPoint::AttnQ, HookPoint::AttnK, HookPoint::AttnV].into_iter().enumerate() {
+            let columns = Columns { n_tokens: n, row_width: 3 * h, start: part * h, width: h };
             taps.tap(rec, hook(point), &b.qkv, columns)?;
         }
         let shape = AttentionShape {
@@ -338,49 +254,19 @@ impl ForwardPass<'_> {
             head_dim: config.head_dim(),
             window: config.window(layer),
         };
-        k.attention(rec, &b.qkv, &b.seq_start, &b.z, shape);
+        k.attention(rec, &b.qkv, &b.seq_start, &b.z, shape, &b.scratch);
         taps.tap(rec, hook(HookPoint::AttnZ), &b.z, all(h))?;
-        k.linear(
-            rec,
-            &b.z,
-            &block.out_proj.weight,
-            &block.out_proj.bias,
-            &b.attn_out,
-            linear(h, h),
-        );
+        k.linear(rec, &b.z, &block.out_proj, &b.attn_out, n, &b.scratch);
         taps.tap(rec, hook(HookPoint::AttnOut), &b.attn_out, all(h))?;
         k.add(rec, &b.resid, &b.attn_out, &b.resid_mid, n * h);
         taps.tap(rec, hook(HookPoint::ResidMid), &b.resid_mid, all(h))?;
-        k.layernorm(
-            rec,
-            &b.resid_mid,
-            &block.ln_2.weight,
-            &block.ln_2.bias,
-            &b.normed,
-            n,
-            h,
-            eps,
-        );
+        k.layernorm(rec, &b.resid_mid, &block.ln_2.weight, &block.ln_2.bias, &b.normed, n, h, eps);
         taps.tap(rec, hook(HookPoint::Ln2Normalized), &b.normed, all(h))?;
-        k.linear(
-            rec,
-            &b.normed,
-            &block.c_fc.weight,
-            &block.c_fc.bias,
-            &b.mlp_pre,
-            linear(h, inter),
-        );
+        k.linear(rec, &b.normed, &block.c_fc, &b.mlp_pre, n, &b.scratch);
         taps.tap(rec, hook(HookPoint::MlpPre), &b.mlp_pre, all(inter))?;
         k.gelu_new(rec, &b.mlp_pre, &b.mlp_post, n * inter);
         taps.tap(rec, hook(HookPoint::MlpPost), &b.mlp_post, all(inter))?;
-        k.linear(
-            rec,
-            &b.mlp_post,
-            &block.c_proj.weight,
-            &block.c_proj.bias,
-            &b.mlp_out,
-            linear(inter, h),
-        );
+        k.linear(rec, &b.mlp_post, &block.c_proj, &b.mlp_out, n, &b.scratch);
         taps.tap(rec, hook(HookPoint::MlpOut), &b.mlp_out, all(h))?;
         k.add(rec, &b.resid_mid, &b.mlp_out, &b.resid_next, n * h);
         taps.tap(rec, hook(HookPoint::ResidPost), &b.resid_next, all(h))?;
@@ -399,12 +285,7 @@ struct Columns {
 
 impl Columns {
     fn all(n_tokens: usize, width: usize) -> Columns {
-        Columns {
-            n_tokens,
-            row_width: width,
-            start: 0,
-            width,
-        }
+        Columns { n_tokens, row_width: width, start: 0, width }
     }
 
     fn select(&self, rows: &[f32]) -> Vec<f32> {
@@ -444,11 +325,7 @@ impl Taps<'_> {
             let bytes = (columns.n_tokens * columns.row_width * 4) as u64;
             let staging = rec.gpu().staging(&hook.to_string(), bytes);
             rec.copy(buffer, &staging, bytes);
-            self.staged.push(Staged {
-                hook,
-                buffer: staging,
-                columns,
-            });
+            self.staged.push(Staged { hook, buffer: staging, columns });
         }
         if hook == self.plan.deepest() {
             ControlFlow::Break(())

@@ -123,18 +123,13 @@ impl Hook {
         if let Some((layer, "mlp.c_fc")) = block_rest("transformer.h.") {
             return Ok(Hook::block(layer, HookPoint::MlpPre));
         }
-        bail!(
-            "unknown hook {name:?}; valid forms: {}",
-            Self::valid_forms()
-        )
+        bail!("unknown hook {name:?}; valid forms: {}", Self::valid_forms())
     }
 
     /// Every accepted hook name, with `{L}` for the block index.
     pub fn valid_forms() -> String {
-        let mut forms: Vec<String> = HookPoint::ALL
-            .iter()
-            .map(|p| format!("blocks.{{L}}.{}", p.suffix()))
-            .collect();
+        let mut forms: Vec<String> =
+            HookPoint::ALL.iter().map(|p| format!("blocks.{{L}}.{}", p.suffix())).collect();
         forms.push("ln_final.hook_normalized".into());
         forms.push("transformer.h.{L}.mlp.c_fc (= blocks.{L}.mlp.hook_pre)".into());
         forms.join(", ")
@@ -143,10 +138,7 @@ impl Hook {
     /// Floats per token at this hook.
     pub fn width(self, config: &GptNeoConfig) -> usize {
         match self {
-            Hook::Block {
-                point: HookPoint::MlpPre | HookPoint::MlpPost,
-                ..
-            } => config.intermediate_size,
+            Hook::Block { point: HookPoint::MlpPre | HookPoint::MlpPost, .. } => config.intermediate_size,
             _ => config.hidden_size,
         }
     }
@@ -230,10 +222,7 @@ mod tests {
                 assert_eq!(Hook::parse(&hook.to_string(), &config()).unwrap(), hook);
             }
         }
-        assert_eq!(
-            Hook::parse("ln_final.hook_normalized", &config()).unwrap(),
-            Hook::LnFinal
-        );
+        assert_eq!(Hook::parse("ln_final.hook_normalized", &config()).unwrap(), Hook::LnFinal);
     }
 
     #[test]
@@ -246,16 +235,9 @@ mod tests {
 
     #[test]
     fn bad_names_list_the_valid_forms_and_blocks_are_checked() {
-        let err = Hook::parse("blocks.8.mlp.hook_middle", &config())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("blocks.{L}.mlp.hook_pre") && err.contains("ln_final.hook_normalized"),
-            "{err}"
-        );
-        let err = Hook::parse("blocks.12.mlp.hook_pre", &config())
-            .unwrap_err()
-            .to_string();
+        let err = Hook::parse("blocks.8.mlp.hook_middle", &config()).unwrap_err().to_string();
+        assert!(err.contains("blocks.{L}.mlp.hook_pre") && err.contains("ln_final.hook_normalized"), "{err}");
+        let err = Hook::parse("blocks.12.mlp.hook_pre", &config()).unwrap_err().to_string();
         assert!(err.contains("12 blocks"), "{err}");
     }
 

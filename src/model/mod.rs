@@ -29,9 +29,7 @@ impl ModelDir {
                 path.display()
             );
         }
-        Ok(ModelDir {
-            path: path.to_path_buf(),
-        })
+        Ok(ModelDir { path: path.to_path_buf() })
     }
 
     pub fn config(&self) -> Result<GptNeoConfig> {
@@ -40,11 +38,7 @@ impl ModelDir {
 
     /// The weights the forward needs to reach the deepest hook of `plan`.
     pub fn weights(&self, config: &GptNeoConfig, plan: &HookPlan) -> Result<GptNeoWeights> {
-        GptNeoWeights::load(
-            &self.path.join("model.safetensors"),
-            config,
-            plan.blocks_needed(config),
-        )
+        GptNeoWeights::load(&self.path.join("model.safetensors"), config, plan.blocks_needed(config))
     }
 
     pub fn tokenizer_path(&self) -> PathBuf {

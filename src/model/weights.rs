@@ -30,15 +30,8 @@ enum TensorData {
 
 impl HostTensor {
     pub fn from_vec(shape: Vec<usize>, values: Vec<f32>) -> HostTensor {
-        assert_eq!(
-            shape.iter().product::<usize>(),
-            values.len(),
-            "tensor shape does not match its values"
-        );
-        HostTensor {
-            shape,
-            data: TensorData::Owned(values),
-        }
+        assert_eq!(shape.iter().product::<usize>(), values.len(), "tensor shape does not match its values");
+        HostTensor { shape, data: TensorData::Owned(values) }
     }
 
     pub fn shape(&self) -> &[usize] {
@@ -110,39 +103,22 @@ impl GptNeoWeights {
     /// keeps those of the first `n_blocks` blocks.
     pub fn load(path: &Path, config: &GptNeoConfig, n_blocks: usize) -> Result<GptNeoWeights> {
         let file = std::fs::File::open(path).with_context(|| {
-            format!(
-                "cannot open {}: the model folder needs the model's model.safetensors",
-                path.display()
-            )
+            format!("cannot open {}: the model folder needs the model's model.safetensors", path.display())
         })?;
         // SAFETY: the map is read-only and neoprobe never writes to the file; as with any mapped
         // file, another process truncating it while it is in use is outside what we can guard.
-        let map = Arc::new(
-            unsafe { Mmap::map(&file) }
-                .with_context(|| format!("cannot map {}", path.display()))?,
-        );
+        let map =
+            Arc::new(unsafe { Mmap::map(&file) }.with_context(|| format!("cannot map {}", path.display()))?);
         let broken = |e: safetensors::SafeTensorError| {
-            anyhow!(
-                "{} is not a valid safetensors file ({e}); re-download or re-export it",
-                path.display()
-            )
+            anyhow!("{} is not a valid safetensors file ({e}); re-download or re-export it", path.display())
         };
         let file = SafeTensors::deserialize(&map).map_err(broken)?;
-        let prefix = if file.names().iter().any(|n| n.starts_with("transformer.")) {
-            "transformer."
-        } else {
-            ""
-        };
-        let reader = TensorReader {
-            file: &file,
-            map: &map,
-            prefix,
-            path,
-        };
+        let prefix =
+            if file.names().iter().any(|n| n.starts_with("transformer.")) { "transformer." } else { "" };
+        let reader = TensorReader { file: &file, map: &map, prefix, path };
         let h = config.hidden_size;
-        let expected_blocks: Vec<_> = (0..config.num_layers)
-            .map(|i| reader.block(i, config))
-            .collect::<Result<_>>()?;
+        let expected_blocks: Vec<_> =
+            (0..config.num_layers).map(|i| reader.block(i, config)).collect::<Result<_>>()?;
         let ln_f = reader.layernorm("ln_f", h)?;
         let mut blocks = expected_blocks;
         blocks.truncate(n_blocks);
@@ -163,30 +139,19 @@ impl GptNeoWeights {
         let (h, inter) = (config.hidden_size, config.intermediate_size);
         let mut normal = |shape: &[usize], mean: f32, std: f32| {
             let n = shape.iter().product();
-            let values = (0..n)
-                .map(|_| mean + std * standard_normal(&mut rng))
-                .collect();
+            let values = (0..n).map(|_| mean + std * standard_normal(&mut rng)).collect();
             HostTensor::from_vec(shape.to_vec(), values)
         };
         let wte = normal(&[config.vocab_size, h], 0.0, 0.02);
         let wpe = normal(&[config.max_position_embeddings, h], 0.0, 0.02);
         let blocks = (0..config.num_layers)
             .map(|_| BlockWeights {
-                ln_1: LayerNormWeights {
-                    weight: normal(&[h], 1.0, 0.1),
-                    bias: normal(&[h], 0.0, 0.02),
-                },
+                ln_1: LayerNormWeights { weight: normal(&[h], 1.0, 0.1), bias: normal(&[h], 0.0, 0.02) },
                 q_proj: normal(&[h, h], 0.0, 0.02),
                 k_proj: normal(&[h, h], 0.0, 0.02),
                 v_proj: normal(&[h, h], 0.0, 0.02),
-                out_proj: LinearWeights {
-                    weight: normal(&[h, h], 0.0, 0.02),
-                    bias: normal(&[h], 0.0, 0.02),
-                },
-                ln_2: LayerNormWeights {
-                    weight: normal(&[h], 1.0, 0.1),
-                    bias: normal(&[h], 0.0, 0.02),
-                },
+                out_proj: LinearWeights { weight: normal(&[h, h], 0.0, 0.02), bias: normal(&[h], 0.0, 0.02) },
+                ln_2: LayerNormWeights { weight: normal(&[h], 1.0, 0.1), bias: normal(&[h], 0.0, 0.02) },
                 c_fc: LinearWeights {
                     weight: normal(&[inter, h], 0.0, 0.02),
                     bias: normal(&[inter], 0.0, 0.02),
@@ -197,17 +162,8 @@ impl GptNeoWeights {
                 },
             })
             .collect();
-        let ln_f = Some(LayerNormWeights {
-            weight: normal(&[h], 1.0, 0.1),
-            bias: normal(&[h], 0.0, 0.02),
-        });
-        GptNeoWeights {
-            config: config.clone(),
-            wte,
-            wpe,
-            blocks,
-            ln_f,
-        }
+        let ln_f = Some(LayerNormWeights { weight: normal(&[h], 1.0, 0.1), bias: normal(&[h], 0.0, 0.02) });
+        GptNeoWeights { config: config.clone(), wte, wpe, blocks, ln_f }
     }
 }
 
@@ -248,20 +204,15 @@ impl TensorReader<'_> {
                 let start = bytes.as_ptr() as usize - self.map.as_ptr() as usize;
                 return Ok(HostTensor {
                     shape: shape.to_vec(),
-                    data: TensorData::Mapped {
-                        map: Arc::clone(self.map),
-                        bytes: start..start + bytes.len(),
-                    },
+                    data: TensorData::Mapped { map: Arc::clone(self.map), bytes: start..start + bytes.len() },
                 });
             }
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
+            Dtype::F16 => {
+                bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
+            }
+            Dtype::BF16 => {
+                bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
+            }
             other => bail!(
                 "tensor {full} in {} has dtype {other:?}; neoprobe reads F32, F16 and BF16",
                 self.path.display()

@@ -11,11 +11,7 @@ pub fn embed(token_rows: &[f32], wpe: &[f32], positions: &[u32], width: usize) -
     token_rows
         .chunks_exact(width)
         .zip(positions)
-        .flat_map(|(row, &p)| {
-            row.iter()
-                .zip(&wpe[p as usize * width..])
-                .map(|(a, b)| a + b)
-        })
+        .flat_map(|(row, &p)| row.iter().zip(&wpe[p as usize * width..]).map(|(a, b)| a + b))
         .collect()
 }
 
@@ -29,9 +25,7 @@ pub fn layernorm(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32) -> Vec<f32> {
             let inv_std = 1.0 / (var + eps as f64).sqrt();
             row.iter()
                 .zip(gamma.iter().zip(beta))
-                .map(move |(&v, (&g, &b))| {
-                    ((v as f64 - mean) * inv_std * g as f64 + b as f64) as f32
-                })
+                .map(move |(&v, (&g, &b))| ((v as f64 - mean) * inv_std * g as f64 + b as f64) as f32)
         })
         .collect()
 }
@@ -41,22 +35,17 @@ pub fn linear(x: &[f32], w: &[f32], bias: &[f32], n_in: usize) -> Vec<f32> {
     let n_out = bias.len();
     let n_tokens = x.len() / n_in;
     let mut y = vec![0.0f32; n_tokens * n_out];
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(n_tokens.max(1));
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(n_tokens.max(1));
     let rows_per_thread = n_tokens.div_ceil(threads).max(1);
     std::thread::scope(|scope| {
         for (chunk, y_chunk) in y.chunks_mut(rows_per_thread * n_out).enumerate() {
             let x_chunk = &x[chunk * rows_per_thread * n_in..];
             scope.spawn(move || {
                 for (t, y_row) in y_chunk.chunks_exact_mut(n_out).enumerate() {
-                    let x_row: Vec<f64> = x_chunk[t * n_in..(t + 1) * n_in]
-                        .iter()
-                        .map(|&v| v as f64)
-                        .collect();
+                    let x_row: Vec<f64> =
+                        x_chunk[t * n_in..(t + 1) * n_in].iter().map(|&v| v as f64).collect();
                     for (n, out) in y_row.iter_mut().enumerate() {
-                        *out =
-                            (dot_f64(&x_row, &w[n * n_in..(n + 1) * n_in]) + bias[n] as f64) as f32;
+                        *out = (dot_f64(&x_row, &w[n * n_in..(n + 1) * n_in]) + bias[n] as f64) as f32;
                     }
                 }
             });
@@ -68,12 +57,7 @@ pub fn linear(x: &[f32], w: &[f32], bias: &[f32], n_in: usize) -> Vec<f32> {
 fn dot_f64(a: &[f64], b: &[f32]) -> f64 {
     let mut acc = [0.0f64; 4];
     let (a4, b4) = (a.chunks_exact(4), b.chunks_exact(4));
-    let tail: f64 = a4
-        .remainder()
-        .iter()
-        .zip(b4.remainder())
-        .map(|(&x, &y)| x * y as f64)
-        .sum();
+    let tail: f64 = a4.remainder().iter().zip(b4.remainder()).map(|(&x, &y)| x * y as f64).sum();
     for (x, y) in a4.zip(b4) {
         for i in 0..4 {
             acc[i] += x[i] * y[i] as f64;
@@ -191,20 +175,9 @@ fn run(
         let qkv: Vec<f32> = (0..batch.n_tokens())
             .flat_map(|t| [&q, &k, &v].map(|m| &m[t * h..(t + 1) * h]).concat())
             .collect();
-        let z = attention(
-            &qkv,
-            &batch.seq_start,
-            config.num_heads,
-            config.head_dim(),
-            config.window(layer),
-        );
+        let z = attention(&qkv, &batch.seq_start, config.num_heads, config.head_dim(), config.window(layer));
         tap(hook(HookPoint::AttnZ), &z)?;
-        let attn_out = linear(
-            &z,
-            &block.out_proj.weight.to_vec(),
-            &block.out_proj.bias.to_vec(),
-            h,
-        );
+        let attn_out = linear(&z, &block.out_proj.weight.to_vec(), &block.out_proj.bias.to_vec(), h);
         tap(hook(HookPoint::AttnOut), &attn_out)?;
         let resid_mid = add(&resid, &attn_out);
         tap(hook(HookPoint::ResidMid), &resid_mid)?;
@@ -215,12 +188,7 @@ fn run(
             config.layer_norm_epsilon,
         );
         tap(hook(HookPoint::Ln2Normalized), &ln_2)?;
-        let mlp_pre = linear(
-            &ln_2,
-            &block.c_fc.weight.to_vec(),
-            &block.c_fc.bias.to_vec(),
-            h,
-        );
+        let mlp_pre = linear(&ln_2, &block.c_fc.weight.to_vec(), &block.c_fc.bias.to_vec(), h);
         tap(hook(HookPoint::MlpPre), &mlp_pre)?;
         let mlp_post = gelu_new(&mlp_pre);
         tap(hook(HookPoint::MlpPost), &mlp_post)?;
@@ -235,12 +203,7 @@ fn run(
         tap(hook(HookPoint::ResidPost), &resid)?;
     }
     if let Some(ln_f) = &weights.ln_f {
-        let normed = layernorm(
-            &resid,
-            &ln_f.weight.to_vec(),
-            &ln_f.bias.to_vec(),
-            config.layer_norm_epsilon,
-        );
+        let normed = layernorm(&resid, &ln_f.weight.to_vec(), &ln_f.bias.to_vec(), config.layer_norm_epsilon);
         tap(Hook::LnFinal, &normed)?;
     }
     ControlFlow::Continue(())

@@ -3,23 +3,28 @@
 
 use neoprobe::engine::Engine;
 use neoprobe::gpu::Gpu;
-use neoprobe::kernels::Kernels;
+use neoprobe::kernels::{Kernels, Variant};
 use neoprobe::model::{AttentionKind, GptNeoConfig, GptNeoWeights};
 use std::sync::OnceLock;
 
-/// The test binary's GPU and kernels. No adapter is a test failure, never a skip.
-pub fn gpu() -> &'static (Gpu, Kernels) {
-    static GPU: OnceLock<(Gpu, Kernels)> = OnceLock::new();
-    GPU.get_or_init(|| {
-        let gpu = Gpu::new().unwrap_or_else(|e| panic!("GPU tests need a GPU adapter: {e:#}"));
-        let kernels = Kernels::new(&gpu).unwrap_or_else(|e| panic!("{e:#}"));
-        (gpu, kernels)
-    })
+/// The test binary's GPU. No adapter is a test failure, never a skip.
+pub fn gpu() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| Gpu::new().unwrap_or_else(|e| panic!("GPU tests need a GPU adapter: {e:#}")))
 }
 
-/// Puts `weights` on a fresh engine (its own device).
-pub fn engine(weights: &GptNeoWeights) -> Engine {
-    Engine::new(weights, Default::default())
+/// The kernels of every variant, compiled for the test binary's GPU.
+pub fn kernels(variant: Variant) -> &'static Kernels {
+    static KERNELS: OnceLock<Vec<Kernels>> = OnceLock::new();
+    let all = KERNELS.get_or_init(|| {
+        Variant::ALL.iter().map(|&v| Kernels::new(gpu(), v).unwrap_or_else(|e| panic!("{e:#}"))).collect()
+    });
+    all.iter().find(|k| k.variant == variant).unwrap()
+}
+
+/// Puts `weights` on a fresh engine (its own device) with the kernel `variant`.
+pub fn engine(weights: &GptNeoWeights, variant: Variant) -> Engine {
+    Engine::new(weights, Some(variant), Default::default())
         .unwrap_or_else(|e| panic!("GPU tests need a GPU adapter: {e:#}"))
 }
 
@@ -42,13 +47,7 @@ pub fn config(
         max_position_embeddings: positions,
         layer_norm_epsilon: 1e-5,
         attention_layers: (0..layers)
-            .map(|i| {
-                if i % 2 == 0 {
-                    AttentionKind::Global
-                } else {
-                    AttentionKind::Local
-                }
-            })
+            .map(|i| if i % 2 == 0 { AttentionKind::Global } else { AttentionKind::Local })
             .collect(),
     }
 }
@@ -58,12 +57,6 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "arrays differ in length");
     a.iter()
         .zip(b)
-        .map(|(x, y)| {
-            if x.is_nan() || y.is_nan() {
-                f32::INFINITY
-            } else {
-                (x - y).abs()
-            }
-        })
+        .map(|(x, y)| if x.is_nan() || y.is_nan() { f32::INFINITY } else { (x - y).abs() })
         .fold(0.0, f32::max)
 }
