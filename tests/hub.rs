@@ -804,3 +804,32 @@ fn the_environment_variables_are_honoured() {
     fetch_model(REPO, COMMIT, &forced_online).unwrap();
     assert!(hub.connections() > 0);
 }
+
+#[test]
+fn concurrent_fetches_into_one_cache_all_get_the_right_files() {
+    let _env = env_shared();
+    let hub = std::sync::Arc::new(FakeHub::tiny());
+    let home = tempfile::tempdir().unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let o = opts(&hub, home.path());
+            std::thread::spawn(move || fetch_model(REPO, COMMIT, &o))
+        })
+        .collect();
+    for t in threads {
+        let snapshot = t.join().unwrap().unwrap();
+        assert_files_match(&hub, REPO, &snapshot);
+    }
+    let blobs = repo_dir(home.path(), REPO).join("blobs");
+    let names: Vec<String> = fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    // The per-blob locks live where Python's huggingface_hub puts them.
+    let weights_lock = home
+        .path()
+        .join("hub/.locks/models--test-org--tiny-model")
+        .join(format!("{}.lock", weights_sha(&hub)));
+    assert!(weights_lock.exists());
+}
