@@ -284,9 +284,8 @@ fn offline_error(
                 return fail(
                     FetchErrorKind::Corrupt,
                     format!(
-                        "cached {file} of model \"{model_id}\" at {} is damaged ({reason}) and offline mode is on (HF_HUB_OFFLINE): go online to download it again, or delete {} and {hint}",
-                        path.display(),
-                        cache.snapshot(commit).display()
+                        "cached {file} of model \"{model_id}\" at {} is damaged ({reason}) and offline mode is on (HF_HUB_OFFLINE): run once online to replace it, or {hint}",
+                        path.display()
                     ),
                 );
             }
