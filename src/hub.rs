@@ -1,1 +1,1441 @@
-//! Fetching a model from the HuggingFace hub (to be written).
+//! Fetching a model's files from the Hugging Face hub into the standard HF cache.
+//!
+//! [`fetch_model`] returns a folder holding [`MODEL_FILES`] for one revision of a model repo: the
+//! cache's snapshot folder. The cache is laid out exactly as Python's `huggingface_hub` and the
+//! `hf-hub` crate lay it out, so files fetched by any of them are found by the others:
+//!
+//! ```text
+//! $HF_HOME/hub/                               (or $HF_HUB_CACHE)
+//!   models--{org}--{name}/
+//!     blobs/{etag}                  the contents, named by the hub's ETag: the sha256 of the
+//!                                   content for LFS files, the git blob sha1 for the others
+//!     blobs/{etag}.incomplete       a download in progress (resumed by the next run)
+//!     refs/{revision}               the commit hash the revision resolved to
+//!     snapshots/{commit}/{file}     relative symlink to ../../blobs/{etag}
+//!   .locks/models--{org}--{name}/{etag}.lock   the per-blob lock Python's huggingface_hub takes too
+//! ```
+//!
+//! # Behaviour
+//!
+//! * Cached: when the snapshot for the revision holds all three files (for a 40-hex commit the
+//!   snapshot is `snapshots/{revision}`; for a branch or tag `refs/{revision}` names it), they are
+//!   returned without any network request. A branch such as `main` is therefore not checked for
+//!   updates once cached; neoprobe pins a commit by default.
+//! * Cheap integrity check on every cache hit: `model.safetensors` must be exactly as long as its
+//!   own header says, `*.json` files must parse as JSON. This catches truncated or appended blobs
+//!   in microseconds. A same-length bit flip is only caught by hashing the whole blob, which costs
+//!   about a second for the real 526 MB weights; set [`FetchOptions::verify_cached`] for that.
+//!   A damaged cached file is downloaded again when online, and refused with a clear error when
+//!   offline. It is never returned as valid.
+//! * Offline (`HF_HUB_OFFLINE=1` or [`FetchOptions::offline`]): only the cache is read; nothing
+//!   is written and no request is made.
+//! * Downloads go to `blobs/{etag}.incomplete`. A later run resumes it with a `Range` request
+//!   (restarting from zero if the server ignores the range). The finished file is checked against
+//!   the size the hub announced and against the ETag (sha256 or git sha1) before it is renamed to
+//!   `blobs/{etag}`. Snapshot symlinks and refs are created under temporary names and renamed into
+//!   place, so the places the cache is read from only ever hold complete, verified files.
+//! * Errors are single-line [`FetchError`]s (wrapped in `anyhow::Error`; downcast to read the
+//!   [`FetchErrorKind`]).
+//!
+//! # Why not `hf_hub::api::sync` (0.5) for the transfer
+//!
+//! Its cache naming (`hf_hub::Repo::folder_name`) is used here, but its download path is not:
+//! its ureq agent has no timeouts at all (a silent network hangs forever); it renames the
+//! `.part` file into `blobs/` without checking size or hash, and on resume appends whatever the
+//! server sends even when the server ignored `Range` and answered 200 with the whole file, which
+//! leaves a corrupt blob in place; a `.part` file that is already complete fails forever
+//! (it asks for `bytes=N-` and gets 416); it writes `refs/` in place (truncate then write); it
+//! has no offline mode; and its errors do not tell "repo not found" from "file not found" from
+//! "no network". So the HTTP side (the same protocol as Python's `huggingface_hub`: `HEAD` on
+//! `/{repo}/resolve/{revision}/{file}` following only same-site redirects, reading
+//! `X-Repo-Commit`, `X-Linked-Etag`/`ETag`, `X-Linked-Size`/`Content-Length` and `Location`,
+//! then a `GET` of the file or its CDN location) is done here with `ureq` directly.
+
+use anyhow::Result;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The three files neoprobe needs from a model repo.
+pub const MODEL_FILES: [&str; 3] = ["config.json", "model.safetensors", "tokenizer.json"];
+/// The model the `challenge` command uses unless told otherwise.
+pub const DEFAULT_MODEL: &str = "EleutherAI/gpt-neo-125m";
+/// The pinned commit of [`DEFAULT_MODEL`].
+pub const DEFAULT_REVISION: &str = "21def0189f5705e2521767faed922f1f15e7d7db";
+/// The hub used when neither [`FetchOptions::endpoint`] nor `HF_ENDPOINT` is set.
+pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
+
+const MAX_REDIRECTS: usize = 10;
+const COPY_BUFFER: usize = 1 << 20;
+
+/// How [`fetch_model`] finds the cache and the hub. Fields left `None` are read from the
+/// environment (in one place, when `fetch_model` starts), exactly like Python's `huggingface_hub`.
+#[derive(Clone, Debug)]
+pub struct FetchOptions {
+    /// Draw indicatif progress bars (and one-line notes) on stderr while downloading.
+    pub progress: bool,
+    /// The Hugging Face home folder: the cache is `{hf_home}/hub`, the token file
+    /// `{hf_home}/token`. `None`: `HF_HUB_CACHE` / `HF_HOME`, else `$XDG_CACHE_HOME/huggingface`,
+    /// else `~/.cache/huggingface`.
+    pub hf_home: Option<PathBuf>,
+    /// The hub's base URL. `None`: `HF_ENDPOINT`, else [`DEFAULT_ENDPOINT`].
+    pub endpoint: Option<String>,
+    /// Use only the cache, never the network. `None`: `HF_HUB_OFFLINE` (1/ON/YES/TRUE).
+    pub offline: Option<bool>,
+    /// Bearer token sent to the hub (never to the CDN it redirects to); `Some("")` sends none.
+    /// `None`: `HF_TOKEN`, else the token file (`HF_TOKEN_PATH`, default `{hf_home}/token`).
+    pub token: Option<String>,
+    /// Longest wait for the DNS lookup of a host (default 1 s).
+    pub resolve_timeout: Duration,
+    /// Longest wait to set up a connection, TCP and TLS (default 3 s).
+    pub connect_timeout: Duration,
+    /// Longest silence while waiting for an answer or for the next bytes of a body (default 20 s).
+    pub read_timeout: Duration,
+    /// On a cache hit, also hash every cached file and compare with its blob name (sha256 or git
+    /// sha1). Costs a full read of the weights (about 1 s for 526 MB); off by default.
+    pub verify_cached: bool,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        Self {
+            progress: false,
+            hf_home: None,
+            endpoint: None,
+            offline: None,
+            token: None,
+            resolve_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(3),
+            read_timeout: Duration::from_secs(20),
+            verify_cached: false,
+        }
+    }
+}
+
+/// What went wrong, for callers that want to react differently (the message says it all for
+/// the user).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FetchErrorKind {
+    /// The model id or revision is malformed, or the cache location cannot be determined.
+    InvalidInput,
+    /// Offline and the files are not in the cache.
+    NotCached,
+    /// The hub (or its download server) could not be reached or did not answer in time.
+    Unreachable,
+    /// The hub does not know this repo id or this revision.
+    NotFound,
+    /// The repo is gated or the token is refused.
+    AccessDenied,
+    /// The repo exists but lacks one of the files.
+    FileNotFound,
+    /// A download stopped part way; running again resumes it.
+    Interrupted,
+    /// A cached or downloaded file does not match its size or hash.
+    Corrupt,
+    /// The server answered in a way the hub never does (missing headers, unexpected status).
+    BadResponse,
+    /// Reading or writing the cache failed.
+    Io,
+}
+
+/// A single-line error from [`fetch_model`].
+#[derive(Debug)]
+pub struct FetchError {
+    kind: FetchErrorKind,
+    message: String,
+}
+
+impl FetchError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> FetchErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for FetchError {}
+
+fn fail(kind: FetchErrorKind, message: impl Into<String>) -> anyhow::Error {
+    let message: String = message.into();
+    // Server-provided text ends up in messages; keep them on one line.
+    let message = message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    anyhow::Error::new(FetchError { kind, message })
+}
+
+fn io_fail(what: &str, path: &Path, e: io::Error) -> anyhow::Error {
+    fail(
+        FetchErrorKind::Io,
+        format!(
+            "cannot {what} {}: {e} (set HF_HOME to a writable folder, or pass --model-dir DIR with local files)",
+            path.display()
+        ),
+    )
+}
+
+/// Returns a local folder holding the three files (the cache's snapshot dir for that revision),
+/// downloading what is missing. See the module documentation for the exact behaviour.
+pub fn fetch_model(model_id: &str, revision: &str, opts: &FetchOptions) -> Result<PathBuf> {
+    validate_model_id(model_id)?;
+    validate_revision(revision)?;
+    let settings = Settings::resolve(opts)?;
+    let cache = RepoCache::new(&settings.hub_dir, model_id, revision);
+
+    // 1. The cache, without any request.
+    let known_commit = cache.commit_for(revision);
+    let mut states: Vec<CachedFile> = vec![CachedFile::Missing; MODEL_FILES.len()];
+    if let Some(commit) = &known_commit {
+        let snapshot = cache.snapshot(commit);
+        for (state, file) in states.iter_mut().zip(MODEL_FILES) {
+            *state = check_cached(&snapshot.join(file), opts.verify_cached);
+        }
+        if states.iter().all(|s| matches!(s, CachedFile::Good)) {
+            return Ok(snapshot);
+        }
+    }
+
+    if settings.offline {
+        return Err(offline_error(
+            model_id,
+            revision,
+            &settings,
+            &cache,
+            known_commit.as_deref(),
+            &states,
+        ));
+    }
+
+    // 2. The hub, for whatever is missing or damaged.
+    let client = Client::new(&settings, opts);
+    let ctx = Ctx {
+        model_id,
+        revision,
+        endpoint: &settings.endpoint,
+        progress: opts.progress,
+    };
+    let mut commit = known_commit;
+    let mut announced = false;
+    for (state, file) in states.iter().zip(MODEL_FILES) {
+        if matches!(state, CachedFile::Good) {
+            continue;
+        }
+        if let (CachedFile::Damaged(reason), Some(c)) = (state, &commit) {
+            if opts.progress {
+                eprintln!(
+                    "neoprobe: cached {} is damaged ({reason}); downloading it again",
+                    cache.snapshot(c).join(file).display()
+                );
+            }
+        }
+        // Once the commit is known, every request names it, so the three files always come
+        // from the same commit even if a branch moves meanwhile.
+        let url_revision = commit.clone().unwrap_or_else(|| revision.to_string());
+        let meta = client.metadata(&ctx, &url_revision, file)?;
+        match &commit {
+            None => commit = Some(meta.commit.clone()),
+            Some(c) if *c != meta.commit => {
+                return Err(fail(
+                    FetchErrorKind::BadResponse,
+                    format!(
+                        "the hub at {} answered commit {} for {file} of \"{model_id}\" at revision {url_revision}, expected {c}",
+                        settings.endpoint, meta.commit
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+        if opts.progress && !announced {
+            announced = true;
+            eprintln!(
+                "neoprobe: downloading {model_id} (revision {revision}) from {} into {}",
+                settings.endpoint,
+                cache.dir.display()
+            );
+        }
+        fetch_file(&client, &ctx, &cache, &meta, file)?;
+    }
+    let commit = commit.expect("at least one file was fetched, so the commit is known");
+    cache.write_ref(revision, &commit)?;
+    Ok(cache.snapshot(&commit))
+}
+
+fn offline_error(
+    model_id: &str,
+    revision: &str,
+    settings: &Settings,
+    cache: &RepoCache,
+    commit: Option<&str>,
+    states: &[CachedFile],
+) -> anyhow::Error {
+    let hint = "pass --model-dir DIR with local config.json, model.safetensors and tokenizer.json";
+    if let Some(commit) = commit {
+        for (state, file) in states.iter().zip(MODEL_FILES) {
+            if let CachedFile::Damaged(reason) = state {
+                let path = cache.snapshot(commit).join(file);
+                return fail(
+                    FetchErrorKind::Corrupt,
+                    format!(
+                        "cached {file} of model \"{model_id}\" at {} is damaged ({reason}) and offline mode is on (HF_HUB_OFFLINE): run once online to replace it, or {hint}",
+                        path.display()
+                    ),
+                );
+            }
+        }
+    }
+    let missing: Vec<&str> = states
+        .iter()
+        .zip(MODEL_FILES)
+        .filter(|(s, _)| matches!(s, CachedFile::Missing))
+        .map(|(_, f)| f)
+        .collect();
+    let what = if commit.is_some() && missing.len() < MODEL_FILES.len() {
+        format!(" (missing: {})", missing.join(", "))
+    } else {
+        String::new()
+    };
+    fail(
+        FetchErrorKind::NotCached,
+        format!(
+            "model \"{model_id}\" (revision {revision}) is not in the Hugging Face cache at {}{what} and offline mode is on (HF_HUB_OFFLINE): {hint}, or go online to download it",
+            settings.hub_dir.display()
+        ),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Settings: the one place the environment is read.
+
+struct Settings {
+    hub_dir: PathBuf,
+    endpoint: String,
+    offline: bool,
+    token: Option<String>,
+}
+
+impl Settings {
+    fn resolve(opts: &FetchOptions) -> Result<Settings> {
+        let env = |key: &str| {
+            std::env::var(key)
+                .ok()
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let home = || {
+            env("HOME")
+                .or_else(|| env("USERPROFILE"))
+                .map(PathBuf::from)
+        };
+        let expand = |p: String| match p.strip_prefix("~/") {
+            Some(rest) => home()
+                .map(|h| h.join(rest))
+                .unwrap_or_else(|| PathBuf::from(&p)),
+            None => PathBuf::from(p),
+        };
+        let (hf_home, hub_dir) = match &opts.hf_home {
+            Some(h) => (h.clone(), h.join("hub")),
+            None => {
+                let hf_home = match env("HF_HOME") {
+                    Some(h) => expand(h),
+                    None => env("XDG_CACHE_HOME")
+                        .map(expand)
+                        .or_else(|| home().map(|h| h.join(".cache")))
+                        .ok_or_else(|| {
+                            fail(
+                                FetchErrorKind::InvalidInput,
+                                "cannot locate the Hugging Face cache: no home folder; set HF_HOME",
+                            )
+                        })?
+                        .join("huggingface"),
+                };
+                let hub_dir = env("HF_HUB_CACHE")
+                    .map(expand)
+                    .unwrap_or_else(|| hf_home.join("hub"));
+                (hf_home, hub_dir)
+            }
+        };
+        let endpoint = opts
+            .endpoint
+            .clone()
+            .or_else(|| env("HF_ENDPOINT"))
+            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
+        let endpoint = endpoint.trim().trim_end_matches('/').to_string();
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(fail(
+                FetchErrorKind::InvalidInput,
+                format!(
+                    "the hub endpoint \"{endpoint}\" is not an http(s) URL (check HF_ENDPOINT)"
+                ),
+            ));
+        }
+        let offline = opts.offline.unwrap_or_else(|| {
+            env("HF_HUB_OFFLINE")
+                .is_some_and(|v| matches!(v.to_uppercase().as_str(), "1" | "ON" | "YES" | "TRUE"))
+        });
+        let token = if offline {
+            None
+        } else {
+            match &opts.token {
+                Some(t) => Some(t.trim().to_string()).filter(|t| !t.is_empty()),
+                None => env("HF_TOKEN").or_else(|| {
+                    let path = env("HF_TOKEN_PATH")
+                        .map(expand)
+                        .unwrap_or_else(|| hf_home.join("token"));
+                    fs::read_to_string(path)
+                        .ok()
+                        .map(|t| t.trim().to_string())
+                        .filter(|t| !t.is_empty())
+                }),
+            }
+        };
+        Ok(Settings {
+            hub_dir,
+            endpoint,
+            offline,
+            token,
+        })
+    }
+}
+
+fn validate_model_id(model_id: &str) -> Result<()> {
+    let parts: Vec<&str> = model_id.split('/').collect();
+    let part_ok = |p: &&str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && !p.starts_with(['-', '.'])
+            && !p.ends_with(['-', '.'])
+    };
+    let ok = model_id.len() <= 96
+        && (1..=2).contains(&parts.len())
+        && parts.iter().all(part_ok)
+        && !model_id.contains("--")
+        && !model_id.contains("..");
+    if ok {
+        Ok(())
+    } else {
+        Err(fail(
+            FetchErrorKind::InvalidInput,
+            format!(
+                "\"{model_id}\" is not a valid hub model id (expected ORG/NAME, such as {DEFAULT_MODEL})"
+            ),
+        ))
+    }
+}
+
+fn validate_revision(revision: &str) -> Result<()> {
+    let ok = !revision.is_empty()
+        && revision.len() <= 255
+        && !revision.chars().any(|c| c.is_control() || c == '\\')
+        && revision
+            .split('/')
+            .all(|p| !p.is_empty() && p != "." && p != "..");
+    if ok {
+        Ok(())
+    } else {
+        Err(fail(
+            FetchErrorKind::InvalidInput,
+            format!("\"{revision}\" is not a valid revision (a commit hash, branch or tag)"),
+        ))
+    }
+}
+
+fn is_commit_hash(s: &str) -> bool {
+    s.len() == 40 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// ETags become file names: accept only what the hub sends (hex digests), never a path.
+fn is_safe_etag(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && !s.starts_with('.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cache layout.
+
+struct RepoCache {
+    hub_dir: PathBuf,
+    folder: String,
+    dir: PathBuf,
+}
+
+impl RepoCache {
+    fn new(hub_dir: &Path, model_id: &str, revision: &str) -> Self {
+        // The same naming hf-hub (and Python) use: models--{org}--{name}.
+        let folder = hf_hub::Repo::with_revision(
+            model_id.to_string(),
+            hf_hub::RepoType::Model,
+            revision.to_string(),
+        )
+        .folder_name();
+        Self {
+            hub_dir: hub_dir.to_path_buf(),
+            dir: hub_dir.join(&folder),
+            folder,
+        }
+    }
+
+    fn snapshot(&self, commit: &str) -> PathBuf {
+        self.dir.join("snapshots").join(commit)
+    }
+
+    fn blob(&self, etag: &str) -> PathBuf {
+        self.dir.join("blobs").join(etag)
+    }
+
+    fn incomplete(&self, etag: &str) -> PathBuf {
+        self.dir.join("blobs").join(format!("{etag}.incomplete"))
+    }
+
+    fn lock_path(&self, etag: &str) -> PathBuf {
+        self.hub_dir
+            .join(".locks")
+            .join(&self.folder)
+            .join(format!("{etag}.lock"))
+    }
+
+    fn ref_path(&self, revision: &str) -> PathBuf {
+        revision
+            .split('/')
+            .fold(self.dir.join("refs"), |p, part| p.join(part))
+    }
+
+    /// The commit the cache associates with `revision`: the revision itself when it is a commit
+    /// hash (Python does not write refs for those), else the content of `refs/{revision}`.
+    fn commit_for(&self, revision: &str) -> Option<String> {
+        if is_commit_hash(revision) {
+            return Some(revision.to_string());
+        }
+        let text = fs::read_to_string(self.ref_path(revision)).ok()?;
+        let commit = text.trim();
+        is_commit_hash(commit).then(|| commit.to_string())
+    }
+
+    /// Points `refs/{revision}` at `commit` (written under a temporary name, then renamed).
+    /// Python writes refs only for branches and tags; hf-hub also for commit hashes, and its
+    /// cache lookup needs them, so they are written for both.
+    fn write_ref(&self, revision: &str, commit: &str) -> Result<()> {
+        let path = self.ref_path(revision);
+        if fs::read_to_string(&path).is_ok_and(|t| t.trim() == commit) {
+            return Ok(());
+        }
+        let parent = path.parent().expect("refs path has a parent");
+        fs::create_dir_all(parent).map_err(|e| io_fail("create", parent, e))?;
+        let tmp = self.temp_name("ref");
+        let write = || -> io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(commit.as_bytes())?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            io_fail("write", &path, e)
+        })
+    }
+
+    /// Makes `snapshots/{commit}/{file}` a relative symlink to `blobs/{etag}` (Python's layout),
+    /// created under a temporary name and renamed over whatever was there.
+    fn link(&self, commit: &str, file: &str, etag: &str) -> Result<()> {
+        let pointer = self.snapshot(commit).join(file);
+        let parent = pointer.parent().expect("snapshot path has a parent");
+        fs::create_dir_all(parent).map_err(|e| io_fail("create", parent, e))?;
+        let mut target = PathBuf::new();
+        for _ in 0..Path::new(file).components().count() + 1 {
+            target.push("..");
+        }
+        target.push("blobs");
+        target.push(etag);
+        if fs::read_link(&pointer).is_ok_and(|t| t == target) {
+            return Ok(());
+        }
+        // The temporary link lives in the repo folder, not in the snapshot, so that a crash
+        // can never leave a stray entry where the cache is read.
+        let tmp = self.temp_name("link");
+        let make = || -> io::Result<()> {
+            make_link(&target, &self.blob(etag), &tmp)?;
+            fs::rename(&tmp, &pointer)
+        };
+        make().map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            io_fail("write", &pointer, e)
+        })
+    }
+
+    fn temp_name(&self, what: &str) -> PathBuf {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        self.dir
+            .join(format!(".neoprobe-{what}-{}-{n}.tmp", std::process::id()))
+    }
+}
+
+#[cfg(unix)]
+fn make_link(target: &Path, _blob: &Path, at: &Path) -> io::Result<()> {
+    std::os::unix::fs::symlink(target, at)
+}
+
+#[cfg(not(unix))]
+fn make_link(target: &Path, blob: &Path, at: &Path) -> io::Result<()> {
+    // Without symlink rights (Windows without developer mode) Python copies the blob; so do we.
+    #[cfg(windows)]
+    if std::os::windows::fs::symlink_file(target, at).is_ok() {
+        return Ok(());
+    }
+    let _ = target;
+    fs::copy(blob, at).map(|_| ())
+}
+
+/// An exclusive lock on one blob, at the path Python's `huggingface_hub` locks too, so two
+/// processes never write the same `.incomplete` file. Released when dropped.
+struct BlobLock {
+    _file: File,
+}
+
+fn lock_blob(path: &Path, progress: bool) -> Result<BlobLock> {
+    let parent = path.parent().expect("lock path has a parent");
+    fs::create_dir_all(parent).map_err(|e| io_fail("create", parent, e))?;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| io_fail("create", path, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        let fd = file.as_raw_fd();
+        // SAFETY: flock on a file descriptor we own.
+        if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::WouldBlock {
+                if progress {
+                    eprintln!(
+                        "neoprobe: another process is downloading this file; waiting for it ({})",
+                        path.display()
+                    );
+                }
+                loop {
+                    // SAFETY: as above.
+                    if unsafe { libc::flock(fd, libc::LOCK_EX) } == 0 {
+                        break;
+                    }
+                    let err = io::Error::last_os_error();
+                    if err.kind() != io::ErrorKind::Interrupted {
+                        return Err(io_fail("lock", path, err));
+                    }
+                }
+            }
+            // Any other failure (a file system without flock): go on unlocked, as the
+            // verification before the rename still guards the blob.
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = progress;
+    Ok(BlobLock { _file: file })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checking files.
+
+#[derive(Clone, Debug)]
+enum CachedFile {
+    Good,
+    Missing,
+    Damaged(String),
+}
+
+/// Checks a snapshot entry: it resolves to a regular file whose format is self-consistent, and,
+/// when `deep`, whose content hashes to its blob name.
+fn check_cached(path: &Path, deep: bool) -> CachedFile {
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return if fs::symlink_metadata(path).is_ok() {
+                CachedFile::Damaged("it links to a missing blob".into())
+            } else {
+                CachedFile::Missing
+            };
+        }
+        Err(e) => return CachedFile::Damaged(e.to_string()),
+    };
+    if !meta.is_file() {
+        return CachedFile::Damaged("not a regular file".into());
+    }
+    if let Err(reason) = check_format(path, meta.len()) {
+        return CachedFile::Damaged(reason);
+    }
+    if deep {
+        if let Some(etag) = fs::read_link(path)
+            .ok()
+            .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+        {
+            match verify_file(path, &etag, None) {
+                Ok(Verdict::Good) => {}
+                Ok(Verdict::Missing) => return CachedFile::Missing,
+                Ok(Verdict::Bad(reason)) => return CachedFile::Damaged(reason),
+                Err(e) => return CachedFile::Damaged(e.to_string()),
+            }
+        }
+    }
+    CachedFile::Good
+}
+
+/// Cheap structural checks that catch truncated or extended files without hashing them.
+fn check_format(path: &Path, len: u64) -> std::result::Result<(), String> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if name.ends_with(".safetensors") {
+        check_safetensors(path, len)
+    } else if name.ends_with(".json") {
+        let file = File::open(path).map_err(|e| e.to_string())?;
+        serde_json::from_reader::<_, serde::de::IgnoredAny>(BufReader::new(file))
+            .map(|_| ())
+            .map_err(|e| format!("not valid JSON: {e}"))
+    } else {
+        Ok(())
+    }
+}
+
+/// A safetensors file is an 8-byte little-endian header length, a JSON header giving each
+/// tensor's `data_offsets` into the data section, and the data section: the file must end
+/// exactly where the last tensor does.
+fn check_safetensors(path: &Path, len: u64) -> std::result::Result<(), String> {
+    let mut file = File::open(path).map_err(|e| e.to_string())?;
+    if len < 8 {
+        return Err(format!("{len} bytes, shorter than a safetensors header"));
+    }
+    let mut n = [0u8; 8];
+    file.read_exact(&mut n).map_err(|e| e.to_string())?;
+    let n = u64::from_le_bytes(n);
+    if n > len - 8 || n > 100 << 20 {
+        return Err(format!(
+            "header length {n} does not fit in the file's {len} bytes"
+        ));
+    }
+    let mut header = vec![0u8; n as usize];
+    file.read_exact(&mut header).map_err(|e| e.to_string())?;
+    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header)
+        .map_err(|e| format!("unreadable safetensors header: {e}"))?;
+    let mut end = 0u64;
+    for (name, info) in &header {
+        if name == "__metadata__" {
+            continue;
+        }
+        let tensor_end = info
+            .get("data_offsets")
+            .and_then(|o| o.get(1))
+            .and_then(|e| e.as_u64())
+            .ok_or_else(|| format!("tensor {name} has no data_offsets in the header"))?;
+        end = end.max(tensor_end);
+    }
+    let expected = 8 + n + end;
+    if expected != len {
+        return Err(format!(
+            "{len} bytes, but its header describes {expected} bytes"
+        ));
+    }
+    Ok(())
+}
+
+enum Verdict {
+    Good,
+    Missing,
+    Bad(String),
+}
+
+/// Checks a file against the size the hub announced and against its ETag when the ETag is a
+/// content hash: 64 hex digits are the sha256 of an LFS file, 40 hex digits the git blob sha1 of
+/// a regular one. Other ETags are only size-checked.
+fn verify_file(path: &Path, etag: &str, size: Option<u64>) -> io::Result<Verdict> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Verdict::Missing),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    if let Some(size) = size {
+        if len != size {
+            return Ok(Verdict::Bad(format!("{len} bytes instead of {size}")));
+        }
+    }
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let (mut ctx, name) = if hex(etag, 64) {
+        (ring::digest::Context::new(&ring::digest::SHA256), "sha256")
+    } else if hex(etag, 40) {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+        ctx.update(format!("blob {len}\0").as_bytes());
+        (ctx, "git sha1")
+    } else {
+        return Ok(Verdict::Good);
+    };
+    let mut buf = vec![0u8; COPY_BUFFER];
+    let mut read = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        read += n as u64;
+        ctx.update(&buf[..n]);
+    }
+    if read != len {
+        return Ok(Verdict::Bad(
+            "the file changed while it was being checked".into(),
+        ));
+    }
+    let digest: String = ctx
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if digest.eq_ignore_ascii_case(etag) {
+        Ok(Verdict::Good)
+    } else {
+        Ok(Verdict::Bad(format!(
+            "{name} is {digest}, the hub says {etag}"
+        )))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Downloading one file.
+
+struct Ctx<'a> {
+    model_id: &'a str,
+    revision: &'a str,
+    endpoint: &'a str,
+    progress: bool,
+}
+
+/// What the hub says about one file.
+struct FileMeta {
+    commit: String,
+    etag: String,
+    size: Option<u64>,
+    /// The CDN location for LFS files, else the resolve URL.
+    download_url: String,
+}
+
+/// Puts one file in place: reuse the blob if it is there and verifies, else download it; then
+/// link it from the snapshot.
+fn fetch_file(
+    client: &Client,
+    ctx: &Ctx,
+    cache: &RepoCache,
+    meta: &FileMeta,
+    file: &str,
+) -> Result<()> {
+    let blob = cache.blob(&meta.etag);
+    let blobs = blob.parent().expect("blob path has a parent");
+    fs::create_dir_all(blobs).map_err(|e| io_fail("create", blobs, e))?;
+    let _lock = lock_blob(&cache.lock_path(&meta.etag), ctx.progress)?;
+    match verify_file(&blob, &meta.etag, meta.size) {
+        Ok(Verdict::Good) => {}
+        Ok(Verdict::Missing) => download(client, ctx, cache, meta, file)?,
+        Ok(Verdict::Bad(reason)) => {
+            if ctx.progress {
+                eprintln!(
+                    "neoprobe: cached blob {} is damaged ({reason}); downloading it again",
+                    blob.display()
+                );
+            }
+            download(client, ctx, cache, meta, file)?
+        }
+        Err(e) => return Err(io_fail("read", &blob, e)),
+    }
+    cache.link(&meta.commit, file, &meta.etag)
+}
+
+/// Downloads into `blobs/{etag}.incomplete` (resuming it if present), verifies it, and renames
+/// it to `blobs/{etag}` (replacing a damaged blob, if any).
+fn download(
+    client: &Client,
+    ctx: &Ctx,
+    cache: &RepoCache,
+    meta: &FileMeta,
+    file: &str,
+) -> Result<()> {
+    let part = cache.incomplete(&meta.etag);
+    let blob = cache.blob(&meta.etag);
+    for attempt in 0..2 {
+        let (resumed, size) = download_to(client, ctx, meta, file, &part)?;
+        match verify_file(&part, &meta.etag, size).map_err(|e| io_fail("read", &part, e))? {
+            Verdict::Good => {
+                let finish = || -> io::Result<()> {
+                    OpenOptions::new().write(true).open(&part)?.sync_all()?;
+                    fs::rename(&part, &blob)
+                };
+                return finish().map_err(|e| io_fail("write", &blob, e));
+            }
+            Verdict::Missing => {
+                return Err(io_fail(
+                    "read",
+                    &part,
+                    io::Error::new(io::ErrorKind::NotFound, "vanished after download"),
+                ))
+            }
+            Verdict::Bad(reason) => {
+                let _ = fs::remove_file(&part);
+                // A resumed download may have started from a bad partial file: try once more
+                // from scratch before blaming the server.
+                if resumed && attempt == 0 {
+                    continue;
+                }
+                return Err(fail(
+                    FetchErrorKind::Corrupt,
+                    format!(
+                        "the downloaded {file} of \"{}\" does not match what the hub announced ({reason}); it was discarded, run again to retry",
+                        ctx.model_id
+                    ),
+                ));
+            }
+        }
+    }
+    unreachable!("the second attempt always returns")
+}
+
+/// One GET into the `.incomplete` file. Returns whether it continued an earlier partial file,
+/// and the file's full size as far as it is known.
+fn download_to(
+    client: &Client,
+    ctx: &Ctx,
+    meta: &FileMeta,
+    file: &str,
+    part: &Path,
+) -> Result<(bool, Option<u64>)> {
+    let mut out = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(part)
+        .map_err(|e| io_fail("create", part, e))?;
+    let truncate = |out: &File| out.set_len(0).map_err(|e| io_fail("write", part, e));
+    let mut have = out.metadata().map_err(|e| io_fail("read", part, e))?.len();
+    if let Some(size) = meta.size {
+        if have > size {
+            truncate(&out)?;
+            have = 0;
+        }
+        if have == size {
+            return Ok((have > 0, Some(size)));
+        }
+    }
+    let resumed = have > 0;
+
+    let mut attempt = 0;
+    let (response, total) = loop {
+        attempt += 1;
+        let from = (have > 0).then_some(have);
+        let (response, url) = client
+            .send(false, &meta.download_url, from, Follow::All)
+            .map_err(|e| client.net_error(&e, &meta.download_url, file, ctx, have))?;
+        let status = response.status().as_u16();
+        let headers = response.headers();
+        match status {
+            206 => {
+                let range = header(headers, "content-range").and_then(|r| parse_content_range(&r));
+                match range {
+                    Some((start, total)) if start == have => break (response, total),
+                    _ if attempt == 1 => {
+                        // Not the part we asked for: start over from the beginning.
+                        truncate(&out)?;
+                        have = 0;
+                    }
+                    _ => {
+                        return Err(fail(
+                            FetchErrorKind::BadResponse,
+                            format!(
+                                "the server at {} sent a wrong part of {file} (Content-Range {:?})",
+                                origin(&url),
+                                header(headers, "content-range")
+                            ),
+                        ))
+                    }
+                }
+            }
+            200 => {
+                if have > 0 {
+                    // The server ignored Range and sends the whole file: restart the file.
+                    truncate(&out)?;
+                    have = 0;
+                }
+                let total = header(headers, "content-length").and_then(|l| l.parse().ok());
+                break (response, total);
+            }
+            416 if attempt == 1 && have > 0 => {
+                truncate(&out)?;
+                have = 0;
+            }
+            _ => {
+                if same_origin(&url, ctx.endpoint) {
+                    return Err(client.http_error(status, headers, ctx, ctx.revision, file));
+                }
+                return Err(fail(
+                    FetchErrorKind::BadResponse,
+                    format!(
+                        "downloading {file} of \"{}\" failed: {} answered HTTP {status}; run again to retry",
+                        ctx.model_id,
+                        origin(&url)
+                    ),
+                ));
+            }
+        }
+    };
+    let size = meta.size.or(total);
+
+    let bar = progress_bar(ctx.progress, file, size, have);
+    let mut body = response.into_body().into_reader();
+    let mut buf = vec![0u8; COPY_BUFFER];
+    loop {
+        let n = match body.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                bar.abandon();
+                let _ = out.flush();
+                return Err(interrupted(ctx, file, have, size, &e.to_string()));
+            }
+        };
+        if let Err(e) = out.write_all(&buf[..n]) {
+            bar.abandon();
+            return Err(io_fail("write", part, e));
+        }
+        have += n as u64;
+        bar.set_position(have);
+    }
+    out.flush().map_err(|e| io_fail("write", part, e))?;
+    if let Some(size) = size {
+        if have < size {
+            bar.abandon();
+            return Err(interrupted(
+                ctx,
+                file,
+                have,
+                Some(size),
+                "the connection ended early",
+            ));
+        }
+    }
+    bar.finish();
+    Ok((resumed, size))
+}
+
+fn interrupted(ctx: &Ctx, file: &str, have: u64, size: Option<u64>, cause: &str) -> anyhow::Error {
+    let of = size.map(|s| format!(" of {s}")).unwrap_or_default();
+    fail(
+        FetchErrorKind::Interrupted,
+        format!(
+            "the download of {file} for \"{}\" was interrupted after {have}{of} bytes ({cause}); run again to resume it",
+            ctx.model_id
+        ),
+    )
+}
+
+fn progress_bar(show: bool, file: &str, size: Option<u64>, at: u64) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar =
+        indicatif::ProgressBar::with_draw_target(size, indicatif::ProgressDrawTarget::stderr());
+    let template = if size.is_some() {
+        "{msg} [{elapsed_precise}] [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} ({eta})"
+    } else {
+        "{msg} [{elapsed_precise}] {spinner} {bytes} {bytes_per_sec}"
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(file.to_string());
+    bar.set_position(at);
+    bar
+}
+
+/// `bytes START-END/TOTAL` → (START, TOTAL when given).
+fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
+    let rest = value.trim().strip_prefix("bytes")?.trim_start();
+    let (range, total) = rest.split_once('/')?;
+    let (start, _end) = range.split_once('-')?;
+    Some((start.trim().parse().ok()?, total.trim().parse().ok()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP.
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Follow {
+    /// Follow relative redirects only (a renamed repo), stop at an absolute one (the CDN), as
+    /// Python's `huggingface_hub` does for its metadata request.
+    Relative,
+    All,
+}
+
+struct Client {
+    agent: ureq::Agent,
+    endpoint: String,
+    token: Option<String>,
+    resolve_timeout: Duration,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+}
+
+type Response = ureq::http::Response<ureq::Body>;
+
+fn header(headers: &ureq::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_string())
+}
+
+impl Client {
+    fn new(settings: &Settings, opts: &FetchOptions) -> Self {
+        let some = |d: Duration| (!d.is_zero()).then_some(d);
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_resolve(some(opts.resolve_timeout))
+            .timeout_connect(some(opts.connect_timeout))
+            .timeout_per_read(some(opts.read_timeout))
+            .user_agent(format!("neoprobe/{}", env!("CARGO_PKG_VERSION")))
+            // Sizes and hashes are those of the raw file: never let a server compress it.
+            .accept_encoding("identity")
+            .build();
+        Self {
+            agent: config.into(),
+            endpoint: settings.endpoint.clone(),
+            token: settings.token.clone(),
+            resolve_timeout: opts.resolve_timeout,
+            connect_timeout: opts.connect_timeout,
+            read_timeout: opts.read_timeout,
+        }
+    }
+
+    /// Sends a request, following redirects by hand so that the token only ever goes to the
+    /// hub's own origin. Returns the last response and its URL.
+    fn send(
+        &self,
+        head: bool,
+        url: &str,
+        from: Option<u64>,
+        follow: Follow,
+    ) -> std::result::Result<(Response, String), ureq::Error> {
+        let mut url = url.to_string();
+        for _ in 0..=MAX_REDIRECTS {
+            let mut request = if head {
+                self.agent.head(&url)
+            } else {
+                self.agent.get(&url)
+            };
+            if let Some(token) = &self.token {
+                if same_origin(&url, &self.endpoint) {
+                    request = request.header("Authorization", format!("Bearer {token}"));
+                }
+            }
+            if let Some(from) = from {
+                request = request.header("Range", format!("bytes={from}-"));
+            }
+            let response = request.call()?;
+            if response.status().is_redirection() {
+                if let Some(location) = header(response.headers(), "location") {
+                    if follow == Follow::Relative && location.contains("://") {
+                        return Ok((response, url));
+                    }
+                    url = join_url(&url, &location);
+                    continue;
+                }
+            }
+            return Ok((response, url));
+        }
+        Err(ureq::Error::TooManyRedirects)
+    }
+
+    /// `HEAD /{repo}/resolve/{revision}/{file}`, as Python's `get_hf_file_metadata` does.
+    fn metadata(&self, ctx: &Ctx, revision: &str, file: &str) -> Result<FileMeta> {
+        let url = format!(
+            "{}/{}/resolve/{}/{}",
+            self.endpoint,
+            ctx.model_id,
+            percent_encode(revision, false),
+            percent_encode(file, true)
+        );
+        let (response, final_url) = self
+            .send(true, &url, None, Follow::Relative)
+            .map_err(|e| self.net_error(&e, &url, file, ctx, 0))?;
+        let status = response.status();
+        let headers = response.headers();
+        if !(status.is_success() || status.is_redirection()) {
+            return Err(self.http_error(status.as_u16(), headers, ctx, revision, file));
+        }
+        let not_hub = |what: &str| {
+            fail(
+                FetchErrorKind::BadResponse,
+                format!(
+                    "the server at {} does not answer like the Hugging Face hub ({what} for {file}); check HF_ENDPOINT, or pass --model-dir DIR with local files",
+                    self.endpoint
+                ),
+            )
+        };
+        let commit = header(headers, "x-repo-commit").ok_or_else(|| not_hub("no X-Repo-Commit"))?;
+        if !is_commit_hash(&commit) {
+            return Err(not_hub("a malformed X-Repo-Commit"));
+        }
+        let etag = header(headers, "x-linked-etag")
+            .or_else(|| header(headers, "etag"))
+            .map(|e| e.trim_start_matches("W/").trim_matches('"').to_string())
+            .ok_or_else(|| not_hub("no ETag"))?;
+        if !is_safe_etag(&etag) {
+            return Err(not_hub("a malformed ETag"));
+        }
+        let size = header(headers, "x-linked-size")
+            .or_else(|| {
+                status
+                    .is_success()
+                    .then(|| header(headers, "content-length"))
+                    .flatten()
+            })
+            .and_then(|s| s.parse().ok());
+        let download_url = if status.is_redirection() {
+            let location = header(headers, "location")
+                .ok_or_else(|| not_hub("a redirect without Location"))?;
+            join_url(&final_url, &location)
+        } else {
+            // Name the commit, not the branch, so the content cannot change between this HEAD
+            // and the GET.
+            format!(
+                "{}/{}/resolve/{commit}/{}",
+                self.endpoint,
+                ctx.model_id,
+                percent_encode(file, true)
+            )
+        };
+        Ok(FileMeta {
+            commit,
+            etag,
+            size,
+            download_url,
+        })
+    }
+
+    /// Turns a hub error status into a message, using the hub's `X-Error-Code` when present and,
+    /// for a bare 404 (mirrors may not send the code), asking the repo API whether the repo and
+    /// revision exist.
+    fn http_error(
+        &self,
+        status: u16,
+        headers: &ureq::http::HeaderMap,
+        ctx: &Ctx,
+        revision: &str,
+        file: &str,
+    ) -> anyhow::Error {
+        let model_id = ctx.model_id;
+        let endpoint = &self.endpoint;
+        let repo_missing = || {
+            fail(
+                FetchErrorKind::NotFound,
+                format!(
+                    "model \"{model_id}\" was not found on the hub at {endpoint} (it does not exist, or it is private and needs HF_TOKEN): check the model id"
+                ),
+            )
+        };
+        let revision_missing = || {
+            fail(
+                FetchErrorKind::NotFound,
+                format!(
+                    "revision \"{}\" of model \"{model_id}\" was not found on the hub at {endpoint}: check the revision",
+                    ctx.revision
+                ),
+            )
+        };
+        let file_missing = || {
+            fail(
+                FetchErrorKind::FileNotFound,
+                format!(
+                    "model \"{model_id}\" (revision {}) has no file \"{file}\" on the hub at {endpoint}; neoprobe needs {} from a GPT-Neo repo",
+                    ctx.revision,
+                    MODEL_FILES.join(", ")
+                ),
+            )
+        };
+        match header(headers, "x-error-code").as_deref() {
+            Some("RepoNotFound") => return repo_missing(),
+            Some("RevisionNotFound") => return revision_missing(),
+            Some("EntryNotFound") => return file_missing(),
+            Some("GatedRepo") => {
+                return fail(
+                    FetchErrorKind::AccessDenied,
+                    format!(
+                        "model \"{model_id}\" is gated on the hub at {endpoint}: accept its conditions on the model page, then set HF_TOKEN"
+                    ),
+                )
+            }
+            _ => {}
+        }
+        match status {
+            401 => repo_missing(),
+            403 => fail(
+                FetchErrorKind::AccessDenied,
+                format!(
+                    "the hub at {endpoint} refused access to model \"{model_id}\" (HTTP 403): check HF_TOKEN"
+                ),
+            ),
+            404 => {
+                let api = format!(
+                    "{endpoint}/api/models/{model_id}/revision/{}",
+                    percent_encode(revision, false)
+                );
+                match self.send(false, &api, None, Follow::Relative) {
+                    Ok((r, _)) if r.status().is_success() => file_missing(),
+                    Ok((r, _)) if matches!(r.status().as_u16(), 401 | 404) => fail(
+                        // Without the hub's error code a missing repo and a missing revision
+                        // look alike: name both.
+                        FetchErrorKind::NotFound,
+                        format!(
+                            "model \"{model_id}\" at revision \"{}\" was not found on the hub at {endpoint}: check the model id and revision",
+                            ctx.revision
+                        ),
+                    ),
+                    _ => fail(
+                        FetchErrorKind::FileNotFound,
+                        format!(
+                            "the hub at {endpoint} has no {file} for model \"{model_id}\" at revision \"{}\" (HTTP 404): check the model id and revision",
+                            ctx.revision
+                        ),
+                    ),
+                }
+            }
+            _ => fail(
+                FetchErrorKind::BadResponse,
+                format!(
+                    "the hub at {endpoint} answered HTTP {status} for {file} of \"{model_id}\"; run again later"
+                ),
+            ),
+        }
+    }
+
+    /// A request that got no HTTP answer at all.
+    fn net_error(
+        &self,
+        e: &ureq::Error,
+        url: &str,
+        file: &str,
+        ctx: &Ctx,
+        have: u64,
+    ) -> anyhow::Error {
+        let secs = |d: Duration| format!("{:.1} s", d.as_secs_f64());
+        let cause = match e {
+            ureq::Error::HostNotFound => "the host name does not resolve".to_string(),
+            ureq::Error::Timeout(ureq::Timeout::Resolve) => {
+                format!("no DNS answer within {}", secs(self.resolve_timeout))
+            }
+            ureq::Error::Timeout(ureq::Timeout::Connect) => {
+                format!("no connection within {}", secs(self.connect_timeout))
+            }
+            ureq::Error::Timeout(_) => format!("no answer within {}", secs(self.read_timeout)),
+            ureq::Error::Io(io) if io.kind() == io::ErrorKind::ConnectionRefused => {
+                "connection refused".to_string()
+            }
+            ureq::Error::Io(io) => io.to_string(),
+            other => other.to_string(),
+        };
+        if have > 0 {
+            return interrupted(ctx, file, have, None, &cause);
+        }
+        if same_origin(url, &self.endpoint) {
+            fail(
+                FetchErrorKind::Unreachable,
+                format!(
+                    "cannot reach the Hugging Face hub at {} ({cause}): pass --model-dir DIR with local config.json, model.safetensors and tokenizer.json, or set HF_HUB_OFFLINE=1 to use only the local cache",
+                    self.endpoint
+                ),
+            )
+        } else {
+            fail(
+                FetchErrorKind::Unreachable,
+                format!(
+                    "cannot reach {}, where the hub at {} sends the download of {file} ({cause}); check the network and run again, or pass --model-dir DIR with local files",
+                    origin(url),
+                    self.endpoint
+                ),
+            )
+        }
+    }
+}
+
+/// `scheme://authority` of a URL, lowercased.
+fn origin(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    format!("{}://{}", scheme, authority).to_ascii_lowercase()
+}
+
+fn same_origin(a: &str, b: &str) -> bool {
+    origin(a) == origin(b)
+}
+
+/// Resolves a `Location` header against the URL it answered.
+fn join_url(base: &str, location: &str) -> String {
+    if location.contains("://") {
+        location.to_string()
+    } else if let Some(rest) = location.strip_prefix("//") {
+        let scheme = base.split_once("://").map(|(s, _)| s).unwrap_or("https");
+        format!("{scheme}://{rest}")
+    } else if location.starts_with('/') {
+        format!("{}{}", origin_raw(base), location)
+    } else {
+        let path_end = base.find(['?', '#']).unwrap_or(base.len());
+        let dir_end = base[..path_end]
+            .rfind('/')
+            .map(|i| i + 1)
+            .unwrap_or(path_end);
+        let dir_end = dir_end.max(origin_raw(base).len());
+        let mut joined = base[..dir_end].to_string();
+        if !joined.ends_with('/') {
+            joined.push('/');
+        }
+        joined + location
+    }
+}
+
+fn origin_raw(url: &str) -> &str {
+    let start = url.find("://").map(|i| i + 3).unwrap_or(0);
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map(|i| start + i)
+        .unwrap_or(url.len());
+    &url[..end]
+}
+
+/// Percent-encodes everything but unreserved characters (and `/` when `keep_slash`), like
+/// Python's `quote(revision, safe="")` / `quote(filename)`.
+fn percent_encode(s: &str, keep_slash: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'_' | b'.' | b'~')
+            || (keep_slash && b == b'/')
+        {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

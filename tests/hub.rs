@@ -1,0 +1,835 @@
+//! Integration tests of `neoprobe::hub` against a local fake of the Hugging Face hub
+//! (`tests/support`), each with its own temporary `HF_HOME` passed through `FetchOptions`.
+
+mod support;
+
+use neoprobe::hub::{fetch_model, FetchError, FetchErrorKind, FetchOptions, MODEL_FILES};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use support::{
+    env_exclusive, env_shared, tiny_model_files, FakeHub, FakeRepo, Faults, COMMIT, REPO,
+};
+
+fn opts(hub: &FakeHub, home: &Path) -> FetchOptions {
+    FetchOptions {
+        hf_home: Some(home.to_path_buf()),
+        endpoint: Some(hub.url.clone()),
+        offline: Some(false),
+        read_timeout: Duration::from_secs(5),
+        ..FetchOptions::default()
+    }
+}
+
+fn repo_dir(home: &Path, id: &str) -> PathBuf {
+    home.join("hub")
+        .join(format!("models--{}", id.replace('/', "--")))
+}
+
+fn kind(e: &anyhow::Error) -> FetchErrorKind {
+    e.downcast_ref::<FetchError>()
+        .unwrap_or_else(|| panic!("not a FetchError: {e:?}"))
+        .kind()
+}
+
+/// The error as a user sees it, which must be one line with no "Caused by" chain (so `{:?}`,
+/// what `main` prints, is that line too, plus a backtrace only if RUST_BACKTRACE asks for one).
+fn shown(e: &anyhow::Error) -> String {
+    let text = format!("{e:#}");
+    assert!(!text.contains('\n'), "error is not one line: {text}");
+    assert_eq!(e.chain().count(), 1, "error has a cause chain: {e:?}");
+    text
+}
+
+fn assert_files_match(hub: &FakeHub, id: &str, snapshot: &Path) {
+    for name in MODEL_FILES {
+        let got = fs::read(snapshot.join(name)).unwrap();
+        assert!(
+            got == hub.repo(id).file(name).bytes,
+            "{name} differs from the served file"
+        );
+    }
+}
+
+fn lfs_gets(hub: &FakeHub) -> Vec<support::Seen> {
+    hub.seen()
+        .into_iter()
+        .filter(|s| s.cdn && s.method == "GET")
+        .collect()
+}
+
+fn weights_sha(hub: &FakeHub) -> String {
+    hub.repo(REPO).file("model.safetensors").etag()
+}
+
+#[test]
+fn fresh_download_gives_identical_files_in_the_standard_cache_layout() {
+    let _env = env_shared();
+    let hub = FakeHub::tiny();
+    let home = tempfile::tempdir().unwrap();
+    let mut o = opts(&hub, home.path());
+    o.progress = true; // hidden when stderr is not a terminal, but exercised
+    let snapshot = fetch_model(REPO, COMMIT, &o).unwrap();
+
+    let repo = repo_dir(home.path(), REPO);
+    assert_eq!(snapshot, repo.join("snapshots").join(COMMIT));
+    assert_files_match(&hub, REPO, &snapshot);
+    for file in &hub.repo(REPO).files {
+        // blobs/{etag}: sha256 for the LFS weights, git blob sha1 for the JSON files ...
+        let etag = file.etag();
+        assert_eq!(
+            fs::read(repo.join("blobs").join(&etag)).unwrap(),
+            file.bytes
+        );
+        // ... and snapshots/{commit}/{file} -> ../../blobs/{etag}, as huggingface_hub makes it.
+        let link = fs::read_link(snapshot.join(&file.name)).unwrap();
+        assert_eq!(link, Path::new("../../blobs").join(&etag), "{}", file.name);
+    }
+    assert_eq!(
+        weights_sha(&hub).len(),
+        64,
+        "the weights blob is named by its sha256"
+    );
+    assert_eq!(
+        fs::read_to_string(repo.join("refs").join(COMMIT)).unwrap(),
+        COMMIT
+    );
+    // Nothing temporary is left behind.
+    let mut leftovers = Vec::new();
+    for dir in [repo.clone(), repo.join("blobs"), snapshot.clone()] {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            if name.ends_with(".incomplete") || name.ends_with(".tmp") {
+                leftovers.push(name);
+            }
+        }
+    }
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+    // The weights came from the CDN the hub redirected to.
+    assert_eq!(lfs_gets(&hub).len(), 1);
+}
+
+#[test]
+fn second_fetch_makes_no_request_at_all() {
+    let _env = env_shared();
+    let hub = FakeHub::tiny();
+    let home = tempfile::tempdir().unwrap();
+    let first = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    assert!(hub.connections() > 0);
+    hub.reset_counts();
+    let second = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    assert_eq!(first, second);
+    assert_eq!(hub.connections(), 0, "requests: {:?}", hub.seen());
+    assert!(hub.seen().is_empty());
+}
+
+#[test]
+fn offline_with_the_files_cached_works_without_the_network() {
+    let _env = env_shared();
+    let hub = FakeHub::tiny();
+    let home = tempfile::tempdir().unwrap();
+    let online = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    hub.reset_counts();
+    let offline = FetchOptions {
+        offline: Some(true),
+        ..opts(&hub, home.path())
+    };
+    assert_eq!(fetch_model(REPO, COMMIT, &offline).unwrap(), online);
+    assert_eq!(hub.connections(), 0);
+}
+
+#[test]
+fn offline_without_the_files_fails_fast_with_the_model_dir_hint() {
+    let _env = env_shared();
+    let hub = FakeHub::tiny();
+    let home = tempfile::tempdir().unwrap();
+    let o = FetchOptions {
+        offline: Some(true),
+        ..opts(&hub, home.path())
+    };
+    let (result, elapsed) = fetch_within(Duration::from_secs(5), REPO, COMMIT, &o);
+    let err = result.unwrap_err();
+    assert!(elapsed < Duration::from_secs(1), "took {elapsed:?}");
+    assert_eq!(kind(&err), FetchErrorKind::NotCached);
+    let text = shown(&err);
+    assert!(text.contains("not in the Hugging Face cache"), "{text}");
+    assert!(
+        text.contains(&home.path().join("hub").display().to_string()),
+        "{text}"
+    );
+    assert!(text.contains("--model-dir"), "{text}");
+    assert!(text.contains(REPO), "{text}");
+    assert_eq!(hub.connections(), 0, "offline mode made a request");
+    assert!(
+        !home.path().join("hub").exists(),
+        "offline mode wrote to the cache"
+    );
+}
+
+/// Runs `fetch_model` on another thread and fails the test, rather than hanging it, if no
+/// answer comes within `deadline`. Returns the result and how long it took.
+fn fetch_within(
+    deadline: Duration,
+    model_id: &str,
+    revision: &str,
+    o: &FetchOptions,
+) -> (anyhow::Result<PathBuf>, Duration) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (model_id, revision, o) = (model_id.to_string(), revision.to_string(), o.clone());
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        let result = fetch_model(&model_id, &revision, &o);
+        let _ = tx.send((result, start.elapsed()));
+    });
+    rx.recv_timeout(deadline)
+        .unwrap_or_else(|_| panic!("fetch_model did not return within {deadline:?}"))
+}
+
+fn closed_port_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
+
+#[test]
+fn unreachable_endpoint_fails_fast_with_a_clear_message() {
+    let _env = env_shared();
+    let home = tempfile::tempdir().unwrap();
+    let endpoint = closed_port_url();
+    let o = FetchOptions {
+        hf_home: Some(home.path().to_path_buf()),
+        endpoint: Some(endpoint.clone()),
+        offline: Some(false),
+        ..FetchOptions::default()
+    };
+    let (result, elapsed) = fetch_within(Duration::from_secs(5), REPO, COMMIT, &o);
+    let err = result.unwrap_err();
+    assert!(elapsed < Duration::from_secs(1), "took {elapsed:?}");
+    assert_eq!(kind(&err), FetchErrorKind::Unreachable);
+    let text = shown(&err);
+    assert!(text.contains(&endpoint), "{text}");
+    assert!(text.contains("connection refused"), "{text}");
+    assert!(text.contains("--model-dir"), "{text}");
+    assert!(text.contains("HF_HUB_OFFLINE=1"), "{text}");
+    assert!(!repo_dir(home.path(), REPO).join("snapshots").exists());
+}
+
+#[test]
+fn unresolvable_host_fails_within_the_resolve_timeout() {
+    let _env = env_shared();
+    let home = tempfile::tempdir().unwrap();
+    // RFC 6761: .invalid never resolves. Whatever the resolver does, the wait is capped by
+    // resolve_timeout.
+    let o = FetchOptions {
+        hf_home: Some(home.path().to_path_buf()),
+        endpoint: Some("http://hub.neoprobe-test.invalid".into()),
+        offline: Some(false),
+        resolve_timeout: Duration::from_millis(500),
+        ..FetchOptions::default()
+    };
+    let (result, elapsed) = fetch_within(Duration::from_secs(5), REPO, COMMIT, &o);
+    let err = result.unwrap_err();
+    assert!(elapsed < Duration::from_millis(1500), "took {elapsed:?}");
+    assert_eq!(kind(&err), FetchErrorKind::Unreachable);
+    let text = shown(&err);
+    assert!(text.contains("http://hub.neoprobe-test.invalid"), "{text}");
+    assert!(text.contains("--model-dir"), "{text}");
+}
+
+#[test]
+fn silent_server_times_out_instead_of_hanging() {
+    let _env = env_shared();
+    let home = tempfile::tempdir().unwrap();
+    // Bound but never accepted: the kernel completes the handshake, then nothing is ever said.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let o = FetchOptions {
+        hf_home: Some(home.path().to_path_buf()),
+        endpoint: Some(endpoint.clone()),
+        offline: Some(false),
+        read_timeout: Duration::from_millis(300),
+        ..FetchOptions::default()
+    };
+    let (result, elapsed) = fetch_within(Duration::from_secs(5), REPO, COMMIT, &o);
+    let err = result.unwrap_err();
+    assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
+    assert_eq!(kind(&err), FetchErrorKind::Unreachable);
+    let text = shown(&err);
+    assert!(text.contains("no answer within"), "{text}");
+    assert!(text.contains(&endpoint), "{text}");
+    drop(listener);
+}
+
+#[test]
+fn unknown_repo_is_reported_as_not_found() {
+    let _env = env_shared();
+    let hub = FakeHub::tiny();
+    let home = tempfile::tempdir().unwrap();
+    let err = fetch_model("test-org/no-such-model", COMMIT, &opts(&hub, home.path())).unwrap_err();
+    assert_eq!(kind(&err), FetchErrorKind::NotFound);
+    let text = shown(&err);
+    assert!(
+        text.contains("\"test-org/no-such-model\" was not found"),
+        "{text}"
+    );
+    assert!(text.contains("check the model id"), "{text}");
+    assert!(!repo_dir(home.path(), "test-org/no-such-model")
+        .join("snapshots")
+        .exists());
+}
+
+#[test]
+fn unknown_repo_is_reported_as_not_found_by_a_mirror_without_error_codes() {
+    let _env = env_shared();
+    let hub = FakeHub::tiny();
+    hub.set_faults(Faults {
+        no_error_codes: true,
+        ..Faults::default()
+    });
+    let home = tempfile::tempdir().unwrap();
+    let o = FetchOptions {
+        token: Some("hf_x".into()), // so the hub answers 404 rather than 401
+        ..opts(&hub, home.path())
+    };
+    let err = fetch_model("test-org/no-such-model", COMMIT, &o).unwrap_err();
+    assert_eq!(kind(&err), FetchErrorKind::NotFound);
+    let text = shown(&err);
+    assert!(text.contains("was not found on the hub"), "{text}");
+    assert!(text.contains("check the model id"), "{text}");
+}
+
+#[test]
+fn unknown_revision_is_reported_as_not_found() {
+    let _env = env_shared();
+    let hub = FakeHub::tiny();
+    let home = tempfile::tempdir().unwrap();
+    let err = fetch_model(REPO, "no-such-branch", &opts(&hub, home.path())).unwrap_err();
+    assert_eq!(kind(&err), FetchErrorKind::NotFound);
+    let text = shown(&err);
+    assert!(text.contains("revision \"no-such-branch\""), "{text}");
+    assert!(text.contains("check the revision"), "{text}");
+}
+
+fn hub_without_tokenizer() -> FakeHub {
+    let files = tiny_model_files()
+        .into_iter()
+        .filter(|f| f.name != "tokenizer.json")
+        .collect();
+    FakeHub::start(vec![FakeRepo::new(REPO, files)])
+}
+
+#[test]
+fn a_file_missing_from_the_repo_is_named() {
+    let _env = env_shared();
+    let hub = hub_without_tokenizer();
+    let home = tempfile::tempdir().unwrap();
+    let err = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap_err();
+    assert_eq!(kind(&err), FetchErrorKind::FileNotFound);
+    let text = shown(&err);
+    assert!(text.contains("no file \"tokenizer.json\""), "{text}");
+    // The files that exist were cached; the snapshot is incomplete, so it is not returned
+    // offline either.
+    let offline = FetchOptions {
+        offline: Some(true),
+        ..opts(&hub, home.path())
+    };
+    let err = fetch_model(REPO, COMMIT, &offline).unwrap_err();
+    assert_eq!(kind(&err), FetchErrorKind::NotCached);
+    assert!(shown(&err).contains("missing: tokenizer.json"));
+}
+
+#[test]
+fn a_file_missing_from_the_repo_is_named_by_a_mirror_without_error_codes() {
+    let _env = env_shared();
+    let hub = hub_without_tokenizer();
+    hub.set_faults(Faults {
+        no_error_codes: true,
+        ..Faults::default()
+    });
+    let home = tempfile::tempdir().unwrap();
+    let err = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap_err();
+    assert_eq!(kind(&err), FetchErrorKind::FileNotFound);
+    assert!(shown(&err).contains("\"tokenizer.json\""));
+    assert!(hub
+        .seen()
+        .iter()
+        .any(|s| s.target.starts_with("/api/models/")));
+}
+
+#[test]
+fn interrupted_download_leaves_nothing_in_the_snapshot_and_the_next_run_resumes() {
+    let _env = env_shared();
+    let hub = FakeHub::tiny();
+    let home = tempfile::tempdir().unwrap();
+    let cut = 100_000u64;
+    hub.set_faults(Faults {
+        cut_after: cut,
+        cut_times: 1,
+        ..Faults::default()
+    });
+    let err = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap_err();
+    assert_eq!(kind(&err), FetchErrorKind::Interrupted);
+    let text = shown(&err);
+    assert!(text.contains("model.safetensors"), "{text}");
+    assert!(text.contains("run again"), "{text}");
+
+    let repo = repo_dir(home.path(), REPO);
+    let sha = weights_sha(&hub);
+    let pointer = repo
+        .join("snapshots")
+        .join(COMMIT)
+        .join("model.safetensors");
+    assert!(
+        fs::symlink_metadata(&pointer).is_err(),
+        "a partial file is visible in the snapshot"
+    );
+    assert!(
+        !repo.join("blobs").join(&sha).exists(),
+        "a partial blob is in place"
+    );
+    let partial = repo.join("blobs").join(format!("{sha}.incomplete"));
+    assert_eq!(fs::metadata(&partial).unwrap().len(), cut);
+
+    hub.reset_counts();
+    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    assert_files_match(&hub, REPO, &snapshot);
+    let gets = lfs_gets(&hub);
+    assert_eq!(gets.len(), 1);
+    assert_eq!(
+        gets[0].range.as_deref(),
+        Some("bytes=100000-"),
+        "did not resume"
+    );
+    assert!(!partial.exists());
+}
+
+#[test]
+fn resuming_from_a_server_that_ignores_range_restarts_cleanly() {
+    let _env = env_shared();
+    let hub = FakeHub::tiny();
+    let home = tempfile::tempdir().unwrap();
+    hub.set_faults(Faults {
+        cut_after: 70_000,
+        cut_times: 1,
+        ignore_range: true,
+        ..Faults::default()
+    });
+    fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap_err();
+    // The server now answers the ranged request with 200 and the whole file.
+    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    assert_files_match(&hub, REPO, &snapshot);
+}
+
+#[test]
+fn a_download_that_does_not_match_its_hash_is_discarded() {
+    let _env = env_shared();
+    let hub = FakeHub::tiny();
+    let home = tempfile::tempdir().unwrap();
+    hub.set_faults(Faults {
+        corrupt_times: 1,
+        ..Faults::default()
+    });
+    let err = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap_err();
+    assert_eq!(kind(&err), FetchErrorKind::Corrupt);
+    let text = shown(&err);
+    assert!(text.contains("model.safetensors"), "{text}");
+    assert!(text.contains("sha256"), "{text}");
+    let repo = repo_dir(home.path(), REPO);
+    let sha = weights_sha(&hub);
+    assert!(!repo.join("blobs").join(&sha).exists());
+    assert!(!repo
+        .join("blobs")
+        .join(format!("{sha}.incomplete"))
+        .exists());
+    assert!(fs::symlink_metadata(
+        repo.join("snapshots")
+            .join(COMMIT)
+            .join("model.safetensors")
+    )
+    .is_err());
+
+    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    assert_files_match(&hub, REPO, &snapshot);
+}
+
+#[test]
+fn a_stalled_download_times_out_and_then_resumes() {
+    let _env = env_shared();
+    let hub = FakeHub::tiny();
+    let home = tempfile::tempdir().unwrap();
+    hub.set_faults(Faults {
+        stall_after: 50_000,
+        stall_for: Duration::from_secs(3),
+        stall_times: 1,
+        ..Faults::default()
+    });
+    let o = FetchOptions {
+        read_timeout: Duration::from_millis(300),
+        ..opts(&hub, home.path())
+    };
+    let (result, elapsed) = fetch_within(Duration::from_secs(10), REPO, COMMIT, &o);
+    let err = result.unwrap_err();
+    assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
+    assert_eq!(kind(&err), FetchErrorKind::Interrupted, "{err:?}");
+    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    assert_files_match(&hub, REPO, &snapshot);
+    let gets = lfs_gets(&hub);
+    assert_eq!(gets.last().unwrap().range.as_deref(), Some("bytes=50000-"));
+}
+
+fn truncate_file(path: &Path, len: u64) {
+    let f = fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.set_len(len).unwrap();
+}
+
+#[test]
+fn a_truncated_blob_in_the_cache_is_refused_offline_and_downloaded_again_online() {
+    let _env = env_shared();
+    let hub = FakeHub::tiny();
+    let home = tempfile::tempdir().unwrap();
+    fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    let blob = repo_dir(home.path(), REPO)
+        .join("blobs")
+        .join(weights_sha(&hub));
+    let full = fs::metadata(&blob).unwrap().len();
+    truncate_file(&blob, full / 2);
+
+    let offline = FetchOptions {
+        offline: Some(true),
+        ..opts(&hub, home.path())
+    };
+    let err = fetch_model(REPO, COMMIT, &offline).unwrap_err();
+    assert_eq!(kind(&err), FetchErrorKind::Corrupt);
+    let text = shown(&err);
+    assert!(text.contains("model.safetensors"), "{text}");
+    assert!(text.contains("damaged"), "{text}");
+    assert!(text.contains("--model-dir"), "{text}");
+
+    hub.reset_counts();
+    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    assert_files_match(&hub, REPO, &snapshot);
+    assert_eq!(
+        lfs_gets(&hub).len(),
+        1,
+        "the weights were not downloaded again"
+    );
+    // Only the damaged file was asked about.
+    assert!(hub
+        .seen()
+        .iter()
+        .filter(|s| !s.cdn)
+        .all(|s| s.target.ends_with("/model.safetensors")));
+}
+
+#[test]
+fn a_json_blob_with_garbage_appended_is_not_returned() {
+    let _env = env_shared();
+    let hub = FakeHub::tiny();
+    let home = tempfile::tempdir().unwrap();
+    fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    let etag = hub.repo(REPO).file("config.json").etag();
+    let blob = repo_dir(home.path(), REPO).join("blobs").join(etag);
+    let mut bytes = fs::read(&blob).unwrap();
+    bytes.extend_from_slice(b"{\"hidden_size\": 1");
+    fs::write(&blob, bytes).unwrap();
+
+    let offline = FetchOptions {
+        offline: Some(true),
+        ..opts(&hub, home.path())
+    };
+    let err = fetch_model(REPO, COMMIT, &offline).unwrap_err();
+    assert_eq!(kind(&err), FetchErrorKind::Corrupt);
+    assert!(shown(&err).contains("config.json"));
+    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    assert_files_match(&hub, REPO, &snapshot);
+}
+
+#[test]
+fn a_same_length_bit_flip_is_caught_with_verify_cached() {
+    let _env = env_shared();
+    let hub = FakeHub::tiny();
+    let home = tempfile::tempdir().unwrap();
+    fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    let blob = repo_dir(home.path(), REPO)
+        .join("blobs")
+        .join(weights_sha(&hub));
+    let mut bytes = fs::read(&blob).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1; // in the tensor data: the header still describes the file
+    fs::write(&blob, bytes).unwrap();
+
+    let deep_offline = FetchOptions {
+        offline: Some(true),
+        verify_cached: true,
+        ..opts(&hub, home.path())
+    };
+    let err = fetch_model(REPO, COMMIT, &deep_offline).unwrap_err();
+    assert_eq!(kind(&err), FetchErrorKind::Corrupt);
+    assert!(shown(&err).contains("sha256"));
+
+    let deep_online = FetchOptions {
+        verify_cached: true,
+        ..opts(&hub, home.path())
+    };
+    let snapshot = fetch_model(REPO, COMMIT, &deep_online).unwrap();
+    assert_files_match(&hub, REPO, &snapshot);
+}
+
+#[test]
+fn a_partly_cached_snapshot_fetches_only_what_is_missing() {
+    let _env = env_shared();
+    let hub = FakeHub::tiny();
+    let home = tempfile::tempdir().unwrap();
+    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    fs::remove_file(snapshot.join("tokenizer.json")).unwrap();
+    let etag = hub.repo(REPO).file("tokenizer.json").etag();
+    fs::remove_file(repo_dir(home.path(), REPO).join("blobs").join(etag)).unwrap();
+    hub.reset_counts();
+    fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    let seen = hub.seen();
+    assert!(
+        seen.iter().all(|s| s.target.ends_with("/tokenizer.json")),
+        "{seen:?}"
+    );
+    assert_files_match(&hub, REPO, &snapshot);
+}
+
+#[test]
+fn a_branch_is_resolved_once_and_then_found_through_refs() {
+    let _env = env_shared();
+    let hub = FakeHub::tiny();
+    let home = tempfile::tempdir().unwrap();
+    let snapshot = fetch_model(REPO, "main", &opts(&hub, home.path())).unwrap();
+    assert!(snapshot.ends_with(COMMIT));
+    let refs = repo_dir(home.path(), REPO).join("refs");
+    assert_eq!(fs::read_to_string(refs.join("main")).unwrap(), COMMIT);
+    // After the first request, the others name the commit, not the branch.
+    let hub_requests: Vec<_> = hub.seen().into_iter().filter(|s| !s.cdn).collect();
+    assert!(hub_requests[0].target.contains("/resolve/main/"));
+    assert!(hub_requests[1..]
+        .iter()
+        .all(|s| s.target.contains(&format!("/resolve/{COMMIT}/"))));
+    hub.reset_counts();
+    let offline = FetchOptions {
+        offline: Some(true),
+        ..opts(&hub, home.path())
+    };
+    assert_eq!(fetch_model(REPO, "main", &offline).unwrap(), snapshot);
+    assert_eq!(hub.connections(), 0);
+}
+
+#[test]
+fn a_renamed_repo_is_followed_through_its_relative_redirect() {
+    let _env = env_shared();
+    let mut repo = FakeRepo::new(REPO, tiny_model_files());
+    repo.renamed_from = vec!["old-org/tiny-model".into()];
+    let hub = FakeHub::start(vec![repo]);
+    let home = tempfile::tempdir().unwrap();
+    let snapshot = fetch_model("old-org/tiny-model", COMMIT, &opts(&hub, home.path())).unwrap();
+    // Cached under the name asked for, as huggingface_hub does.
+    assert!(snapshot.starts_with(repo_dir(home.path(), "old-org/tiny-model")));
+    assert_files_match(&hub, REPO, &snapshot);
+}
+
+#[test]
+fn the_token_goes_to_the_hub_but_not_to_the_cdn() {
+    let _env = env_shared();
+    let mut repo = FakeRepo::new(REPO, tiny_model_files());
+    repo.token = Some("hf_secret".into());
+    let hub = FakeHub::start(vec![repo]);
+    let home = tempfile::tempdir().unwrap();
+
+    // Without a token (`Some("")` sends none) the private repo looks like a missing one, as on
+    // the hub.
+    let anonymous = FetchOptions {
+        token: Some(String::new()),
+        ..opts(&hub, home.path())
+    };
+    let err = fetch_model(REPO, COMMIT, &anonymous).unwrap_err();
+    assert_eq!(kind(&err), FetchErrorKind::NotFound);
+    assert!(hub.seen().iter().all(|s| s.authorization.is_none()));
+
+    let with_token = FetchOptions {
+        token: Some("hf_secret".into()),
+        ..opts(&hub, home.path())
+    };
+    hub.reset_counts();
+    let snapshot = fetch_model(REPO, COMMIT, &with_token).unwrap();
+    assert_files_match(&hub, REPO, &snapshot);
+    let seen = hub.seen();
+    assert!(seen
+        .iter()
+        .filter(|s| !s.cdn)
+        .all(|s| s.authorization.as_deref() == Some("Bearer hf_secret")));
+    assert!(seen.iter().any(|s| s.cdn));
+    assert!(seen
+        .iter()
+        .filter(|s| s.cdn)
+        .all(|s| s.authorization.is_none()));
+}
+
+#[test]
+fn malformed_model_ids_are_rejected_without_a_request() {
+    let _env = env_shared();
+    let hub = FakeHub::tiny();
+    let home = tempfile::tempdir().unwrap();
+    for id in ["../etc", "a/b/c", "", "org/na me", "org/-x"] {
+        let err = fetch_model(id, COMMIT, &opts(&hub, home.path())).unwrap_err();
+        assert_eq!(kind(&err), FetchErrorKind::InvalidInput, "{id}");
+    }
+    for rev in ["", "../x", "a//b"] {
+        let err = fetch_model(REPO, rev, &opts(&hub, home.path())).unwrap_err();
+        assert_eq!(kind(&err), FetchErrorKind::InvalidInput, "{rev}");
+    }
+    assert_eq!(hub.connections(), 0);
+}
+
+#[test]
+fn the_hf_hub_crate_and_neoprobe_share_one_cache() {
+    let _env = env_shared();
+    let hub = FakeHub::tiny();
+
+    // hf-hub 0.5 downloads from the fake hub (so the fake speaks what hf-hub reads) ...
+    let home = tempfile::tempdir().unwrap();
+    let api =
+        hf_hub::api::sync::ApiBuilder::from_cache(hf_hub::Cache::new(home.path().join("hub")))
+            .with_endpoint(hub.url.clone())
+            .with_progress(false)
+            .build()
+            .unwrap()
+            .repo(hf_hub::Repo::with_revision(
+                REPO.into(),
+                hf_hub::RepoType::Model,
+                COMMIT.into(),
+            ));
+    for name in MODEL_FILES {
+        api.download(name).unwrap();
+    }
+    // ... and neoprobe finds its files offline.
+    hub.reset_counts();
+    let offline = FetchOptions {
+        offline: Some(true),
+        ..opts(&hub, home.path())
+    };
+    let snapshot = fetch_model(REPO, COMMIT, &offline).unwrap();
+    assert_files_match(&hub, REPO, &snapshot);
+    assert_eq!(hub.connections(), 0);
+
+    // The other way round: what neoprobe fetched, hf-hub's cache lookup finds.
+    let home = tempfile::tempdir().unwrap();
+    fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    let cache = hf_hub::Cache::new(home.path().join("hub")).repo(hf_hub::Repo::with_revision(
+        REPO.into(),
+        hf_hub::RepoType::Model,
+        COMMIT.into(),
+    ));
+    for name in MODEL_FILES {
+        let path = cache
+            .get(name)
+            .unwrap_or_else(|| panic!("hf-hub does not find {name}"));
+        assert_eq!(fs::read(path).unwrap(), hub.repo(REPO).file(name).bytes);
+    }
+}
+
+/// Restores the environment variables it changed when dropped.
+struct EnvGuard(Vec<(&'static str, Option<String>)>);
+
+impl EnvGuard {
+    fn set(&mut self, key: &'static str, value: Option<&str>) {
+        self.0.push((key, std::env::var(key).ok()));
+        match value {
+            Some(v) => std::env::set_var(key, v),
+            None => std::env::remove_var(key),
+        }
+    }
+}
+
+impl Drop for EnvGuard {
+    fn drop(&mut self) {
+        for (key, old) in self.0.drain(..).rev() {
+            match old {
+                Some(v) => std::env::set_var(key, v),
+                None => std::env::remove_var(key),
+            }
+        }
+    }
+}
+
+#[test]
+fn the_environment_variables_are_honoured() {
+    let _env = env_exclusive();
+    let hub = FakeHub::tiny();
+    let home = tempfile::tempdir().unwrap();
+    let mut env = EnvGuard(Vec::new());
+    env.set("HF_HOME", Some(home.path().to_str().unwrap()));
+    env.set("HF_HUB_CACHE", None);
+    env.set("HF_ENDPOINT", Some(&hub.url));
+    env.set("HF_TOKEN", Some("hf_from_env"));
+    env.set("HF_HUB_OFFLINE", None);
+
+    let snapshot = fetch_model(REPO, COMMIT, &FetchOptions::default()).unwrap();
+    assert_eq!(
+        snapshot,
+        repo_dir(home.path(), REPO).join("snapshots").join(COMMIT)
+    );
+    assert_files_match(&hub, REPO, &snapshot);
+    assert!(hub
+        .seen()
+        .iter()
+        .filter(|s| !s.cdn)
+        .all(|s| s.authorization.as_deref() == Some("Bearer hf_from_env")));
+
+    // HF_HUB_OFFLINE=1: the cached files are returned, an empty cache fails fast.
+    env.set("HF_HUB_OFFLINE", Some("1"));
+    hub.reset_counts();
+    assert_eq!(
+        fetch_model(REPO, COMMIT, &FetchOptions::default()).unwrap(),
+        snapshot
+    );
+    let empty = tempfile::tempdir().unwrap();
+    env.set("HF_HOME", Some(empty.path().to_str().unwrap()));
+    let start = Instant::now();
+    let err = fetch_model(REPO, COMMIT, &FetchOptions::default()).unwrap_err();
+    assert!(start.elapsed() < Duration::from_secs(1));
+    assert_eq!(kind(&err), FetchErrorKind::NotCached);
+    assert!(shown(&err).contains(&empty.path().join("hub").display().to_string()));
+    assert_eq!(hub.connections(), 0);
+
+    // An explicit option beats the environment.
+    let forced_online = FetchOptions {
+        offline: Some(false),
+        ..FetchOptions::default()
+    };
+    fetch_model(REPO, COMMIT, &forced_online).unwrap();
+    assert!(hub.connections() > 0);
+}
+
+#[test]
+fn concurrent_fetches_into_one_cache_all_get_the_right_files() {
+    let _env = env_shared();
+    let hub = std::sync::Arc::new(FakeHub::tiny());
+    let home = tempfile::tempdir().unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let o = opts(&hub, home.path());
+            std::thread::spawn(move || fetch_model(REPO, COMMIT, &o))
+        })
+        .collect();
+    for t in threads {
+        let snapshot = t.join().unwrap().unwrap();
+        assert_files_match(&hub, REPO, &snapshot);
+    }
+    let blobs = repo_dir(home.path(), REPO).join("blobs");
+    let names: Vec<String> = fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    // The per-blob locks live where Python's huggingface_hub puts them.
+    let weights_lock = home
+        .path()
+        .join("hub/.locks/models--test-org--tiny-model")
+        .join(format!("{}.lock", weights_sha(&hub)));
+    assert!(weights_lock.exists());
+}
