@@ -165,10 +165,7 @@ impl std::error::Error for FetchError {}
 fn fail(kind: FetchErrorKind, message: impl Into<String>) -> anyhow::Error {
     let message: String = message.into();
     // Server-provided text ends up in messages; keep them on one line.
-    let message = message
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let message = message.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     anyhow::Error::new(FetchError { kind, message })
 }
 
@@ -204,24 +201,12 @@ pub fn fetch_model(model_id: &str, revision: &str, opts: &FetchOptions) -> Resul
     }
 
     if settings.offline {
-        return Err(offline_error(
-            model_id,
-            revision,
-            &settings,
-            &cache,
-            known_commit.as_deref(),
-            &states,
-        ));
+        return Err(offline_error(model_id, revision, &settings, &cache, known_commit.as_deref(), &states));
     }
 
     // 2. The hub, for whatever is missing or damaged.
     let client = Client::new(&settings, opts);
-    let ctx = Ctx {
-        model_id,
-        revision,
-        endpoint: &settings.endpoint,
-        progress: opts.progress,
-    };
+    let ctx = Ctx { model_id, revision, endpoint: &settings.endpoint, progress: opts.progress };
     let mut commit = known_commit;
     let mut announced = false;
     for (state, file) in states.iter().zip(MODEL_FILES) {
@@ -323,21 +308,10 @@ struct Settings {
 
 impl Settings {
     fn resolve(opts: &FetchOptions) -> Result<Settings> {
-        let env = |key: &str| {
-            std::env::var(key)
-                .ok()
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let home = || {
-            env("HOME")
-                .or_else(|| env("USERPROFILE"))
-                .map(PathBuf::from)
-        };
+        let env = |key: &str| std::env::var(key).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let home = || env("HOME").or_else(|| env("USERPROFILE")).map(PathBuf::from);
         let expand = |p: String| match p.strip_prefix("~/") {
-            Some(rest) => home()
-                .map(|h| h.join(rest))
-                .unwrap_or_else(|| PathBuf::from(&p)),
+            Some(rest) => home().map(|h| h.join(rest)).unwrap_or_else(|| PathBuf::from(&p)),
             None => PathBuf::from(p),
         };
         let (hf_home, hub_dir) = match &opts.hf_home {
@@ -356,9 +330,7 @@ impl Settings {
                         })?
                         .join("huggingface"),
                 };
-                let hub_dir = env("HF_HUB_CACHE")
-                    .map(expand)
-                    .unwrap_or_else(|| hf_home.join("hub"));
+                let hub_dir = env("HF_HUB_CACHE").map(expand).unwrap_or_else(|| hf_home.join("hub"));
                 (hf_home, hub_dir)
             }
         };
@@ -371,9 +343,7 @@ impl Settings {
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
             return Err(fail(
                 FetchErrorKind::InvalidInput,
-                format!(
-                    "the hub endpoint \"{endpoint}\" is not an http(s) URL (check HF_ENDPOINT)"
-                ),
+                format!("the hub endpoint \"{endpoint}\" is not an http(s) URL (check HF_ENDPOINT)"),
             ));
         }
         let offline = opts.offline.unwrap_or_else(|| {
@@ -386,22 +356,12 @@ impl Settings {
             match &opts.token {
                 Some(t) => Some(t.trim().to_string()).filter(|t| !t.is_empty()),
                 None => env("HF_TOKEN").or_else(|| {
-                    let path = env("HF_TOKEN_PATH")
-                        .map(expand)
-                        .unwrap_or_else(|| hf_home.join("token"));
-                    fs::read_to_string(path)
-                        .ok()
-                        .map(|t| t.trim().to_string())
-                        .filter(|t| !t.is_empty())
+                    let path = env("HF_TOKEN_PATH").map(expand).unwrap_or_else(|| hf_home.join("token"));
+                    fs::read_to_string(path).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
                 }),
             }
         };
-        Ok(Settings {
-            hub_dir,
-            endpoint,
-            offline,
-            token,
-        })
+        Ok(Settings { hub_dir, endpoint, offline, token })
     }
 }
 
@@ -409,8 +369,7 @@ fn validate_model_id(model_id: &str) -> Result<()> {
     let parts: Vec<&str> = model_id.split('/').collect();
     let part_ok = |p: &&str| {
         !p.is_empty()
-            && p.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
             && !p.starts_with(['-', '.'])
             && !p.ends_with(['-', '.'])
     };
@@ -435,9 +394,7 @@ fn validate_revision(revision: &str) -> Result<()> {
     let ok = !revision.is_empty()
         && revision.len() <= 255
         && !revision.chars().any(|c| c.is_control() || c == '\\')
-        && revision
-            .split('/')
-            .all(|p| !p.is_empty() && p != "." && p != "..");
+        && revision.split('/').all(|p| !p.is_empty() && p != "." && p != "..");
     if ok {
         Ok(())
     } else {
@@ -457,8 +414,7 @@ fn is_safe_etag(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
         && !s.starts_with('.')
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -473,17 +429,10 @@ struct RepoCache {
 impl RepoCache {
     fn new(hub_dir: &Path, model_id: &str, revision: &str) -> Self {
         // The same naming hf-hub (and Python) use: models--{org}--{name}.
-        let folder = hf_hub::Repo::with_revision(
-            model_id.to_string(),
-            hf_hub::RepoType::Model,
-            revision.to_string(),
-        )
-        .folder_name();
-        Self {
-            hub_dir: hub_dir.to_path_buf(),
-            dir: hub_dir.join(&folder),
-            folder,
-        }
+        let folder =
+            hf_hub::Repo::with_revision(model_id.to_string(), hf_hub::RepoType::Model, revision.to_string())
+                .folder_name();
+        Self { hub_dir: hub_dir.to_path_buf(), dir: hub_dir.join(&folder), folder }
     }
 
     fn snapshot(&self, commit: &str) -> PathBuf {
@@ -499,16 +448,11 @@ impl RepoCache {
     }
 
     fn lock_path(&self, etag: &str) -> PathBuf {
-        self.hub_dir
-            .join(".locks")
-            .join(&self.folder)
-            .join(format!("{etag}.lock"))
+        self.hub_dir.join(".locks").join(&self.folder).join(format!("{etag}.lock"))
     }
 
     fn ref_path(&self, revision: &str) -> PathBuf {
-        revision
-            .split('/')
-            .fold(self.dir.join("refs"), |p, part| p.join(part))
+        revision.split('/').fold(self.dir.join("refs"), |p, part| p.join(part))
     }
 
     /// The commit the cache associates with `revision`: the revision itself when it is a commit
@@ -577,8 +521,7 @@ impl RepoCache {
         use std::sync::atomic::{AtomicU64, Ordering};
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        self.dir
-            .join(format!(".neoprobe-{what}-{}-{n}.tmp", std::process::id()))
+        self.dir.join(format!(".neoprobe-{what}-{}-{n}.tmp", std::process::id()))
     }
 }
 
@@ -678,9 +621,8 @@ fn check_cached(path: &Path, deep: bool) -> CachedFile {
         return CachedFile::Damaged(reason);
     }
     if deep {
-        if let Some(etag) = fs::read_link(path)
-            .ok()
-            .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+        if let Some(etag) =
+            fs::read_link(path).ok().and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
         {
             match verify_file(path, &etag, None) {
                 Ok(Verdict::Good) => {}
@@ -695,10 +637,7 @@ fn check_cached(path: &Path, deep: bool) -> CachedFile {
 
 /// Cheap structural checks that catch truncated or extended files without hashing them.
 fn check_format(path: &Path, len: u64) -> std::result::Result<(), String> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     if name.ends_with(".safetensors") {
         check_safetensors(path, len)
     } else if name.ends_with(".json") {
@@ -723,14 +662,12 @@ fn check_safetensors(path: &Path, len: u64) -> std::result::Result<(), String> {
     file.read_exact(&mut n).map_err(|e| e.to_string())?;
     let n = u64::from_le_bytes(n);
     if n > len - 8 || n > 100 << 20 {
-        return Err(format!(
-            "header length {n} does not fit in the file's {len} bytes"
-        ));
+        return Err(format!("header length {n} does not fit in the file's {len} bytes"));
     }
     let mut header = vec![0u8; n as usize];
     file.read_exact(&mut header).map_err(|e| e.to_string())?;
-    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header)
-        .map_err(|e| format!("unreadable safetensors header: {e}"))?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| format!("unreadable safetensors header: {e}"))?;
     let mut end = 0u64;
     for (name, info) in &header {
         if name == "__metadata__" {
@@ -745,9 +682,7 @@ fn check_safetensors(path: &Path, len: u64) -> std::result::Result<(), String> {
     }
     let expected = 8 + n + end;
     if expected != len {
-        return Err(format!(
-            "{len} bytes, but its header describes {expected} bytes"
-        ));
+        return Err(format!("{len} bytes, but its header describes {expected} bytes"));
     }
     Ok(())
 }
@@ -796,22 +731,13 @@ fn verify_file(path: &Path, etag: &str, size: Option<u64>) -> io::Result<Verdict
         ctx.update(&buf[..n]);
     }
     if read != len {
-        return Ok(Verdict::Bad(
-            "the file changed while it was being checked".into(),
-        ));
+        return Ok(Verdict::Bad("the file changed while it was being checked".into()));
     }
-    let digest: String = ctx
-        .finish()
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest: String = ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect();
     if digest.eq_ignore_ascii_case(etag) {
         Ok(Verdict::Good)
     } else {
-        Ok(Verdict::Bad(format!(
-            "{name} is {digest}, the hub says {etag}"
-        )))
+        Ok(Verdict::Bad(format!("{name} is {digest}, the hub says {etag}")))
     }
 }
 
@@ -836,13 +762,7 @@ struct FileMeta {
 
 /// Puts one file in place: reuse the blob if it is there and verifies, else download it; then
 /// link it from the snapshot.
-fn fetch_file(
-    client: &Client,
-    ctx: &Ctx,
-    cache: &RepoCache,
-    meta: &FileMeta,
-    file: &str,
-) -> Result<()> {
+fn fetch_file(client: &Client, ctx: &Ctx, cache: &RepoCache, meta: &FileMeta, file: &str) -> Result<()> {
     let blob = cache.blob(&meta.etag);
     let blobs = blob.parent().expect("blob path has a parent");
     fs::create_dir_all(blobs).map_err(|e| io_fail("create", blobs, e))?;
@@ -866,13 +786,7 @@ fn fetch_file(
 
 /// Downloads into `blobs/{etag}.incomplete` (resuming it if present), verifies it, and renames
 /// it to `blobs/{etag}` (replacing a damaged blob, if any).
-fn download(
-    client: &Client,
-    ctx: &Ctx,
-    cache: &RepoCache,
-    meta: &FileMeta,
-    file: &str,
-) -> Result<()> {
+fn download(client: &Client, ctx: &Ctx, cache: &RepoCache, meta: &FileMeta, file: &str) -> Result<()> {
     let part = cache.incomplete(&meta.etag);
     let blob = cache.blob(&meta.etag);
     for attempt in 0..2 {
@@ -921,11 +835,8 @@ fn download_to(
     file: &str,
     part: &Path,
 ) -> Result<(bool, Option<u64>)> {
-    let mut out = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(part)
-        .map_err(|e| io_fail("create", part, e))?;
+    let mut out =
+        OpenOptions::new().create(true).append(true).open(part).map_err(|e| io_fail("create", part, e))?;
     let truncate = |out: &File| out.set_len(0).map_err(|e| io_fail("write", part, e));
     let mut have = out.metadata().map_err(|e| io_fail("read", part, e))?.len();
     if let Some(size) = meta.size {
@@ -1025,13 +936,7 @@ fn download_to(
     if let Some(size) = size {
         if have < size {
             bar.abandon();
-            return Err(interrupted(
-                ctx,
-                file,
-                have,
-                Some(size),
-                "the connection ended early",
-            ));
+            return Err(interrupted(ctx, file, have, Some(size), "the connection ended early"));
         }
     }
     bar.finish();
@@ -1053,8 +958,7 @@ fn progress_bar(show: bool, file: &str, size: Option<u64>, at: u64) -> indicatif
     if !show {
         return indicatif::ProgressBar::hidden();
     }
-    let bar =
-        indicatif::ProgressBar::with_draw_target(size, indicatif::ProgressDrawTarget::stderr());
+    let bar = indicatif::ProgressBar::with_draw_target(size, indicatif::ProgressDrawTarget::stderr());
     let template = if size.is_some() {
         "{msg} [{elapsed_precise}] [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} ({eta})"
     } else {
@@ -1099,10 +1003,7 @@ struct Client {
 type Response = ureq::http::Response<ureq::Body>;
 
 fn header(headers: &ureq::http::HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_string())
+    headers.get(name).and_then(|v| v.to_str().ok()).map(|v| v.trim().to_string())
 }
 
 impl Client {
@@ -1139,11 +1040,7 @@ impl Client {
     ) -> std::result::Result<(Response, String), ureq::Error> {
         let mut url = url.to_string();
         for _ in 0..=MAX_REDIRECTS {
-            let mut request = if head {
-                self.agent.head(&url)
-            } else {
-                self.agent.get(&url)
-            };
+            let mut request = if head { self.agent.head(&url) } else { self.agent.get(&url) };
             if let Some(token) = &self.token {
                 if same_origin(&url, &self.endpoint) {
                     request = request.header("Authorization", format!("Bearer {token}"));
@@ -1205,33 +1102,18 @@ impl Client {
             return Err(not_hub("a malformed ETag"));
         }
         let size = header(headers, "x-linked-size")
-            .or_else(|| {
-                status
-                    .is_success()
-                    .then(|| header(headers, "content-length"))
-                    .flatten()
-            })
+            .or_else(|| status.is_success().then(|| header(headers, "content-length")).flatten())
             .and_then(|s| s.parse().ok());
         let download_url = if status.is_redirection() {
-            let location = header(headers, "location")
-                .ok_or_else(|| not_hub("a redirect without Location"))?;
+            let location =
+                header(headers, "location").ok_or_else(|| not_hub("a redirect without Location"))?;
             join_url(&final_url, &location)
         } else {
             // Name the commit, not the branch, so the content cannot change between this HEAD
             // and the GET.
-            format!(
-                "{}/{}/resolve/{commit}/{}",
-                self.endpoint,
-                ctx.model_id,
-                percent_encode(file, true)
-            )
+            format!("{}/{}/resolve/{commit}/{}", self.endpoint, ctx.model_id, percent_encode(file, true))
         };
-        Ok(FileMeta {
-            commit,
-            etag,
-            size,
-            download_url,
-        })
+        Ok(FileMeta { commit, etag, size, download_url })
     }
 
     /// Turns a hub error status into a message, using the hub's `X-Error-Code` when present and,
@@ -1331,14 +1213,7 @@ impl Client {
     }
 
     /// A request that got no HTTP answer at all.
-    fn net_error(
-        &self,
-        e: &ureq::Error,
-        url: &str,
-        file: &str,
-        ctx: &Ctx,
-        have: u64,
-    ) -> anyhow::Error {
+    fn net_error(&self, e: &ureq::Error, url: &str, file: &str, ctx: &Ctx, have: u64) -> anyhow::Error {
         let secs = |d: Duration| format!("{:.1} s", d.as_secs_f64());
         let cause = match e {
             ureq::Error::HostNotFound => "the host name does not resolve".to_string(),
@@ -1401,10 +1276,7 @@ fn join_url(base: &str, location: &str) -> String {
         format!("{}{}", origin_raw(base), location)
     } else {
         let path_end = base.find(['?', '#']).unwrap_or(base.len());
-        let dir_end = base[..path_end]
-            .rfind('/')
-            .map(|i| i + 1)
-            .unwrap_or(path_end);
+        let dir_end = base[..path_end].rfind('/').map(|i| i + 1).unwrap_or(path_end);
         let dir_end = dir_end.max(origin_raw(base).len());
         let mut joined = base[..dir_end].to_string();
         if !joined.ends_with('/') {
@@ -1416,10 +1288,7 @@ fn join_url(base: &str, location: &str) -> String {
 
 fn origin_raw(url: &str) -> &str {
     let start = url.find("://").map(|i| i + 3).unwrap_or(0);
-    let end = url[start..]
-        .find(['/', '?', '#'])
-        .map(|i| start + i)
-        .unwrap_or(url.len());
+    let end = url[start..].find(['/', '?', '#']).map(|i| start + i).unwrap_or(url.len());
     &url[..end]
 }
 
@@ -1428,10 +1297,7 @@ fn origin_raw(url: &str) -> &str {
 fn percent_encode(s: &str, keep_slash: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric()
-            || matches!(b, b'-' | b'_' | b'.' | b'~')
-            || (keep_slash && b == b'/')
-        {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') || (keep_slash && b == b'/') {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));

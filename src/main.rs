@@ -53,6 +53,13 @@ struct ExtractCli {
 }
 
 fn main() -> ExitCode {
+    // Mesa's Vulkan drivers probe for a Wayland display and print a misleading
+    // "error: XDG_RUNTIME_DIR is invalid or not set" on headless machines, although nothing here
+    // needs a display. Giving them a runtime folder keeps the terminal to neoprobe's own lines.
+    // (Set before any thread starts.)
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Extract(args) => run_extract(args),

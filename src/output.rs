@@ -42,7 +42,12 @@ fn temp_file_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
             dir.display()
         );
     }
-    tempfile::Builder::new().prefix(".neoprobe-").suffix(".tmp").tempfile_in(dir).with_context(|| {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".neoprobe-").suffix(".tmp");
+    // Results are ordinary files (0644 before the umask), not private temporaries (0600).
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+    builder.tempfile_in(dir).with_context(|| {
         format!(
             "cannot write {}: folder {} is not writable; choose another output path",
             path.display(),

@@ -7,9 +7,7 @@ use neoprobe::hub::{fetch_model, FetchError, FetchErrorKind, FetchOptions, MODEL
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::{
-    env_exclusive, env_shared, tiny_model_files, FakeHub, FakeRepo, Faults, COMMIT, REPO,
-};
+use support::{env_exclusive, env_shared, tiny_model_files, FakeHub, FakeRepo, Faults, COMMIT, REPO};
 
 fn opts(hub: &FakeHub, home: &Path) -> FetchOptions {
     FetchOptions {
@@ -22,14 +20,11 @@ fn opts(hub: &FakeHub, home: &Path) -> FetchOptions {
 }
 
 fn repo_dir(home: &Path, id: &str) -> PathBuf {
-    home.join("hub")
-        .join(format!("models--{}", id.replace('/', "--")))
+    home.join("hub").join(format!("models--{}", id.replace('/', "--")))
 }
 
 fn kind(e: &anyhow::Error) -> FetchErrorKind {
-    e.downcast_ref::<FetchError>()
-        .unwrap_or_else(|| panic!("not a FetchError: {e:?}"))
-        .kind()
+    e.downcast_ref::<FetchError>().unwrap_or_else(|| panic!("not a FetchError: {e:?}")).kind()
 }
 
 /// The error as a user sees it, which must be one line with no "Caused by" chain (so `{:?}`,
@@ -44,18 +39,12 @@ fn shown(e: &anyhow::Error) -> String {
 fn assert_files_match(hub: &FakeHub, id: &str, snapshot: &Path) {
     for name in MODEL_FILES {
         let got = fs::read(snapshot.join(name)).unwrap();
-        assert!(
-            got == hub.repo(id).file(name).bytes,
-            "{name} differs from the served file"
-        );
+        assert!(got == hub.repo(id).file(name).bytes, "{name} differs from the served file");
     }
 }
 
 fn lfs_gets(hub: &FakeHub) -> Vec<support::Seen> {
-    hub.seen()
-        .into_iter()
-        .filter(|s| s.cdn && s.method == "GET")
-        .collect()
+    hub.seen().into_iter().filter(|s| s.cdn && s.method == "GET").collect()
 }
 
 fn weights_sha(hub: &FakeHub) -> String {
@@ -77,23 +66,13 @@ fn fresh_download_gives_identical_files_in_the_standard_cache_layout() {
     for file in &hub.repo(REPO).files {
         // blobs/{etag}: sha256 for the LFS weights, git blob sha1 for the JSON files ...
         let etag = file.etag();
-        assert_eq!(
-            fs::read(repo.join("blobs").join(&etag)).unwrap(),
-            file.bytes
-        );
+        assert_eq!(fs::read(repo.join("blobs").join(&etag)).unwrap(), file.bytes);
         // ... and snapshots/{commit}/{file} -> ../../blobs/{etag}, as huggingface_hub makes it.
         let link = fs::read_link(snapshot.join(&file.name)).unwrap();
         assert_eq!(link, Path::new("../../blobs").join(&etag), "{}", file.name);
     }
-    assert_eq!(
-        weights_sha(&hub).len(),
-        64,
-        "the weights blob is named by its sha256"
-    );
-    assert_eq!(
-        fs::read_to_string(repo.join("refs").join(COMMIT)).unwrap(),
-        COMMIT
-    );
+    assert_eq!(weights_sha(&hub).len(), 64, "the weights blob is named by its sha256");
+    assert_eq!(fs::read_to_string(repo.join("refs").join(COMMIT)).unwrap(), COMMIT);
     // Nothing temporary is left behind.
     let mut leftovers = Vec::new();
     for dir in [repo.clone(), repo.join("blobs"), snapshot.clone()] {
@@ -130,10 +109,7 @@ fn offline_with_the_files_cached_works_without_the_network() {
     let home = tempfile::tempdir().unwrap();
     let online = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
     hub.reset_counts();
-    let offline = FetchOptions {
-        offline: Some(true),
-        ..opts(&hub, home.path())
-    };
+    let offline = FetchOptions { offline: Some(true), ..opts(&hub, home.path()) };
     assert_eq!(fetch_model(REPO, COMMIT, &offline).unwrap(), online);
     assert_eq!(hub.connections(), 0);
 }
@@ -143,27 +119,18 @@ fn offline_without_the_files_fails_fast_with_the_model_dir_hint() {
     let _env = env_shared();
     let hub = FakeHub::tiny();
     let home = tempfile::tempdir().unwrap();
-    let o = FetchOptions {
-        offline: Some(true),
-        ..opts(&hub, home.path())
-    };
+    let o = FetchOptions { offline: Some(true), ..opts(&hub, home.path()) };
     let (result, elapsed) = fetch_within(Duration::from_secs(5), REPO, COMMIT, &o);
     let err = result.unwrap_err();
     assert!(elapsed < Duration::from_secs(1), "took {elapsed:?}");
     assert_eq!(kind(&err), FetchErrorKind::NotCached);
     let text = shown(&err);
     assert!(text.contains("not in the Hugging Face cache"), "{text}");
-    assert!(
-        text.contains(&home.path().join("hub").display().to_string()),
-        "{text}"
-    );
+    assert!(text.contains(&home.path().join("hub").display().to_string()), "{text}");
     assert!(text.contains("--model-dir"), "{text}");
     assert!(text.contains(REPO), "{text}");
     assert_eq!(hub.connections(), 0, "offline mode made a request");
-    assert!(
-        !home.path().join("hub").exists(),
-        "offline mode wrote to the cache"
-    );
+    assert!(!home.path().join("hub").exists(), "offline mode wrote to the cache");
 }
 
 /// Runs `fetch_model` on another thread and fails the test, rather than hanging it, if no
@@ -181,8 +148,7 @@ fn fetch_within(
         let result = fetch_model(&model_id, &revision, &o);
         let _ = tx.send((result, start.elapsed()));
     });
-    rx.recv_timeout(deadline)
-        .unwrap_or_else(|_| panic!("fetch_model did not return within {deadline:?}"))
+    rx.recv_timeout(deadline).unwrap_or_else(|_| panic!("fetch_model did not return within {deadline:?}"))
 }
 
 fn closed_port_url() -> String {
@@ -269,24 +235,16 @@ fn unknown_repo_is_reported_as_not_found() {
     let err = fetch_model("test-org/no-such-model", COMMIT, &opts(&hub, home.path())).unwrap_err();
     assert_eq!(kind(&err), FetchErrorKind::NotFound);
     let text = shown(&err);
-    assert!(
-        text.contains("\"test-org/no-such-model\" was not found"),
-        "{text}"
-    );
+    assert!(text.contains("\"test-org/no-such-model\" was not found"), "{text}");
     assert!(text.contains("check the model id"), "{text}");
-    assert!(!repo_dir(home.path(), "test-org/no-such-model")
-        .join("snapshots")
-        .exists());
+    assert!(!repo_dir(home.path(), "test-org/no-such-model").join("snapshots").exists());
 }
 
 #[test]
 fn unknown_repo_is_reported_as_not_found_by_a_mirror_without_error_codes() {
     let _env = env_shared();
     let hub = FakeHub::tiny();
-    hub.set_faults(Faults {
-        no_error_codes: true,
-        ..Faults::default()
-    });
+    hub.set_faults(Faults { no_error_codes: true, ..Faults::default() });
     let home = tempfile::tempdir().unwrap();
     let o = FetchOptions {
         token: Some("hf_x".into()), // so the hub answers 404 rather than 401
@@ -312,10 +270,7 @@ fn unknown_revision_is_reported_as_not_found() {
 }
 
 fn hub_without_tokenizer() -> FakeHub {
-    let files = tiny_model_files()
-        .into_iter()
-        .filter(|f| f.name != "tokenizer.json")
-        .collect();
+    let files = tiny_model_files().into_iter().filter(|f| f.name != "tokenizer.json").collect();
     FakeHub::start(vec![FakeRepo::new(REPO, files)])
 }
 
@@ -330,10 +285,7 @@ fn a_file_missing_from_the_repo_is_named() {
     assert!(text.contains("no file \"tokenizer.json\""), "{text}");
     // The files that exist were cached; the snapshot is incomplete, so it is not returned
     // offline either.
-    let offline = FetchOptions {
-        offline: Some(true),
-        ..opts(&hub, home.path())
-    };
+    let offline = FetchOptions { offline: Some(true), ..opts(&hub, home.path()) };
     let err = fetch_model(REPO, COMMIT, &offline).unwrap_err();
     assert_eq!(kind(&err), FetchErrorKind::NotCached);
     assert!(shown(&err).contains("missing: tokenizer.json"));
@@ -343,18 +295,12 @@ fn a_file_missing_from_the_repo_is_named() {
 fn a_file_missing_from_the_repo_is_named_by_a_mirror_without_error_codes() {
     let _env = env_shared();
     let hub = hub_without_tokenizer();
-    hub.set_faults(Faults {
-        no_error_codes: true,
-        ..Faults::default()
-    });
+    hub.set_faults(Faults { no_error_codes: true, ..Faults::default() });
     let home = tempfile::tempdir().unwrap();
     let err = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap_err();
     assert_eq!(kind(&err), FetchErrorKind::FileNotFound);
     assert!(shown(&err).contains("\"tokenizer.json\""));
-    assert!(hub
-        .seen()
-        .iter()
-        .any(|s| s.target.starts_with("/api/models/")));
+    assert!(hub.seen().iter().any(|s| s.target.starts_with("/api/models/")));
 }
 
 #[test]
@@ -363,11 +309,7 @@ fn interrupted_download_leaves_nothing_in_the_snapshot_and_the_next_run_resumes(
     let hub = FakeHub::tiny();
     let home = tempfile::tempdir().unwrap();
     let cut = 100_000u64;
-    hub.set_faults(Faults {
-        cut_after: cut,
-        cut_times: 1,
-        ..Faults::default()
-    });
+    hub.set_faults(Faults { cut_after: cut, cut_times: 1, ..Faults::default() });
     let err = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap_err();
     assert_eq!(kind(&err), FetchErrorKind::Interrupted);
     let text = shown(&err);
@@ -376,18 +318,9 @@ fn interrupted_download_leaves_nothing_in_the_snapshot_and_the_next_run_resumes(
 
     let repo = repo_dir(home.path(), REPO);
     let sha = weights_sha(&hub);
-    let pointer = repo
-        .join("snapshots")
-        .join(COMMIT)
-        .join("model.safetensors");
-    assert!(
-        fs::symlink_metadata(&pointer).is_err(),
-        "a partial file is visible in the snapshot"
-    );
-    assert!(
-        !repo.join("blobs").join(&sha).exists(),
-        "a partial blob is in place"
-    );
+    let pointer = repo.join("snapshots").join(COMMIT).join("model.safetensors");
+    assert!(fs::symlink_metadata(&pointer).is_err(), "a partial file is visible in the snapshot");
+    assert!(!repo.join("blobs").join(&sha).exists(), "a partial blob is in place");
     let partial = repo.join("blobs").join(format!("{sha}.incomplete"));
     assert_eq!(fs::metadata(&partial).unwrap().len(), cut);
 
@@ -396,11 +329,7 @@ fn interrupted_download_leaves_nothing_in_the_snapshot_and_the_next_run_resumes(
     assert_files_match(&hub, REPO, &snapshot);
     let gets = lfs_gets(&hub);
     assert_eq!(gets.len(), 1);
-    assert_eq!(
-        gets[0].range.as_deref(),
-        Some("bytes=100000-"),
-        "did not resume"
-    );
+    assert_eq!(gets[0].range.as_deref(), Some("bytes=100000-"), "did not resume");
     assert!(!partial.exists());
 }
 
@@ -409,12 +338,7 @@ fn resuming_from_a_server_that_ignores_range_restarts_cleanly() {
     let _env = env_shared();
     let hub = FakeHub::tiny();
     let home = tempfile::tempdir().unwrap();
-    hub.set_faults(Faults {
-        cut_after: 70_000,
-        cut_times: 1,
-        ignore_range: true,
-        ..Faults::default()
-    });
+    hub.set_faults(Faults { cut_after: 70_000, cut_times: 1, ignore_range: true, ..Faults::default() });
     fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap_err();
     // The server now answers the ranged request with 200 and the whole file.
     let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
@@ -426,10 +350,7 @@ fn a_download_that_does_not_match_its_hash_is_discarded() {
     let _env = env_shared();
     let hub = FakeHub::tiny();
     let home = tempfile::tempdir().unwrap();
-    hub.set_faults(Faults {
-        corrupt_times: 1,
-        ..Faults::default()
-    });
+    hub.set_faults(Faults { corrupt_times: 1, ..Faults::default() });
     let err = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap_err();
     assert_eq!(kind(&err), FetchErrorKind::Corrupt);
     let text = shown(&err);
@@ -438,16 +359,8 @@ fn a_download_that_does_not_match_its_hash_is_discarded() {
     let repo = repo_dir(home.path(), REPO);
     let sha = weights_sha(&hub);
     assert!(!repo.join("blobs").join(&sha).exists());
-    assert!(!repo
-        .join("blobs")
-        .join(format!("{sha}.incomplete"))
-        .exists());
-    assert!(fs::symlink_metadata(
-        repo.join("snapshots")
-            .join(COMMIT)
-            .join("model.safetensors")
-    )
-    .is_err());
+    assert!(!repo.join("blobs").join(format!("{sha}.incomplete")).exists());
+    assert!(fs::symlink_metadata(repo.join("snapshots").join(COMMIT).join("model.safetensors")).is_err());
 
     let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
     assert_files_match(&hub, REPO, &snapshot);
@@ -464,10 +377,7 @@ fn a_stalled_download_times_out_and_then_resumes() {
         stall_times: 1,
         ..Faults::default()
     });
-    let o = FetchOptions {
-        read_timeout: Duration::from_millis(300),
-        ..opts(&hub, home.path())
-    };
+    let o = FetchOptions { read_timeout: Duration::from_millis(300), ..opts(&hub, home.path()) };
     let (result, elapsed) = fetch_within(Duration::from_secs(10), REPO, COMMIT, &o);
     let err = result.unwrap_err();
     assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
@@ -489,16 +399,11 @@ fn a_truncated_blob_in_the_cache_is_refused_offline_and_downloaded_again_online(
     let hub = FakeHub::tiny();
     let home = tempfile::tempdir().unwrap();
     fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
-    let blob = repo_dir(home.path(), REPO)
-        .join("blobs")
-        .join(weights_sha(&hub));
+    let blob = repo_dir(home.path(), REPO).join("blobs").join(weights_sha(&hub));
     let full = fs::metadata(&blob).unwrap().len();
     truncate_file(&blob, full / 2);
 
-    let offline = FetchOptions {
-        offline: Some(true),
-        ..opts(&hub, home.path())
-    };
+    let offline = FetchOptions { offline: Some(true), ..opts(&hub, home.path()) };
     let err = fetch_model(REPO, COMMIT, &offline).unwrap_err();
     assert_eq!(kind(&err), FetchErrorKind::Corrupt);
     let text = shown(&err);
@@ -509,17 +414,9 @@ fn a_truncated_blob_in_the_cache_is_refused_offline_and_downloaded_again_online(
     hub.reset_counts();
     let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
     assert_files_match(&hub, REPO, &snapshot);
-    assert_eq!(
-        lfs_gets(&hub).len(),
-        1,
-        "the weights were not downloaded again"
-    );
+    assert_eq!(lfs_gets(&hub).len(), 1, "the weights were not downloaded again");
     // Only the damaged file was asked about.
-    assert!(hub
-        .seen()
-        .iter()
-        .filter(|s| !s.cdn)
-        .all(|s| s.target.ends_with("/model.safetensors")));
+    assert!(hub.seen().iter().filter(|s| !s.cdn).all(|s| s.target.ends_with("/model.safetensors")));
 }
 
 #[test]
@@ -534,10 +431,7 @@ fn a_json_blob_with_garbage_appended_is_not_returned() {
     bytes.extend_from_slice(b"{\"hidden_size\": 1");
     fs::write(&blob, bytes).unwrap();
 
-    let offline = FetchOptions {
-        offline: Some(true),
-        ..opts(&hub, home.path())
-    };
+    let offline = FetchOptions { offline: Some(true), ..opts(&hub, home.path()) };
     let err = fetch_model(REPO, COMMIT, &offline).unwrap_err();
     assert_eq!(kind(&err), FetchErrorKind::Corrupt);
     assert!(shown(&err).contains("config.json"));
@@ -551,27 +445,18 @@ fn a_same_length_bit_flip_is_caught_with_verify_cached() {
     let hub = FakeHub::tiny();
     let home = tempfile::tempdir().unwrap();
     fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
-    let blob = repo_dir(home.path(), REPO)
-        .join("blobs")
-        .join(weights_sha(&hub));
+    let blob = repo_dir(home.path(), REPO).join("blobs").join(weights_sha(&hub));
     let mut bytes = fs::read(&blob).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1; // in the tensor data: the header still describes the file
     fs::write(&blob, bytes).unwrap();
 
-    let deep_offline = FetchOptions {
-        offline: Some(true),
-        verify_cached: true,
-        ..opts(&hub, home.path())
-    };
+    let deep_offline = FetchOptions { offline: Some(true), verify_cached: true, ..opts(&hub, home.path()) };
     let err = fetch_model(REPO, COMMIT, &deep_offline).unwrap_err();
     assert_eq!(kind(&err), FetchErrorKind::Corrupt);
     assert!(shown(&err).contains("sha256"));
 
-    let deep_online = FetchOptions {
-        verify_cached: true,
-        ..opts(&hub, home.path())
-    };
+    let deep_online = FetchOptions { verify_cached: true, ..opts(&hub, home.path()) };
     let snapshot = fetch_model(REPO, COMMIT, &deep_online).unwrap();
     assert_files_match(&hub, REPO, &snapshot);
 }
@@ -588,10 +473,7 @@ fn a_partly_cached_snapshot_fetches_only_what_is_missing() {
     hub.reset_counts();
     fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
     let seen = hub.seen();
-    assert!(
-        seen.iter().all(|s| s.target.ends_with("/tokenizer.json")),
-        "{seen:?}"
-    );
+    assert!(seen.iter().all(|s| s.target.ends_with("/tokenizer.json")), "{seen:?}");
     assert_files_match(&hub, REPO, &snapshot);
 }
 
@@ -607,14 +489,9 @@ fn a_branch_is_resolved_once_and_then_found_through_refs() {
     // After the first request, the others name the commit, not the branch.
     let hub_requests: Vec<_> = hub.seen().into_iter().filter(|s| !s.cdn).collect();
     assert!(hub_requests[0].target.contains("/resolve/main/"));
-    assert!(hub_requests[1..]
-        .iter()
-        .all(|s| s.target.contains(&format!("/resolve/{COMMIT}/"))));
+    assert!(hub_requests[1..].iter().all(|s| s.target.contains(&format!("/resolve/{COMMIT}/"))));
     hub.reset_counts();
-    let offline = FetchOptions {
-        offline: Some(true),
-        ..opts(&hub, home.path())
-    };
+    let offline = FetchOptions { offline: Some(true), ..opts(&hub, home.path()) };
     assert_eq!(fetch_model(REPO, "main", &offline).unwrap(), snapshot);
     assert_eq!(hub.connections(), 0);
 }
@@ -642,31 +519,19 @@ fn the_token_goes_to_the_hub_but_not_to_the_cdn() {
 
     // Without a token (`Some("")` sends none) the private repo looks like a missing one, as on
     // the hub.
-    let anonymous = FetchOptions {
-        token: Some(String::new()),
-        ..opts(&hub, home.path())
-    };
+    let anonymous = FetchOptions { token: Some(String::new()), ..opts(&hub, home.path()) };
     let err = fetch_model(REPO, COMMIT, &anonymous).unwrap_err();
     assert_eq!(kind(&err), FetchErrorKind::NotFound);
     assert!(hub.seen().iter().all(|s| s.authorization.is_none()));
 
-    let with_token = FetchOptions {
-        token: Some("hf_secret".into()),
-        ..opts(&hub, home.path())
-    };
+    let with_token = FetchOptions { token: Some("hf_secret".into()), ..opts(&hub, home.path()) };
     hub.reset_counts();
     let snapshot = fetch_model(REPO, COMMIT, &with_token).unwrap();
     assert_files_match(&hub, REPO, &snapshot);
     let seen = hub.seen();
-    assert!(seen
-        .iter()
-        .filter(|s| !s.cdn)
-        .all(|s| s.authorization.as_deref() == Some("Bearer hf_secret")));
+    assert!(seen.iter().filter(|s| !s.cdn).all(|s| s.authorization.as_deref() == Some("Bearer hf_secret")));
     assert!(seen.iter().any(|s| s.cdn));
-    assert!(seen
-        .iter()
-        .filter(|s| s.cdn)
-        .all(|s| s.authorization.is_none()));
+    assert!(seen.iter().filter(|s| s.cdn).all(|s| s.authorization.is_none()));
 }
 
 #[test]
@@ -692,26 +557,18 @@ fn the_hf_hub_crate_and_neoprobe_share_one_cache() {
 
     // hf-hub 0.5 downloads from the fake hub (so the fake speaks what hf-hub reads) ...
     let home = tempfile::tempdir().unwrap();
-    let api =
-        hf_hub::api::sync::ApiBuilder::from_cache(hf_hub::Cache::new(home.path().join("hub")))
-            .with_endpoint(hub.url.clone())
-            .with_progress(false)
-            .build()
-            .unwrap()
-            .repo(hf_hub::Repo::with_revision(
-                REPO.into(),
-                hf_hub::RepoType::Model,
-                COMMIT.into(),
-            ));
+    let api = hf_hub::api::sync::ApiBuilder::from_cache(hf_hub::Cache::new(home.path().join("hub")))
+        .with_endpoint(hub.url.clone())
+        .with_progress(false)
+        .build()
+        .unwrap()
+        .repo(hf_hub::Repo::with_revision(REPO.into(), hf_hub::RepoType::Model, COMMIT.into()));
     for name in MODEL_FILES {
         api.download(name).unwrap();
     }
     // ... and neoprobe finds its files offline.
     hub.reset_counts();
-    let offline = FetchOptions {
-        offline: Some(true),
-        ..opts(&hub, home.path())
-    };
+    let offline = FetchOptions { offline: Some(true), ..opts(&hub, home.path()) };
     let snapshot = fetch_model(REPO, COMMIT, &offline).unwrap();
     assert_files_match(&hub, REPO, &snapshot);
     assert_eq!(hub.connections(), 0);
@@ -725,9 +582,7 @@ fn the_hf_hub_crate_and_neoprobe_share_one_cache() {
         COMMIT.into(),
     ));
     for name in MODEL_FILES {
-        let path = cache
-            .get(name)
-            .unwrap_or_else(|| panic!("hf-hub does not find {name}"));
+        let path = cache.get(name).unwrap_or_else(|| panic!("hf-hub does not find {name}"));
         assert_eq!(fs::read(path).unwrap(), hub.repo(REPO).file(name).bytes);
     }
 }
@@ -769,10 +624,7 @@ fn the_environment_variables_are_honoured() {
     env.set("HF_HUB_OFFLINE", None);
 
     let snapshot = fetch_model(REPO, COMMIT, &FetchOptions::default()).unwrap();
-    assert_eq!(
-        snapshot,
-        repo_dir(home.path(), REPO).join("snapshots").join(COMMIT)
-    );
+    assert_eq!(snapshot, repo_dir(home.path(), REPO).join("snapshots").join(COMMIT));
     assert_files_match(&hub, REPO, &snapshot);
     assert!(hub
         .seen()
@@ -783,10 +635,7 @@ fn the_environment_variables_are_honoured() {
     // HF_HUB_OFFLINE=1: the cached files are returned, an empty cache fails fast.
     env.set("HF_HUB_OFFLINE", Some("1"));
     hub.reset_counts();
-    assert_eq!(
-        fetch_model(REPO, COMMIT, &FetchOptions::default()).unwrap(),
-        snapshot
-    );
+    assert_eq!(fetch_model(REPO, COMMIT, &FetchOptions::default()).unwrap(), snapshot);
     let empty = tempfile::tempdir().unwrap();
     env.set("HF_HOME", Some(empty.path().to_str().unwrap()));
     let start = Instant::now();
@@ -797,10 +646,7 @@ fn the_environment_variables_are_honoured() {
     assert_eq!(hub.connections(), 0);
 
     // An explicit option beats the environment.
-    let forced_online = FetchOptions {
-        offline: Some(false),
-        ..FetchOptions::default()
-    };
+    let forced_online = FetchOptions { offline: Some(false), ..FetchOptions::default() };
     fetch_model(REPO, COMMIT, &forced_online).unwrap();
     assert!(hub.connections() > 0);
 }

@@ -95,20 +95,11 @@ pub struct FakeRepo {
 
 impl FakeRepo {
     pub fn new(id: &str, files: Vec<FakeFile>) -> Self {
-        Self {
-            id: id.to_string(),
-            commit: COMMIT.to_string(),
-            files,
-            token: None,
-            renamed_from: Vec::new(),
-        }
+        Self { id: id.to_string(), commit: COMMIT.to_string(), files, token: None, renamed_from: Vec::new() }
     }
 
     pub fn file(&self, name: &str) -> &FakeFile {
-        self.files
-            .iter()
-            .find(|f| f.name == name)
-            .expect("fixture file")
+        self.files.iter().find(|f| f.name == name).expect("fixture file")
     }
 }
 
@@ -138,9 +129,8 @@ pub fn tiny_model_files() -> Vec<FakeFile> {
         "attention_types": [[["global", "local"], 1]],
         "window_size": 256
     });
-    let vocab: serde_json::Map<String, serde_json::Value> = (0..1000)
-        .map(|i| (format!("tok{i}"), serde_json::Value::from(i)))
-        .collect();
+    let vocab: serde_json::Map<String, serde_json::Value> =
+        (0..1000).map(|i| (format!("tok{i}"), serde_json::Value::from(i))).collect();
     let tokenizer = serde_json::json!({
         "version": "1.0",
         "model": { "type": "BPE", "vocab": vocab, "merges": [] }
@@ -151,13 +141,11 @@ pub fn tiny_model_files() -> Vec<FakeFile> {
     let tensors = vec![
         (
             "transformer.wte.weight",
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1000, 64], &wte)
-                .unwrap(),
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1000, 64], &wte).unwrap(),
         ),
         (
             "transformer.wpe.weight",
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![128, 64], &wpe)
-                .unwrap(),
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![128, 64], &wpe).unwrap(),
         ),
         (
             "transformer.ln_f.weight",
@@ -171,11 +159,7 @@ pub fn tiny_model_files() -> Vec<FakeFile> {
             bytes: serde_json::to_vec_pretty(&config).unwrap(),
             lfs: false,
         },
-        FakeFile {
-            name: "model.safetensors".into(),
-            bytes: weights,
-            lfs: true,
-        },
+        FakeFile { name: "model.safetensors".into(), bytes: weights, lfs: true },
         FakeFile {
             name: "tokenizer.json".into(),
             bytes: serde_json::to_vec(&tokenizer).unwrap(),
@@ -260,12 +244,7 @@ impl FakeHub {
                 }
             });
         }
-        Self {
-            url,
-            cdn_url,
-            shared,
-            addrs,
-        }
+        Self { url, cdn_url, shared, addrs }
     }
 
     pub fn tiny() -> Self {
@@ -331,12 +310,7 @@ fn read_request(stream: &TcpStream) -> std::io::Result<Request> {
             }
         }
     }
-    Ok(Request {
-        method,
-        target,
-        range,
-        authorization,
-    })
+    Ok(Request { method, target, range, authorization })
 }
 
 fn percent_decode(s: &str) -> String {
@@ -386,12 +360,7 @@ fn error_reply(shared: &Shared, status: u16, code: &str, message: &str) -> Reply
         headers.push(("X-Error-Message".into(), message.into()));
     }
     let body = format!("{code}: {message}").into_bytes();
-    Reply {
-        status,
-        headers,
-        length: body.len(),
-        body,
-    }
+    Reply { status, headers, length: body.len(), body }
 }
 
 /// 200 with the whole content, or 206/416 for a Range, as any HTTP file server does.
@@ -401,40 +370,21 @@ fn content_reply(bytes: &[u8], range: Option<&str>, ignore_range: bool) -> Reply
         let spec = r.strip_prefix("bytes=")?;
         let (a, b) = spec.split_once('-')?;
         let a: usize = a.parse().ok()?;
-        let b: usize = if b.is_empty() {
-            len.saturating_sub(1)
-        } else {
-            b.parse().ok()?
-        };
+        let b: usize = if b.is_empty() { len.saturating_sub(1) } else { b.parse().ok()? };
         Some((a, b.min(len.saturating_sub(1))))
     });
     let mut headers = vec![("Accept-Ranges".to_string(), "bytes".to_string())];
     match parsed {
         Some((a, _)) if a >= len => {
             headers.push(("Content-Range".into(), format!("bytes */{len}")));
-            Reply {
-                status: 416,
-                headers,
-                body: Vec::new(),
-                length: 0,
-            }
+            Reply { status: 416, headers, body: Vec::new(), length: 0 }
         }
         Some((a, b)) => {
             headers.push(("Content-Range".into(), format!("bytes {a}-{b}/{len}")));
             let body = bytes[a..=b].to_vec();
-            Reply {
-                status: 206,
-                headers,
-                length: body.len(),
-                body,
-            }
+            Reply { status: 206, headers, length: body.len(), body }
         }
-        None => Reply {
-            status: 200,
-            headers,
-            body: bytes.to_vec(),
-            length: len,
-        },
+        None => Reply { status: 200, headers, body: bytes.to_vec(), length: len },
     }
 }
 
@@ -453,26 +403,16 @@ fn handle(mut stream: TcpStream, shared: &Shared, is_cdn: bool) -> std::io::Resu
     let mut body_fault = false;
     let reply = if is_cdn {
         let sha = path.strip_prefix("/lfs/").unwrap_or("");
-        let file = shared
-            .repos
-            .iter()
-            .flat_map(|r| r.files.iter())
-            .find(|f| f.lfs && sha256_hex(&f.bytes) == sha);
+        let file =
+            shared.repos.iter().flat_map(|r| r.files.iter()).find(|f| f.lfs && sha256_hex(&f.bytes) == sha);
         match file {
             Some(f) => {
                 body_fault = req.method == "GET";
                 let mut reply = content_reply(&f.bytes, req.range.as_deref(), faults.ignore_range);
-                reply
-                    .headers
-                    .push(("ETag".into(), format!("\"s3-{}\"", &sha[..16])));
+                reply.headers.push(("ETag".into(), format!("\"s3-{}\"", &sha[..16])));
                 reply
             }
-            None => Reply {
-                status: 404,
-                headers: vec![],
-                body: b"NoSuchKey".to_vec(),
-                length: 9,
-            },
+            None => Reply { status: 404, headers: vec![], body: b"NoSuchKey".to_vec(), length: 9 },
         }
     } else {
         hub_reply(shared, &req, &path)
@@ -500,10 +440,7 @@ fn handle(mut stream: TcpStream, shared: &Shared, is_cdn: bool) -> std::io::Resu
     for (k, v) in &reply.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
-    head.push_str(&format!(
-        "Content-Length: {}\r\nConnection: close\r\n\r\n",
-        reply.length
-    ));
+    head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", reply.length));
     stream.write_all(head.as_bytes())?;
     if req.method != "HEAD" {
         match (cut, stall) {
@@ -542,11 +479,8 @@ fn hub_reply(shared: &Shared, req: &Request, path: &str) -> Reply {
         return match visible_repo(shared, repo_id, req) {
             None => not_found_repo(shared, req),
             Some(repo) if percent_decode(rev) == "main" || percent_decode(rev) == repo.commit => {
-                let siblings: Vec<_> = repo
-                    .files
-                    .iter()
-                    .map(|f| serde_json::json!({ "rfilename": f.name }))
-                    .collect();
+                let siblings: Vec<_> =
+                    repo.files.iter().map(|f| serde_json::json!({ "rfilename": f.name })).collect();
                 let body = serde_json::to_vec(&serde_json::json!({
                     "id": repo.id, "sha": repo.commit, "siblings": siblings
                 }))
@@ -565,11 +499,7 @@ fn hub_reply(shared: &Shared, req: &Request, path: &str) -> Reply {
         return error_reply(shared, 404, "EntryNotFound", "no such route");
     };
     // A renamed repo: relative redirect to the new name, as the hub does.
-    if let Some(repo) = shared
-        .repos
-        .iter()
-        .find(|r| r.renamed_from.iter().any(|old| old == repo_id))
-    {
+    if let Some(repo) = shared.repos.iter().find(|r| r.renamed_from.iter().any(|old| old == repo_id)) {
         let location = format!("/{}/resolve/{rest}", repo.id);
         return Reply {
             status: 307,
@@ -584,12 +514,7 @@ fn hub_reply(shared: &Shared, req: &Request, path: &str) -> Reply {
     let (rev, file_name) = rest.split_once('/').unwrap_or((rest, ""));
     let rev = percent_decode(rev);
     if rev != "main" && rev != repo.commit {
-        return error_reply(
-            shared,
-            404,
-            "RevisionNotFound",
-            &format!("Invalid rev id: {rev}"),
-        );
+        return error_reply(shared, 404, "RevisionNotFound", &format!("Invalid rev id: {rev}"));
     }
     let file_name = percent_decode(file_name);
     let Some(file) = repo.files.iter().find(|f| f.name == file_name) else {
@@ -603,36 +528,22 @@ fn hub_reply(shared: &Shared, req: &Request, path: &str) -> Reply {
     let faults = shared.faults.lock().unwrap().clone();
     if file.lfs {
         let sha = sha256_hex(&file.bytes);
-        let location = format!(
-            "{}/lfs/{sha}?X-Amz-Expires=3600&X-Amz-Signature=fake",
-            shared.cdn_url.lock().unwrap()
-        );
+        let location =
+            format!("{}/lfs/{sha}?X-Amz-Expires=3600&X-Amz-Signature=fake", shared.cdn_url.lock().unwrap());
         let body = format!("Found. Redirecting to {location}").into_bytes();
         let headers = vec![
             ("Location".into(), location),
             ("X-Repo-Commit".into(), repo.commit.clone()),
             ("X-Linked-Etag".into(), format!("\"{sha}\"")),
             ("X-Linked-Size".into(), file.bytes.len().to_string()),
-            (
-                "ETag".into(),
-                format!("\"{}\"", git_sha1_hex(&file.pointer())),
-            ),
+            ("ETag".into(), format!("\"{}\"", git_sha1_hex(&file.pointer()))),
             ("Content-Type".into(), "text/plain; charset=utf-8".into()),
         ];
-        return Reply {
-            status: 302,
-            headers,
-            length: body.len(),
-            body,
-        };
+        return Reply { status: 302, headers, length: body.len(), body };
     }
     let mut reply = content_reply(&file.bytes, req.range.as_deref(), faults.ignore_range);
-    reply
-        .headers
-        .push(("ETag".into(), format!("\"{}\"", git_sha1_hex(&file.bytes))));
-    reply
-        .headers
-        .push(("X-Repo-Commit".into(), repo.commit.clone()));
+    reply.headers.push(("ETag".into(), format!("\"{}\"", git_sha1_hex(&file.bytes))));
+    reply.headers.push(("X-Repo-Commit".into(), repo.commit.clone()));
     reply
 }
 
@@ -646,10 +557,6 @@ fn visible_repo<'a>(shared: &'a Shared, repo_id: &str, req: &Request) -> Option<
 
 fn not_found_repo(shared: &Shared, req: &Request) -> Reply {
     // The hub answers 401 to anonymous requests for a missing (or hidden) repo, 404 otherwise.
-    let status = if req.authorization.is_some() {
-        404
-    } else {
-        401
-    };
+    let status = if req.authorization.is_some() { 404 } else { 401 };
     error_reply(shared, status, "RepoNotFound", "Repository not found")
 }
