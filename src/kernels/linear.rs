@@ -11,7 +11,7 @@ pub struct LinearShape {
 }
 
 /// A linear layer's weights on the GPU, stored the way the variant reads them: HF's `[out, in]`
-/// rows in a storage buffer (`simple`) or as a texel matrix `ceil(in / 4)` texels wide and `out`
+/// rows in a storage buffer (`simple`, `tiled`) or as a texel matrix `ceil(in / 4)` texels wide and `out`
 /// high (`texture`).
 pub struct GpuLinear {
     pub n_in: usize,
@@ -34,6 +34,8 @@ struct Params {
     _pad: u32,
 }
 
+/// The square output tile of one linear_tiled.wgsl workgroup.
+const TILED_TILE: usize = 64;
 /// Outputs per workgroup and tokens per workgroup of linear_texture.wgsl.
 const TEXTURE_OUTPUTS_PER_GROUP: usize = 128;
 const TEXTURE_TOKENS_PER_GROUP: usize = 8;
@@ -61,7 +63,7 @@ impl Kernels {
             None => gpu.upload(&format!("{label}.bias"), &vec![0u8; n_out * 4])?,
         };
         let weight = match self.variant {
-            Variant::Simple => Weight::Rows(rows),
+            Variant::Simple | Variant::Tiled => Weight::Rows(rows),
             Variant::Texture => {
                 let texture = gpu.texel_matrix(&format!("{label}.weight texels"), n_out, n_in)?;
                 let view = texture.create_view(&Default::default());
@@ -74,7 +76,8 @@ impl Kernels {
         Ok(GpuLinear { n_in, n_out, weight, bias })
     }
 
-    /// `y = x · wᵀ + bias` over `n_tokens` rows (shaders/linear.wgsl, linear_texture.wgsl).
+    /// `y = x · wᵀ + bias` over `n_tokens` rows (shaders/linear.wgsl, linear_tiled.wgsl,
+    /// linear_texture.wgsl).
     pub fn linear(
         &self,
         rec: &mut Recorder,
@@ -87,6 +90,10 @@ impl Kernels {
         let params =
             Params { n_tokens: n_tokens as u32, n_in: layer.n_in as u32, n_out: layer.n_out as u32, _pad: 0 };
         match &layer.weight {
+            Weight::Rows(w) if self.variant == Variant::Tiled => {
+                let grid = [groups_for(layer.n_out, TILED_TILE), groups_for(n_tokens, TILED_TILE), 1];
+                rec.dispatch(&self.linear, &params, &[x, w, &layer.bias, y], grid);
+            }
             Weight::Rows(w) => {
                 let groups = groups_for(layer.n_out, 64) * n_tokens as u32;
                 rec.dispatch(&self.linear, &params, &[x, w, &layer.bias, y], grid_1d(groups));
