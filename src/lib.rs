@@ -2,6 +2,7 @@
 //! TransformerLens-style hook points read back to the host, and the grammar-tuning challenge
 //! (do block-8 MLP neurons prefer nouns or verbs?) built on it.
 
+pub mod bench;
 pub mod challenge;
 pub mod engine;
 pub mod extract;

@@ -36,6 +36,49 @@ impl GptNeoConfig {
         (self.attention_layers[layer] == AttentionKind::Local).then_some(self.window_size)
     }
 
+    /// GPT-Neo-125M's shape (EleutherAI/gpt-neo-125m's config.json).
+    pub fn gpt_neo_125m() -> GptNeoConfig {
+        GptNeoConfig {
+            vocab_size: 50257,
+            hidden_size: 768,
+            num_layers: 12,
+            num_heads: 12,
+            intermediate_size: 3072,
+            window_size: 256,
+            max_position_embeddings: 2048,
+            layer_norm_epsilon: 1e-5,
+            attention_layers: (0..12)
+                .map(|i| if i % 2 == 0 { AttentionKind::Global } else { AttentionKind::Local })
+                .collect(),
+        }
+    }
+
+    /// The config.json transformers would write for this configuration (attention types as
+    /// explicit one-layer runs).
+    pub fn to_hf_json(&self) -> Value {
+        let types: Vec<Value> = self
+            .attention_layers
+            .iter()
+            .map(|k| serde_json::json!([[if *k == AttentionKind::Global { "global" } else { "local" }], 1]))
+            .collect();
+        serde_json::json!({
+            "model_type": "gpt_neo",
+            "architectures": ["GPTNeoForCausalLM"],
+            "activation_function": "gelu_new",
+            "attention_types": types,
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "intermediate_size": self.intermediate_size,
+            "window_size": self.window_size,
+            "max_position_embeddings": self.max_position_embeddings,
+            "vocab_size": self.vocab_size,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+            "attention_dropout": 0.0, "embed_dropout": 0.0, "resid_dropout": 0.0,
+            "bos_token_id": 50256, "eos_token_id": 50256, "tie_word_embeddings": true,
+        })
+    }
+
     /// Reads and checks `config.json`.
     pub fn load(path: &Path) -> Result<GptNeoConfig> {
         let text = std::fs::read_to_string(path).with_context(|| {
@@ -151,6 +194,13 @@ mod tests {
             "window_size": 256, "max_position_embeddings": 2048, "vocab_size": 50257,
             "layer_norm_epsilon": 1e-5
         })
+    }
+
+    #[test]
+    fn hf_json_round_trips() {
+        let config = GptNeoConfig::gpt_neo_125m();
+        assert_eq!(GptNeoConfig::from_json(&config.to_hf_json()).unwrap(), config);
+        assert_eq!(GptNeoConfig::from_json(&neo_125m()).unwrap(), config);
     }
 
     #[test]

@@ -51,6 +51,14 @@ impl HostTensor {
         bytemuck::pod_collect_to_vec(self.bytes())
     }
 
+    /// The values, borrowed where they are aligned in memory, else copied.
+    pub fn values(&self) -> std::borrow::Cow<'_, [f32]> {
+        match bytemuck::try_cast_slice(self.bytes()) {
+            Ok(values) => std::borrow::Cow::Borrowed(values),
+            Err(_) => std::borrow::Cow::Owned(self.to_vec()),
+        }
+    }
+
     /// Row `i` of a 2-D tensor as f32 bytes.
     pub fn row_bytes(&self, i: usize) -> &[u8] {
         let width = self.shape[1] * 4;
@@ -164,6 +172,49 @@ impl GptNeoWeights {
             .collect();
         let ln_f = Some(LayerNormWeights { weight: normal(&[h], 1.0, 0.1), bias: normal(&[h], 0.0, 0.02) });
         GptNeoWeights { config: config.clone(), wte, wpe, blocks, ln_f }
+    }
+}
+
+impl GptNeoWeights {
+    /// Writes `config.json` and `model.safetensors` into `dir` the way transformers'
+    /// `save_pretrained` names them (used to put synthetic models on disk for benchmarks).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        use crate::output::{safetensors_bytes, write_atomic, NamedTensor};
+        let mut named: Vec<(String, &HostTensor)> =
+            vec![("transformer.wte.weight".into(), &self.wte), ("transformer.wpe.weight".into(), &self.wpe)];
+        for (i, b) in self.blocks.iter().enumerate() {
+            let p = format!("transformer.h.{i}");
+            let a = format!("{p}.attn.attention");
+            named.extend([
+                (format!("{p}.ln_1.weight"), &b.ln_1.weight),
+                (format!("{p}.ln_1.bias"), &b.ln_1.bias),
+                (format!("{a}.q_proj.weight"), &b.q_proj),
+                (format!("{a}.k_proj.weight"), &b.k_proj),
+                (format!("{a}.v_proj.weight"), &b.v_proj),
+                (format!("{a}.out_proj.weight"), &b.out_proj.weight),
+                (format!("{a}.out_proj.bias"), &b.out_proj.bias),
+                (format!("{p}.ln_2.weight"), &b.ln_2.weight),
+                (format!("{p}.ln_2.bias"), &b.ln_2.bias),
+                (format!("{p}.mlp.c_fc.weight"), &b.c_fc.weight),
+                (format!("{p}.mlp.c_fc.bias"), &b.c_fc.bias),
+                (format!("{p}.mlp.c_proj.weight"), &b.c_proj.weight),
+                (format!("{p}.mlp.c_proj.bias"), &b.c_proj.bias),
+            ]);
+        }
+        if let Some(ln_f) = &self.ln_f {
+            named.push(("transformer.ln_f.weight".into(), &ln_f.weight));
+            named.push(("transformer.ln_f.bias".into(), &ln_f.bias));
+        }
+        let values: Vec<_> = named.iter().map(|(_, t)| t.values()).collect();
+        let tensors: Vec<NamedTensor> = named
+            .iter()
+            .zip(&values)
+            .map(|((name, t), v)| NamedTensor { name, shape: t.shape().to_vec(), data: v })
+            .collect();
+        let bytes = safetensors_bytes(&tensors, &Default::default())?;
+        write_atomic(&dir.join("model.safetensors"), |w| Ok(w.write_all(&bytes)?))?;
+        let config = serde_json::to_string_pretty(&self.config.to_hf_json())?;
+        write_atomic(&dir.join("config.json"), |w| Ok(w.write_all(config.as_bytes())?))
     }
 }
 

@@ -1,0 +1,284 @@
+//! The measurements of `neoprobe bench` and their table.
+
+use super::BenchReport;
+use crate::engine::{Engine, LoadedModel};
+use crate::gpu::{Gpu, PassTime, Recorder};
+use crate::kernels::{AttentionShape, Kernels, Variant};
+use crate::model::{Batch, GptNeoConfig, Hook, HookPlan, ModelDir};
+use anyhow::Result;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+/// How kernel times were taken.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum TimingSource {
+    /// GPU timestamps written before and after each dispatch.
+    GpuTimestamps,
+    /// Host wall time around `queue.submit` and waiting for the GPU.
+    WallClock,
+}
+
+/// One kernel at one shape.
+#[derive(Clone, Debug, Serialize)]
+pub struct KernelTiming {
+    pub variant: String,
+    pub kernel: String,
+    pub shape: String,
+    /// Median seconds over the repeats.
+    pub seconds: f64,
+    pub gflops: Option<f64>,
+    pub gbytes_per_s: Option<f64>,
+    /// Floating-point operations (linear: 2·t·n·k), for ratios against other implementations.
+    pub flop: Option<f64>,
+    /// For linear layers: (tokens, n_in, n_out).
+    pub gemm: Option<(usize, usize, usize)>,
+}
+
+/// The challenge workload: the 200 words in one packed batch, forward to block 8's `c_fc`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ChallengeTiming {
+    pub variant: String,
+    pub forward_seconds: f64,
+    pub readback_seconds: f64,
+    /// Sum of the GPU times of all dispatches (timestamps only).
+    pub gpu_seconds: Option<f64>,
+    pub tokens_per_second: f64,
+}
+
+/// Where the time of one whole run (as `neoprobe challenge` does it) goes.
+#[derive(Clone, Debug, Serialize)]
+pub struct Phases {
+    pub variant: String,
+    pub load_seconds: f64,
+    pub pipelines_seconds: f64,
+    pub upload_seconds: f64,
+    pub first_forward_seconds: f64,
+    pub readback_seconds: f64,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
+}
+
+fn random_values(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+/// Whether GPU timestamps measure kernels on `gpu`. On CPU drivers they do not: lavapipe writes
+/// them when it records a dispatch, not around its execution (measured: a 1.6 s forward whose
+/// timestamped dispatches add up to milliseconds), and there the host wall clock is exact anyway.
+pub fn timestamps_usable(gpu: &Gpu) -> bool {
+    gpu.has_timestamps && gpu.info.device_type != wgpu::DeviceType::Cpu
+}
+
+/// Times `record` (one recording, submitted and waited for) `repeats` times after a warm-up:
+/// GPU time from timestamps where they are usable, else wall time.
+fn time_op(gpu: &Gpu, repeats: usize, mut record: impl FnMut(&mut Recorder)) -> Result<f64> {
+    let mut samples = Vec::new();
+    for i in 0..=repeats {
+        let mut rec = Recorder::new(gpu, timestamps_usable(gpu));
+        record(&mut rec);
+        let started = Instant::now();
+        let passes: Vec<PassTime> = rec.finish()?;
+        let wall = started.elapsed().as_secs_f64();
+        if i > 0 {
+            samples.push(if passes.is_empty() { wall } else { passes.iter().map(|p| p.seconds).sum() });
+        }
+    }
+    Ok(median(samples))
+}
+
+/// Every kernel of the forward at the model's shapes for the challenge batch (and attention at
+/// 600 tokens).
+pub fn kernels(
+    gpu: &Gpu,
+    variant: Variant,
+    config: &GptNeoConfig,
+    batch: &Batch,
+    repeats: usize,
+) -> Result<Vec<KernelTiming>> {
+    let kernels = Kernels::new(gpu, variant)?;
+    let (t, h, inter) = (batch.n_tokens(), config.hidden_size, config.intermediate_size);
+    let scratch = kernels.scratch(gpu, t.max(600), &[h, 3 * h, inter])?;
+    let mut rows = Vec::new();
+    let row =
+        |kernel: &str, shape: String, seconds: f64, flop: Option<f64>, bytes: Option<f64>| KernelTiming {
+            variant: variant.to_string(),
+            kernel: kernel.to_string(),
+            shape,
+            seconds,
+            gflops: flop.map(|f| f / seconds / 1e9),
+            gbytes_per_s: bytes.map(|b| b / seconds / 1e9),
+            flop,
+            gemm: None,
+        };
+
+    for (name, n_in, n_out) in [
+        ("linear qkv", h, 3 * h),
+        ("linear out_proj", h, h),
+        ("linear c_fc", h, inter),
+        ("linear c_proj", inter, h),
+    ] {
+        let weight: Vec<u8> = bytemuck::cast_slice(&random_values(n_out * n_in, 1)).to_vec();
+        let bias: Vec<u8> = bytemuck::cast_slice(&random_values(n_out, 2)).to_vec();
+        let layer = kernels.upload_linear(gpu, name, &[&weight], Some(&bias), n_in)?;
+        let x = gpu.upload("x", bytemuck::cast_slice(&random_values(t * n_in, 3)))?;
+        let y = gpu.storage("y", t * n_out)?;
+        let seconds = time_op(gpu, repeats, |rec| kernels.linear(rec, &x, &layer, &y, t, &scratch))?;
+        let flop = 2.0 * (t * n_in * n_out) as f64;
+        let mut timing = row(name, format!("{t}×{n_in} → {n_out}"), seconds, Some(flop), None);
+        timing.gemm = Some((t, n_in, n_out));
+        rows.push(timing);
+    }
+
+    let long = Batch::pack(&[(0..600u32).collect::<Vec<_>>()], config.max_position_embeddings)?;
+    for (label, b, window) in [
+        ("words", batch, None),
+        ("600 tokens, global", &long, None),
+        ("600 tokens, local", &long, Some(config.window_size)),
+    ] {
+        let n = b.n_tokens();
+        let qkv = gpu.upload("qkv", bytemuck::cast_slice(&random_values(n * 3 * h, 4)))?;
+        let seq_start = gpu.upload("seq_start", bytemuck::cast_slice(&b.seq_start))?;
+        let z = gpu.storage("z", n * h)?;
+        let shape =
+            AttentionShape { n_tokens: n, n_heads: config.num_heads, head_dim: config.head_dim(), window };
+        let seconds =
+            time_op(gpu, repeats, |rec| kernels.attention(rec, &qkv, &seq_start, &z, shape, &scratch))?;
+        let keys: usize = (0..n)
+            .map(|i| {
+                let first = b.seq_start[i] as usize;
+                let first = window.map_or(first, |w| first.max((i + 1).saturating_sub(w)));
+                i + 1 - first
+            })
+            .sum();
+        let flop = 4.0 * (config.head_dim() * config.num_heads * keys) as f64;
+        rows.push(row("attention", format!("{label}: {n} tokens"), seconds, Some(flop), None));
+    }
+
+    let x = gpu.upload("x", bytemuck::cast_slice(&random_values(t * inter, 5)))?;
+    let x2 = gpu.upload("x2", bytemuck::cast_slice(&random_values(t * h, 6)))?;
+    let out = gpu.storage("out", t * inter)?;
+    let gamma = gpu.upload("gamma", bytemuck::cast_slice(&random_values(h, 7)))?;
+    let seconds = time_op(gpu, repeats, |rec| kernels.layernorm(rec, &x, &gamma, &gamma, &out, t, h, 1e-5))?;
+    rows.push(row("layernorm", format!("{t}×{h}"), seconds, None, Some((2 * t * h * 4) as f64)));
+    let seconds = time_op(gpu, repeats, |rec| kernels.gelu_new(rec, &x, &out, t * inter))?;
+    rows.push(row("gelu_new", format!("{t}×{inter}"), seconds, None, Some((2 * t * inter * 4) as f64)));
+    let seconds = time_op(gpu, repeats, |rec| kernels.add(rec, &x, &x2, &out, t * h))?;
+    rows.push(row("add", format!("{t}×{h}"), seconds, None, Some((3 * t * h * 4) as f64)));
+    Ok(rows)
+}
+
+/// The challenge forward on `engine`, `repeats` times after a warm-up.
+pub fn challenge_forward(
+    engine: &Engine,
+    batch: &Batch,
+    plan: &HookPlan,
+    repeats: usize,
+) -> Result<ChallengeTiming> {
+    let (mut forward, mut readback, mut gpu) = (Vec::new(), Vec::new(), Vec::new());
+    let timed = timestamps_usable(&engine.gpu);
+    for i in 0..=repeats {
+        let (_, times) = engine.forward(batch, plan, timed)?;
+        if i > 0 {
+            forward.push(times.forward.as_secs_f64());
+            readback.push(times.readback.as_secs_f64());
+            gpu.push(times.passes.iter().map(|p| p.seconds).sum::<f64>());
+        }
+    }
+    let forward_seconds = median(forward);
+    Ok(ChallengeTiming {
+        variant: engine.kernels.variant.to_string(),
+        forward_seconds,
+        readback_seconds: median(readback),
+        gpu_seconds: timed.then(|| median(gpu)),
+        tokens_per_second: batch.n_tokens() as f64 / forward_seconds,
+    })
+}
+
+/// One run as `neoprobe challenge` does it, from the model folder to the activations on the host.
+pub fn whole_run_phases(dir: &ModelDir, hook: Hook, variant: Variant) -> Result<Phases> {
+    let (model, plan) = LoadedModel::load(dir, |_| HookPlan::new(&[hook]))?;
+    let batch =
+        Batch::pack(&super::challenge_words(&model.tokenizer)?, model.config.max_position_embeddings)?;
+    let engine = Engine::new(&model.weights, Some(variant), model.load_time)?;
+    drop(model);
+    let (_, times) = engine.forward(&batch, &plan, false)?;
+    let secs = |d: Duration| d.as_secs_f64();
+    Ok(Phases {
+        variant: variant.to_string(),
+        load_seconds: secs(engine.times.load),
+        pipelines_seconds: secs(engine.times.pipelines),
+        upload_seconds: secs(engine.times.upload),
+        first_forward_seconds: secs(times.forward),
+        readback_seconds: secs(times.readback),
+    })
+}
+
+fn ms(seconds: f64) -> String {
+    format!("{:.2} ms", seconds * 1e3)
+}
+
+pub fn render(r: &BenchReport) -> String {
+    let mut out = String::new();
+    let source = match r.timing_source {
+        TimingSource::GpuTimestamps => "GPU timestamps",
+        TimingSource::WallClock => "wall clock around submit + wait (no timestamp queries)",
+    };
+    let _ = writeln!(out, "neoprobe bench on {} ({}, {})", r.adapter, r.backend, r.device_type);
+    let _ = writeln!(
+        out,
+        "model: {}; challenge batch: {} words, {} tokens; kernel times: {source}",
+        r.model, r.n_words, r.n_tokens
+    );
+    let _ =
+        writeln!(out, "\n{:<9} {:<16} {:<30} {:>11} {:>12}", "variant", "kernel", "shape", "time", "rate");
+    for k in &r.kernels {
+        let rate = match (k.gflops, k.gbytes_per_s) {
+            (Some(g), _) => format!("{g:.2} GFLOP/s"),
+            (None, Some(b)) => format!("{b:.2} GB/s"),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<9} {:<16} {:<30} {:>11} {:>12}",
+            k.variant,
+            k.kernel,
+            k.shape,
+            ms(k.seconds),
+            rate
+        );
+    }
+    let _ = writeln!(out, "\nchallenge forward (200 words, one packed batch, blocks 0–8 up to c_fc):");
+    for c in &r.challenge {
+        let gpu = c.gpu_seconds.map(|g| format!(", GPU busy {}", ms(g))).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {:<9} forward {} ({:.0} tokens/s), readback {}{gpu}",
+            c.variant,
+            ms(c.forward_seconds),
+            c.tokens_per_second,
+            ms(c.readback_seconds)
+        );
+    }
+    let p = &r.phases;
+    let _ = writeln!(
+        out,
+        "\nphases of a whole run ({}): load {}, pipelines {}, upload {}, first forward {}, readback {}",
+        p.variant,
+        ms(p.load_seconds),
+        ms(p.pipelines_seconds),
+        ms(p.upload_seconds),
+        ms(p.first_forward_seconds),
+        ms(p.readback_seconds)
+    );
+    if let (Some(b), Some(ratios)) = (&r.baseline, &r.ratios) {
+        out.push_str(&super::baseline::render(b, ratios));
+    }
+    out
+}

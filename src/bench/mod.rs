@@ -1,0 +1,157 @@
+//! `neoprobe bench`: the kernels at the model's real shapes, the challenge workload, and the
+//! phases of a whole run, on whatever adapter is present — and, with `--baseline`, the same work
+//! done by HF transformers and numpy on this machine, reported as ratios.
+
+mod baseline;
+mod measure;
+
+pub use baseline::{Baseline, BaselineRatios, ProcessRun};
+pub use measure::{ChallengeTiming, KernelTiming, Phases, TimingSource};
+
+use crate::engine::{Engine, LoadedModel};
+use crate::gpu::Gpu;
+use crate::kernels::Variant;
+use crate::model::{Batch, GptNeoConfig, GptNeoWeights, Hook, HookPlan, HookPoint, ModelDir};
+use crate::tokenize::Tokenizer;
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The shipped word lists: the challenge workload.
+pub const VERBS: &str = include_str!("../../data/verbs.txt");
+pub const NOUNS: &str = include_str!("../../data/nouns.txt");
+
+/// Where the benchmarked model comes from.
+#[derive(Clone, Debug)]
+pub enum BenchModel {
+    /// Seeded random weights at GPT-Neo-125M's shape, written to a temporary model folder (the
+    /// tokenizer is copied from `tokenizer`).
+    Synthetic { tokenizer: PathBuf },
+    /// A local model folder.
+    Dir(PathBuf),
+}
+
+#[derive(Clone, Debug)]
+pub struct BenchArgs {
+    pub model: BenchModel,
+    /// Kernel variants to measure (the first one is used for the phases of a whole run).
+    pub variants: Vec<Variant>,
+    /// Timed repetitions of each measurement (the median is reported).
+    pub repeats: usize,
+    /// Run the Python/HF baseline with this interpreter.
+    pub baseline_python: Option<String>,
+    /// The repository folder holding `bench/` (for the baseline scripts).
+    pub repo: PathBuf,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    pub adapter: String,
+    pub backend: String,
+    pub device_type: String,
+    pub timing_source: TimingSource,
+    pub model: String,
+    pub n_words: usize,
+    pub n_tokens: usize,
+    pub kernels: Vec<KernelTiming>,
+    pub challenge: Vec<ChallengeTiming>,
+    pub phases: Phases,
+    pub baseline: Option<Baseline>,
+    pub ratios: Option<BaselineRatios>,
+}
+
+/// The 200 words of the challenge, tokenized as written.
+fn challenge_words(tokenizer: &Tokenizer) -> Result<Vec<Vec<u32>>> {
+    VERBS
+        .lines()
+        .chain(NOUNS.lines())
+        .filter(|w| !w.trim().is_empty())
+        .map(|w| tokenizer.encode_word(w.trim(), false))
+        .collect()
+}
+
+pub fn run(args: &BenchArgs, progress: &dyn Fn(&str)) -> Result<BenchReport> {
+    if args.variants.is_empty() {
+        bail!("no kernel variant to measure");
+    }
+    let temp = tempfile::tempdir().context("cannot create a temporary folder for the benchmark")?;
+    let (model_dir, model_name) = match &args.model {
+        BenchModel::Dir(dir) => (dir.clone(), dir.display().to_string()),
+        BenchModel::Synthetic { tokenizer } => {
+            progress("writing a synthetic GPT-Neo-125M-shaped model (seeded random weights)");
+            let dir = temp.path().join("gpt-neo-125m-synthetic");
+            std::fs::create_dir(&dir)?;
+            GptNeoWeights::synthetic(&GptNeoConfig::gpt_neo_125m(), 125).save(&dir)?;
+            std::fs::copy(tokenizer, dir.join("tokenizer.json")).with_context(|| {
+                format!("cannot copy the tokenizer {}; pass --tokenizer FILE", tokenizer.display())
+            })?;
+            (dir, "synthetic gpt-neo-125m (seeded random weights)".to_string())
+        }
+    };
+    let dir = ModelDir::open(&model_dir)?;
+    let hook = Hook::block(8, HookPoint::MlpPre);
+
+    progress("phases of a whole run");
+    let phases = measure::whole_run_phases(&dir, hook, args.variants[0])?;
+
+    let (model, plan) =
+        LoadedModel::load(&dir, |config| HookPlan::new(&[Hook::parse(&hook.to_string(), config)?]))?;
+    let sequences = challenge_words(&model.tokenizer)?;
+    let batch = Batch::pack(&sequences, model.config.max_position_embeddings)?;
+    let gpu = Gpu::new()?;
+    let timing_source =
+        if measure::timestamps_usable(&gpu) { TimingSource::GpuTimestamps } else { TimingSource::WallClock };
+
+    let mut kernels = Vec::new();
+    let mut challenge = Vec::new();
+    for &variant in &args.variants {
+        progress(&format!("kernels, variant {variant}"));
+        kernels.extend(measure::kernels(&gpu, variant, &model.config, &batch, args.repeats)?);
+        progress(&format!("challenge forward, variant {variant}"));
+        let engine = Engine::new(&model.weights, Some(variant), model.load_time)?;
+        challenge.push(measure::challenge_forward(&engine, &batch, &plan, args.repeats)?);
+    }
+
+    let (baseline, ratios) = match &args.baseline_python {
+        None => (None, None),
+        Some(python) => {
+            progress("baseline: HF transformers and numpy on the same work (this takes a minute)");
+            let started = Instant::now();
+            let baseline = baseline::run(python, &args.repo, &model_dir, temp.path())?;
+            progress(&format!("baseline done in {:.0} s", started.elapsed().as_secs_f64()));
+            let ratios = baseline::ratios(&baseline, &kernels, &challenge);
+            (Some(baseline), Some(ratios))
+        }
+    };
+    Ok(BenchReport {
+        adapter: gpu.info.name.clone(),
+        backend: format!("{:?}", gpu.info.backend),
+        device_type: format!("{:?}", gpu.info.device_type),
+        timing_source,
+        model: model_name,
+        n_words: batch.n_sequences(),
+        n_tokens: batch.n_tokens(),
+        kernels,
+        challenge,
+        phases,
+        baseline,
+        ratios,
+    })
+}
+
+/// The report as a table for people.
+pub fn render(report: &BenchReport) -> String {
+    measure::render(report)
+}
+
+/// The kernel variants the default adapter can run.
+pub fn runnable_variants() -> Result<Vec<Variant>> {
+    let gpu = Gpu::new()?;
+    Ok(Variant::ALL.into_iter().filter(|v| *v != Variant::Texture || gpu.has_subgroups).collect())
+}
+
+/// `repo/bench` exists: the folder the baseline scripts live in.
+pub fn repo_with_bench(start: &Path) -> Option<PathBuf> {
+    start.ancestors().find(|p| p.join("bench/hf_baseline.py").is_file()).map(Path::to_path_buf)
+}
