@@ -211,12 +211,15 @@ pub fn run_challenge(args: &ChallengeArgs, progress: &mut dyn FnMut(&str)) -> Re
     let categories = read_categories(&args.categories)?;
 
     // The model.
+    let mut fetch_time = Duration::ZERO;
     let (dir, model_label, revision, commit) = match &args.model {
         ModelSource::Dir(path) => (path.clone(), path.display().to_string(), None, None),
         ModelSource::Hub { id, revision } => {
             let revision = ModelSource::revision(id, revision);
             progress(&format!("model {id} at revision {revision}"));
+            let fetch_started = Instant::now();
             let snapshot = hub::fetch_model(id, &revision, &args.fetch)?;
+            fetch_time = fetch_started.elapsed();
             let commit = snapshot.file_name().map(|c| c.to_string_lossy().into_owned());
             (snapshot, id.clone(), Some(revision), commit)
         }
@@ -353,7 +356,11 @@ pub fn run_challenge(args: &ChallengeArgs, progress: &mut dyn FnMut(&str)) -> Re
 
     let mut notes = Vec::new();
     if let (ModelSource::Hub { .. }, Some(commit)) = (&args.model, &commit) {
-        notes.push(format!("model files from {} (commit {commit})", dir.display()));
+        notes.push(format!(
+            "model files from {} (commit {commit}; {:.3} s to find or fetch them)",
+            dir.display(),
+            fetch_time.as_secs_f64()
+        ));
     }
     notes.push(format!("wrote {} files into {}", files.len(), args.out_dir.display()));
     Ok(ChallengeOutcome { summary: terminal_summary(&info, &found, &times), shape, files, times, notes })
