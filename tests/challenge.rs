@@ -647,7 +647,13 @@ fn bad_inputs_fail_with_one_line_and_write_nothing() {
             "two categories of one name",
             &[("x.txt", two), ("y.txt", b"a\nb\n")],
             &["--category", "a=x.txt", "--category", "a=y.txt"],
-            &["same name"],
+            &["two categories are named \"a\""],
+        ),
+        case(
+            "two categories of one column name",
+            &[("x.txt", two), ("y.txt", b"a\nb\n")],
+            &["--category", "past-tense=x.txt", "--category", "past tense=y.txt"],
+            &["would share the neurons.csv columns mean_past_tense/std_past_tense"],
         ),
         case(
             "out dir under a file",

@@ -395,9 +395,14 @@ fn read_categories(specs: &[CategorySpec]) -> Result<Vec<ListedCategory>> {
     let mut seen_names: HashMap<String, &str> = HashMap::new();
     for spec in specs {
         if let Some(other) = seen_names.insert(csv_name(&spec.name), &spec.name) {
+            if other == spec.name {
+                bail!("two categories are named {other:?}; give each category its own name");
+            }
             bail!(
-                "categories {other:?} and {:?} have the same name (in neurons.csv columns); give each category its own name",
-                spec.name
+                "categories {other:?} and {:?} would share the neurons.csv columns mean_{}/std_{}; give them names that differ in letters or digits",
+                spec.name,
+                csv_name(other),
+                csv_name(other)
             );
         }
     }
@@ -498,8 +503,9 @@ fn check_out_dir(out: &Path, force: bool) -> Result<()> {
     // A real attempt, so that read-only file systems and root-proof folders count too.
     let probe = tempfile::Builder::new().prefix(".neoprobe-probe-").tempdir_in(parent).map_err(|e| {
         anyhow::anyhow!(
-            "cannot create output folder {shown}: folder {} is not writable ({e}); choose another --out-dir",
-            parent.display()
+            "cannot create output folder {shown}: folder {} is not writable ({}); choose another --out-dir",
+            parent.display(),
+            e.kind()
         )
     })?;
     probe.close().with_context(|| format!("cannot clean up a probe folder in {}", parent.display()))?;
