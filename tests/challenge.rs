@@ -224,7 +224,12 @@ impl DefaultRun {
     fn get() -> &'static DefaultRun {
         static RUN: OnceLock<DefaultRun> = OnceLock::new();
         RUN.get_or_init(|| {
-            let cwd = workdir();
+            // Kept for the whole test binary, so never removed: named to be recognisable in
+            // the target's tmp folder (which `cargo clean` empties).
+            let cwd = tempfile::Builder::new()
+                .prefix("challenge-default-run-")
+                .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+                .unwrap();
             let model = tiny_model();
             let run = neoprobe(cwd.path(), &["challenge", "--model-dir", model.to_str().unwrap()], &[]);
             run.assert_success("default challenge run");
