@@ -1,16 +1,22 @@
 //! The `neoprobe` command line: parses arguments, calls the library, prints.
 
-use clap::{Args, Parser, Subcommand};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use neoprobe::bench::{self, BenchArgs, BenchModel};
+use neoprobe::challenge::run::{DEFAULT_LAYER, DEFAULT_OUT_DIR};
+use neoprobe::challenge::{run_challenge, CategorySpec, ChallengeArgs, ModelSource};
 use neoprobe::extract::{extract, ExtractArgs, ExtractInput};
+use neoprobe::hub::{FetchOptions, DEFAULT_MODEL};
 use neoprobe::kernels::Variant;
 use neoprobe::pool::Pool;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
     name = "neoprobe",
+    bin_name = "neoprobe",
     version,
     about = "GPT-Neo activations from WGSL kernels on any GPU, and the grammar-tuning challenge"
 )]
@@ -21,6 +27,38 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Do GPT-Neo's MLP neurons prefer nouns or verbs? Activations, statistics, figures and a report
+    ///
+    /// Runs every word of each category alone (as written, or after one space with
+    /// --prefix-space), all in one packed batch, through the model up to blocks.L.mlp.hook_pre
+    /// (the c_fc output after matmul and bias, before GELU), pools each word's tokens into one
+    /// row, and compares the categories neuron by neuron: Welch's t-test of the first category
+    /// against the second (Bonferroni and Benjamini-Hochberg corrected), Cohen's d, and means and
+    /// SDs for every category.
+    ///
+    /// The default is the challenge itself: the 100 verbs and 100 nouns of data/verbs.txt and
+    /// data/nouns.txt (built into the binary) through EleutherAI/gpt-neo-125m at a pinned commit,
+    /// downloaded once into the Hugging Face cache.
+    ///
+    /// Files written into --out-dir (all at once, after the whole run succeeded):
+    ///   activations.npy          float32 [C, n, width] when all C categories have n words
+    ///                            (default [2, 100, 3072]: 0 = verbs, 1 = nouns); with unequal
+    ///                            sizes [total words, width], rows in category order
+    ///   activations.safetensors  the same array as tensor `activations`, with metadata:
+    ///                            layout, categories (JSON: name, source, offset, size, words),
+    ///                            category_sizes, category_offsets, token_ids per word, model and
+    ///                            revision/commit (or model_dir), hook, pooling, prefix_space,
+    ///                            adapter, kernel_variant, neoprobe_version
+    ///   neurons.csv              per neuron: mean and SD per category, t, p, cohen_d,
+    ///                            p_bonferroni, q_bh
+    ///   heatmap.png              words × neurons, grouped by category
+    ///   top_neurons.png          every word's activation for the neurons with the largest |t|
+    ///   offsets.png              histogram of the per-neuron means
+    ///   report.md                the findings with their numbers and the figures
+    ///
+    /// A summary goes to stdout; notes and download progress to stderr.
+    #[command(verbatim_doc_comment)]
+    Challenge(ChallengeCli),
     /// Run words or a text through a local model and save one hook point's activations.
     Extract(ExtractCli),
     /// Time the kernels, the challenge forward and a whole run on this adapter (no download).
@@ -92,6 +130,55 @@ struct ExtractCli {
     out: PathBuf,
 }
 
+#[derive(Args)]
+struct ChallengeCli {
+    /// Model id on the Hugging Face hub, fetched into the HF cache (HF_HOME, HF_ENDPOINT,
+    /// HF_HUB_OFFLINE and HF_TOKEN are honoured).
+    #[arg(long, value_name = "ID", default_value = DEFAULT_MODEL, conflicts_with = "model_dir")]
+    model: String,
+    /// Commit, branch or tag on the hub [default: the pinned commit
+    /// 21def0189f5705e2521767faed922f1f15e7d7db for the default model, main for any other].
+    #[arg(long, value_name = "REV", conflicts_with = "model_dir")]
+    revision: Option<String>,
+    /// Local model folder with config.json, model.safetensors and tokenizer.json; no network.
+    #[arg(long, value_name = "DIR")]
+    model_dir: Option<PathBuf>,
+    /// Verb list: UTF-8, one word per line [default: data/verbs.txt, built in].
+    #[arg(long, value_name = "FILE", conflicts_with = "category")]
+    verbs: Option<PathBuf>,
+    /// Noun list: UTF-8, one word per line [default: data/nouns.txt, built in].
+    #[arg(long, value_name = "FILE", conflicts_with = "category")]
+    nouns: Option<PathBuf>,
+    /// A category and its word list, instead of verbs and nouns; repeat it (at least 2). The
+    /// t-test compares the first two; every category gets means and SDs.
+    #[arg(long, value_name = "NAME=FILE")]
+    category: Vec<String>,
+    /// The block whose mlp.hook_pre is read.
+    #[arg(long, value_name = "L", default_value_t = DEFAULT_LAYER)]
+    layer: usize,
+    /// How each word's tokens become one row.
+    #[arg(
+        long,
+        value_name = "POOL",
+        default_value = "mean",
+        value_parser = PossibleValuesParser::new(["mean", "first", "last", "max"])
+            .map(|name| Pool::from_str(&name, false).expect("every listed pooling is a Pool"))
+    )]
+    pool: Pool,
+    /// Put one space before each word before tokenizing.
+    #[arg(long)]
+    prefix_space: bool,
+    /// Output folder; one that already holds files is refused unless --force.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_OUT_DIR)]
+    out_dir: PathBuf,
+    /// Write into an output folder that holds files, replacing the challenge's files there.
+    #[arg(long)]
+    force: bool,
+    /// Kernel implementation [default: the fastest for the adapter].
+    #[arg(long, value_enum, value_name = "VARIANT")]
+    kernel_variant: Option<Variant>,
+}
+
 fn main() -> ExitCode {
     // Mesa's Vulkan drivers probe for a Wayland display and print a misleading
     // "error: XDG_RUNTIME_DIR is invalid or not set" on headless machines, although nothing here
@@ -104,6 +191,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Extract(args) => run_extract(args),
         Command::Bench(args) => run_bench(args),
+        Command::Challenge(args) => run_challenge_cli(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -177,6 +265,43 @@ fn run_bench(args: BenchCli) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", bench::render(&report));
+    }
+    Ok(())
+}
+
+fn run_challenge_cli(args: ChallengeCli) -> anyhow::Result<()> {
+    let categories = if args.category.is_empty() {
+        CategorySpec::verbs_and_nouns(args.verbs, args.nouns)
+    } else {
+        args.category.iter().map(|arg| CategorySpec::parse(arg)).collect::<anyhow::Result<_>>()?
+    };
+    let model = match args.model_dir {
+        Some(dir) => ModelSource::Dir(dir),
+        None => ModelSource::Hub { id: args.model, revision: args.revision },
+    };
+    // Progress is for people watching a terminal; a pipe gets only the final notes.
+    let interactive = std::io::stderr().is_terminal();
+    let outcome = run_challenge(
+        &ChallengeArgs {
+            model,
+            categories,
+            layer: args.layer,
+            pool: args.pool,
+            prefix_space: args.prefix_space,
+            out_dir: args.out_dir,
+            force: args.force,
+            variant: args.kernel_variant,
+            fetch: FetchOptions { progress: interactive, ..FetchOptions::default() },
+        },
+        &mut |note| {
+            if interactive {
+                eprintln!("neoprobe: {note}");
+            }
+        },
+    )?;
+    print!("{}", outcome.summary);
+    for note in &outcome.notes {
+        eprintln!("neoprobe: {note}");
     }
     Ok(())
 }

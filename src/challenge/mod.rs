@@ -2,11 +2,16 @@
 
 pub mod plots;
 pub mod report;
+pub mod run;
 pub mod stats;
 #[cfg(test)]
 pub(crate) mod synthetic;
 
+pub use run::{run_challenge, CategorySpec, ChallengeArgs, ChallengeOutcome, ModelSource, WordSource};
+
 /// File names of the challenge outputs inside the output folder (the report links to them).
+pub const ACTIVATIONS_NPY: &str = "activations.npy";
+pub const ACTIVATIONS_SAFETENSORS: &str = "activations.safetensors";
 pub const NEURONS_CSV: &str = "neurons.csv";
 pub const HEATMAP_PNG: &str = "heatmap.png";
 pub const TOP_NEURONS_PNG: &str = "top_neurons.png";

@@ -28,6 +28,8 @@ pub struct RunInfo {
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct PhaseTimes {
     pub load: Duration,
+    /// Opening the GPU and compiling the kernels.
+    pub pipelines: Duration,
     pub upload: Duration,
     pub forward: Duration,
     pub readback: Duration,
@@ -470,6 +472,7 @@ pub fn report_markdown(
     let _ = writeln!(s, "| phase | time |\n|---|---:|");
     for (phase, d) in [
         ("load", times.load),
+        ("pipelines", times.pipelines),
         ("upload", times.upload),
         ("forward", times.forward),
         ("readback", times.readback),
@@ -547,8 +550,9 @@ pub fn terminal_summary(info: &RunInfo, findings: &Findings, times: &PhaseTimes)
     let _ = writeln!(s, "{MACHINE_LINE_PREFIX}      adapter {}", info.adapter);
     let _ = writeln!(
         s,
-        "{MACHINE_LINE_PREFIX}      load {}, upload {}, forward {}, readback {}, total {}",
+        "{MACHINE_LINE_PREFIX}      load {}, pipelines {}, upload {}, forward {}, readback {}, total {}",
         seconds(times.load),
+        seconds(times.pipelines),
         seconds(times.upload),
         seconds(times.forward),
         seconds(times.readback),
@@ -577,7 +581,14 @@ mod tests {
 
     fn times() -> PhaseTimes {
         let ms = Duration::from_millis;
-        PhaseTimes { load: ms(1500), upload: ms(120), forward: ms(35), readback: ms(4), total: ms(1700) }
+        PhaseTimes {
+            load: ms(1500),
+            pipelines: ms(300),
+            upload: ms(120),
+            forward: ms(35),
+            readback: ms(4),
+            total: ms(2000),
+        }
     }
 
     fn synthetic_findings() -> (WordActivations, Vec<NeuronStats>, Findings) {

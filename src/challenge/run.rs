@@ -1,0 +1,655 @@
+//! `neoprobe challenge` end to end: word lists → one packed forward up to
+//! `blocks.{L}.mlp.hook_pre` → pooled activations → statistics, figures and report, all written
+//! into the output folder at once.
+//!
+//! Order of work, cheapest checks first so that bad input fails in milliseconds:
+//! 1. the output folder (refused if it holds files, unless `force`; its parent must accept a
+//!    new folder), the categories and their word lists (duplicates, sizes, overlaps);
+//! 2. the model: a local folder, or a hub id fetched into the HF cache; `--layer` is checked
+//!    against its config before any weight is read;
+//! 3. tokenizing every word (one that gives no token is an error), one packed batch, one forward;
+//! 4. statistics, figures and report, written into a fresh staging folder beside the output
+//!    folder, whose files are moved into place only once every one of them is complete.
+
+use super::plots::{heatmap_png_titled, offsets_png, top_neurons_png};
+use super::report::{findings, report_markdown, terminal_summary, PhaseTimes, RunInfo};
+use super::stats::{csv_name, neuron_stats, write_neurons_csv, Category, WordActivations};
+use super::{
+    ACTIVATIONS_NPY, ACTIVATIONS_SAFETENSORS, HEATMAP_PNG, NEURONS_CSV, OFFSETS_PNG, REPORT_MD,
+    TOP_NEURONS_PNG,
+};
+use crate::engine::{Engine, LoadedModel};
+use crate::hub::{self, FetchOptions};
+use crate::kernels::Variant;
+use crate::model::{Batch, Hook, HookPlan, HookPoint, ModelDir};
+use crate::output;
+use crate::pool::{pool, Pool};
+use crate::tokenize::{read_word_list, ListedWord};
+use anyhow::{bail, Context, Result};
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The shipped verb list, compiled in so that the command works from any folder.
+pub const BUILT_IN_VERBS: &str = include_str!("../../data/verbs.txt");
+/// The shipped noun list.
+pub const BUILT_IN_NOUNS: &str = include_str!("../../data/nouns.txt");
+/// The block whose `mlp.hook_pre` the challenge reads unless told otherwise.
+pub const DEFAULT_LAYER: usize = 8;
+/// The output folder unless told otherwise.
+pub const DEFAULT_OUT_DIR: &str = "challenge-out";
+/// Neurons drawn in `top_neurons.png`.
+pub const TOP_NEURONS_DRAWN: usize = 10;
+/// Every file the challenge writes, in the order it writes them.
+pub const OUTPUT_FILES: [&str; 7] = [
+    ACTIVATIONS_NPY,
+    ACTIVATIONS_SAFETENSORS,
+    NEURONS_CSV,
+    HEATMAP_PNG,
+    TOP_NEURONS_PNG,
+    OFFSETS_PNG,
+    REPORT_MD,
+];
+
+/// Where a category's words come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WordSource {
+    /// A word-list file: UTF-8, one word per line.
+    File(PathBuf),
+    /// A list compiled into the binary: its path in the repository and its text.
+    BuiltIn { path: &'static str, text: &'static str },
+}
+
+impl WordSource {
+    pub fn verbs() -> WordSource {
+        WordSource::BuiltIn { path: "data/verbs.txt", text: BUILT_IN_VERBS }
+    }
+
+    pub fn nouns() -> WordSource {
+        WordSource::BuiltIn { path: "data/nouns.txt", text: BUILT_IN_NOUNS }
+    }
+
+    /// How the source is named in messages and metadata: the path, or `data/verbs.txt (built in)`.
+    pub fn describe(&self) -> String {
+        match self {
+            WordSource::File(path) => path.display().to_string(),
+            WordSource::BuiltIn { path, .. } => format!("{path} (built in)"),
+        }
+    }
+
+    /// The words, read with the rules of [`read_word_list`] (trimmed, blank lines skipped).
+    pub fn read(&self) -> Result<Vec<ListedWord>> {
+        match self {
+            WordSource::File(path) => read_word_list(path),
+            WordSource::BuiltIn { text, .. } => Ok(text
+                .lines()
+                .enumerate()
+                .filter_map(|(i, line)| {
+                    let word = line.trim();
+                    (!word.is_empty()).then(|| ListedWord { word: word.to_string(), line: i + 1 })
+                })
+                .collect()),
+        }
+    }
+}
+
+/// One category of words: its name and where its words come from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CategorySpec {
+    pub name: String,
+    pub source: WordSource,
+}
+
+impl CategorySpec {
+    /// Parses a `--category NAME=FILE` argument.
+    pub fn parse(arg: &str) -> Result<CategorySpec> {
+        let Some((name, file)) = arg.split_once('=') else {
+            bail!("--category {arg:?} has no '='; write it as NAME=FILE, e.g. --category verbs=my_verbs.txt");
+        };
+        let name = name.trim();
+        if name.is_empty() {
+            bail!(
+                "--category {arg:?} has an empty name; write it as NAME=FILE, e.g. --category verbs={file}"
+            );
+        }
+        if file.is_empty() {
+            bail!(
+                "--category {arg:?} names no file; write it as NAME=FILE, e.g. --category {name}=words.txt"
+            );
+        }
+        Ok(CategorySpec { name: name.to_string(), source: WordSource::File(PathBuf::from(file)) })
+    }
+
+    /// The default two categories: verbs (category 0) then nouns, each from its file when given,
+    /// else from the built-in list.
+    pub fn verbs_and_nouns(verbs: Option<PathBuf>, nouns: Option<PathBuf>) -> Vec<CategorySpec> {
+        vec![
+            CategorySpec {
+                name: "verbs".into(),
+                source: verbs.map_or_else(WordSource::verbs, WordSource::File),
+            },
+            CategorySpec {
+                name: "nouns".into(),
+                source: nouns.map_or_else(WordSource::nouns, WordSource::File),
+            },
+        ]
+    }
+}
+
+/// Which model to run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelSource {
+    /// A hub repo, fetched into the HF cache. `revision` `None`: the pinned commit for
+    /// [`hub::DEFAULT_MODEL`], `main` for any other model.
+    Hub { id: String, revision: Option<String> },
+    /// A local folder with config.json, model.safetensors and tokenizer.json; no network.
+    Dir(PathBuf),
+}
+
+impl ModelSource {
+    /// The revision asked of the hub.
+    fn revision(id: &str, revision: &Option<String>) -> String {
+        match revision {
+            Some(r) => r.clone(),
+            None if id == hub::DEFAULT_MODEL => hub::DEFAULT_REVISION.to_string(),
+            None => "main".to_string(),
+        }
+    }
+}
+
+/// Everything `neoprobe challenge` is asked to do.
+#[derive(Clone, Debug)]
+pub struct ChallengeArgs {
+    pub model: ModelSource,
+    /// At least two; the t-test compares the first two, every category gets means and SDs.
+    pub categories: Vec<CategorySpec>,
+    /// The block whose `mlp.hook_pre` (c_fc output, before GELU) is read.
+    pub layer: usize,
+    /// How each word's tokens become one row (`Pool::None` is refused).
+    pub pool: Pool,
+    /// Put one space before each word before tokenizing.
+    pub prefix_space: bool,
+    pub out_dir: PathBuf,
+    /// Write into an output folder that already holds files (replacing the challenge's files).
+    pub force: bool,
+    /// Kernel variant; `None`: the engine's best for the adapter.
+    pub variant: Option<Variant>,
+    /// How to reach the hub and its cache (only for [`ModelSource::Hub`]).
+    pub fetch: FetchOptions,
+}
+
+/// What a challenge run produced.
+#[derive(Clone, Debug)]
+pub struct ChallengeOutcome {
+    /// The terminal summary (the report module's), for stdout.
+    pub summary: String,
+    /// The shape of the `activations` array.
+    pub shape: Vec<usize>,
+    /// Every file written, at its final place.
+    pub files: Vec<PathBuf>,
+    pub times: PhaseTimes,
+    /// Things to tell the user on stderr once the run is over.
+    pub notes: Vec<String>,
+}
+
+/// A category's words, read and checked.
+struct ListedCategory {
+    name: String,
+    source: String,
+    words: Vec<ListedWord>,
+}
+
+/// Runs the challenge. `progress` receives one-line notes as the run goes (the CLI shows them
+/// on a terminal only). Nothing is written unless the whole run succeeds.
+pub fn run_challenge(args: &ChallengeArgs, progress: &mut dyn FnMut(&str)) -> Result<ChallengeOutcome> {
+    let started = Instant::now();
+    if args.pool == Pool::None {
+        bail!("--pool none is not available for the challenge, which needs one row per word; use mean, first, last or max");
+    }
+    check_out_dir(&args.out_dir, args.force)?;
+    let categories = read_categories(&args.categories)?;
+
+    // The model.
+    let mut fetch_time = Duration::ZERO;
+    let (dir, model_label, revision, commit) = match &args.model {
+        ModelSource::Dir(path) => (path.clone(), path.display().to_string(), None, None),
+        ModelSource::Hub { id, revision } => {
+            let revision = ModelSource::revision(id, revision);
+            progress(&format!("model {id} at revision {revision}"));
+            let fetch_started = Instant::now();
+            let snapshot = hub::fetch_model(id, &revision, &args.fetch)?;
+            fetch_time = fetch_started.elapsed();
+            let commit = snapshot.file_name().map(|c| c.to_string_lossy().into_owned());
+            (snapshot, id.clone(), Some(revision), commit)
+        }
+    };
+    let hook = Hook::block(args.layer, HookPoint::MlpPre);
+    let (model, plan) = LoadedModel::load(&ModelDir::open(&dir)?, |config| {
+        if args.layer >= config.num_layers {
+            bail!(
+                "--layer {} is out of range: the model has {} blocks; choose a layer from 0 to {}",
+                args.layer,
+                config.num_layers,
+                config.num_layers - 1
+            );
+        }
+        HookPlan::new(&[hook])
+    })?;
+    let config = &model.config;
+
+    // Tokens: every word alone, all in one packed batch.
+    let mut sequences = Vec::new();
+    for category in &categories {
+        for w in &category.words {
+            let ids = model
+                .tokenizer
+                .encode_word(&w.word, args.prefix_space)
+                .with_context(|| format!("word list {} line {}", category.source, w.line))?;
+            sequences.push(ids);
+        }
+    }
+    let batch = Batch::pack(&sequences, config.max_position_embeddings)?;
+    progress(&format!(
+        "{} words, {} tokens, through blocks 0 to {} of {model_label}",
+        sequences.len(),
+        batch.n_tokens(),
+        args.layer
+    ));
+
+    // The forward.
+    let engine = Engine::new(&model.weights, args.variant, model.load_time)?;
+    let adapter = engine.gpu.adapter_name();
+    let variant = engine.kernels.variant;
+    progress(&format!("running on {adapter} with the {variant} kernels"));
+    let (mut activations, forward_times) = engine.forward(&batch, &plan, false)?;
+    let width = hook.width(config);
+    let rows = activations.take(hook).context("the forward did not read back the challenge's hook")?;
+    let pooled = pool(&rows, width, &batch, args.pool);
+
+    // Statistics.
+    let acts = WordActivations::new(
+        categories
+            .iter()
+            .map(|c| Category {
+                name: c.name.clone(),
+                words: c.words.iter().map(|w| w.word.clone()).collect(),
+            })
+            .collect(),
+        width,
+        pooled,
+    )?;
+    let stats = neuron_stats(&acts)?;
+    let found = findings(&acts, &stats);
+    let info = RunInfo {
+        model: model_label.clone(),
+        revision: commit.clone(),
+        hook: hook.to_string(),
+        pooling: args.pool.to_string(),
+        prefix_space: args.prefix_space,
+        adapter: format!("{adapter}, {variant} kernels"),
+        n_tokens: batch.n_tokens(),
+    };
+
+    // Files, into a staging folder beside the output folder.
+    let sizes: Vec<usize> = categories.iter().map(|c| c.words.len()).collect();
+    let shape = activations_shape(&sizes, width);
+    let mut metadata = HashMap::new();
+    let offsets: Vec<usize> =
+        sizes.iter().scan(0, |next, n| Some(std::mem::replace(next, *next + n))).collect();
+    let listed: Vec<serde_json::Value> = categories
+        .iter()
+        .zip(&offsets)
+        .map(|(c, offset)| {
+            serde_json::json!({
+                "name": c.name,
+                "source": c.source,
+                "offset": offset,
+                "size": c.words.len(),
+                "words": c.words.iter().map(|w| w.word.as_str()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    metadata.insert("layout".to_string(), layout_text(&shape).to_string());
+    metadata.insert("categories".to_string(), serde_json::to_string(&listed)?);
+    metadata.insert("category_sizes".to_string(), serde_json::to_string(&sizes)?);
+    metadata.insert("category_offsets".to_string(), serde_json::to_string(&offsets)?);
+    metadata.insert("token_ids".to_string(), serde_json::to_string(&sequences)?);
+    match &args.model {
+        ModelSource::Dir(path) => {
+            metadata.insert("model_dir".to_string(), path.display().to_string());
+        }
+        ModelSource::Hub { id, .. } => {
+            metadata.insert("model".to_string(), id.clone());
+            metadata.insert("revision".to_string(), revision.clone().unwrap_or_default());
+            metadata.insert("commit".to_string(), commit.clone().unwrap_or_default());
+        }
+    }
+    metadata.insert("hook".to_string(), hook.to_string());
+    metadata.insert("pooling".to_string(), args.pool.to_string());
+    metadata.insert("prefix_space".to_string(), args.prefix_space.to_string());
+    metadata.insert("adapter".to_string(), adapter.clone());
+    metadata.insert("kernel_variant".to_string(), variant.to_string());
+    metadata.insert("neoprobe_version".to_string(), env!("CARGO_PKG_VERSION").to_string());
+
+    let staging = Staging::create(&args.out_dir)?;
+    let at = |name: &str| staging.path.join(name);
+    output::write_array(&at(ACTIVATIONS_NPY), &shape, &acts.rows, &metadata)?;
+    output::write_array(&at(ACTIVATIONS_SAFETENSORS), &shape, &acts.rows, &metadata)?;
+    write_neurons_csv(&at(NEURONS_CSV), &acts, &stats)?;
+    let pinned = commit.as_deref().map(|c| format!(" @ {}", &c[..c.len().min(7)])).unwrap_or_default();
+    let title = format!("{model_label}{pinned} · {hook} · {} over each word's tokens", args.pool);
+    heatmap_png_titled(&at(HEATMAP_PNG), &acts, &title)?;
+    top_neurons_png(&at(TOP_NEURONS_PNG), &acts, &stats, TOP_NEURONS_DRAWN)?;
+    offsets_png(&at(OFFSETS_PNG), &acts)?;
+    let times = PhaseTimes {
+        load: engine.times.load,
+        pipelines: engine.times.pipelines,
+        upload: engine.times.upload,
+        forward: forward_times.forward,
+        readback: forward_times.readback,
+        total: started.elapsed(),
+    };
+    let report = report_markdown(&info, &acts, &stats, &found, &times);
+    output::write_atomic(&at(REPORT_MD), |w| Ok(w.write_all(report.as_bytes())?))?;
+    let files = staging.publish(&args.out_dir)?;
+
+    let mut notes = Vec::new();
+    if let (ModelSource::Hub { .. }, Some(commit)) = (&args.model, &commit) {
+        notes.push(format!(
+            "model files from {} (commit {commit}; {:.3} s to find or fetch them)",
+            dir.display(),
+            fetch_time.as_secs_f64()
+        ));
+    }
+    notes.push(format!("wrote {} files into {}", files.len(), args.out_dir.display()));
+    Ok(ChallengeOutcome { summary: terminal_summary(&info, &found, &times), shape, files, times, notes })
+}
+
+/// `[C, n, width]` when every category has `n` words, else `[total words, width]`.
+pub fn activations_shape(sizes: &[usize], width: usize) -> Vec<usize> {
+    match sizes {
+        [first, rest @ ..] if rest.iter().all(|n| n == first) => vec![sizes.len(), *first, width],
+        _ => vec![sizes.iter().sum(), width],
+    }
+}
+
+/// The `layout` metadata entry that goes with [`activations_shape`].
+fn layout_text(shape: &[usize]) -> &'static str {
+    if shape.len() == 3 {
+        "[category, word, neuron]"
+    } else {
+        "[word, neuron]; rows in category order, category_offsets/category_sizes give each category's rows"
+    }
+}
+
+/// Reads every category's list and checks it: at least two categories with distinct names, at
+/// least two words each, no word twice in a list or in two categories.
+fn read_categories(specs: &[CategorySpec]) -> Result<Vec<ListedCategory>> {
+    if specs.len() < 2 {
+        bail!(
+            "the challenge needs at least 2 categories, got {}; pass --category NAME=FILE once per category",
+            specs.len()
+        );
+    }
+    let mut seen_names: HashMap<String, &str> = HashMap::new();
+    for spec in specs {
+        if let Some(other) = seen_names.insert(csv_name(&spec.name), &spec.name) {
+            if other == spec.name {
+                bail!("two categories are named {other:?}; give each category its own name");
+            }
+            bail!(
+                "categories {other:?} and {:?} would share the neurons.csv columns mean_{}/std_{}; give them names that differ in letters or digits",
+                spec.name,
+                csv_name(other),
+                csv_name(other)
+            );
+        }
+    }
+    let mut categories = Vec::new();
+    // Word → (category index, line) of its first appearance in any earlier category.
+    let mut owner: HashMap<String, (usize, usize)> = HashMap::new();
+    for (c, spec) in specs.iter().enumerate() {
+        let source = spec.source.describe();
+        let words = spec.source.read().with_context(|| format!("category {}", spec.name))?;
+        let mut lines: HashMap<&str, Vec<usize>> = HashMap::new();
+        for w in &words {
+            lines.entry(&w.word).or_default().push(w.line);
+        }
+        if let Some(w) = words.iter().find(|w| lines[w.word.as_str()].len() > 1) {
+            bail!(
+                "word list {source} has {:?} on lines {}; keep the first and delete the others",
+                w.word,
+                join_and(&lines[w.word.as_str()])
+            );
+        }
+        if words.len() < 2 {
+            bail!(
+                "category {} ({source}) has {} word; the t-test needs at least 2 words per category: add words to it",
+                spec.name,
+                words.len()
+            );
+        }
+        for w in &words {
+            if let Some(&(other, line)) = owner.get(&w.word) {
+                let first: &ListedCategory = &categories[other];
+                bail!(
+                    "word {:?} is in category {} ({} line {line}) and in category {} ({source} line {}); a word can belong to one category only: delete it from one list",
+                    w.word,
+                    first.name,
+                    first.source,
+                    spec.name,
+                    w.line
+                );
+            }
+        }
+        for w in &words {
+            owner.insert(w.word.clone(), (c, w.line));
+        }
+        categories.push(ListedCategory { name: spec.name.clone(), source, words });
+    }
+    Ok(categories)
+}
+
+/// `3 and 17`, `3, 17 and 40`.
+fn join_and(lines: &[usize]) -> String {
+    let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    match text.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => text.join(""),
+    }
+}
+
+/// Checks, before any work, that the run will be able to write its output folder: an existing
+/// one must be a writable folder, empty unless `force`, with no folder in the way of an output
+/// file; a new one must have a parent folder that accepts a new folder.
+fn check_out_dir(out: &Path, force: bool) -> Result<()> {
+    let shown = out.display();
+    if out.exists() {
+        if !out.is_dir() {
+            bail!("--out-dir {shown} exists and is not a folder; choose another output folder");
+        }
+        let entries = fs::read_dir(out)
+            .with_context(|| format!("cannot read output folder {shown}; choose another --out-dir"))?
+            .count();
+        if entries > 0 && !force {
+            bail!(
+                "output folder {shown} already holds {entries} entr{}; pass --force to replace the challenge's files in it, or choose another --out-dir",
+                if entries == 1 { "y" } else { "ies" }
+            );
+        }
+        if let Some(name) = OUTPUT_FILES.iter().find(|name| out.join(name).is_dir()) {
+            bail!("output folder {shown} has a folder named {name} where the challenge writes a file; move it or choose another --out-dir");
+        }
+        if !writable(out) {
+            bail!("output folder {shown} is not writable; choose another --out-dir");
+        }
+        return Ok(());
+    }
+    let parent = parent_of(out);
+    if !parent.is_dir() {
+        let blocker = parent.ancestors().find(|a| a.is_file());
+        match blocker {
+            Some(file) => bail!(
+                "cannot create output folder {shown}: {} is a file, not a folder; choose another --out-dir",
+                file.display()
+            ),
+            None => bail!(
+                "cannot create output folder {shown}: folder {} does not exist; create it or choose another --out-dir",
+                parent.display()
+            ),
+        }
+    }
+    // A real attempt, so that read-only file systems and root-proof folders count too.
+    let probe = tempfile::Builder::new().prefix(".neoprobe-probe-").tempdir_in(parent).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create output folder {shown}: folder {} is not writable ({}); choose another --out-dir",
+            parent.display(),
+            e.kind()
+        )
+    })?;
+    probe.close().with_context(|| format!("cannot clean up a probe folder in {}", parent.display()))?;
+    Ok(())
+}
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Whether the current user may create files in `dir` (without creating one).
+#[cfg(unix)]
+fn writable(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return false };
+    // SAFETY: `path` is a valid NUL-terminated string that outlives the call; access() only reads it.
+    unsafe { libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+}
+
+#[cfg(not(unix))]
+fn writable(dir: &Path) -> bool {
+    fs::metadata(dir).map(|m| !m.permissions().readonly()).unwrap_or(false)
+}
+
+/// A fresh folder beside the output folder that receives every file of a run; removed with
+/// whatever it holds unless it is published.
+struct Staging {
+    path: PathBuf,
+}
+
+impl Staging {
+    fn create(out: &Path) -> Result<Staging> {
+        let parent = parent_of(out);
+        let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+        let stamp =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        for attempt in 0..100u32 {
+            let path = parent.join(format!(
+                ".{name}.neoprobe-{}-{}-{attempt}",
+                std::process::id(),
+                stamp.subsec_nanos()
+            ));
+            // create_dir (not a tempdir) so that the folder gets the usual permissions when it
+            // becomes the output folder.
+            match fs::create_dir(&path) {
+                Ok(()) => return Ok(Staging { path }),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => bail!(
+                    "cannot create a staging folder in {} for {} ({e}); choose another --out-dir",
+                    parent.display(),
+                    out.display()
+                ),
+            }
+        }
+        bail!("cannot find a free staging folder name in {}", parent.display())
+    }
+
+    /// Moves the files into `out`: the whole folder is renamed when `out` does not exist,
+    /// otherwise the files are renamed into it one by one (replacing files of the same names).
+    fn publish(self, out: &Path) -> Result<Vec<PathBuf>> {
+        self.open_up()?;
+        let files: Vec<PathBuf> = OUTPUT_FILES.iter().map(|name| out.join(name)).collect();
+        if !out.exists() {
+            fs::rename(&self.path, out)
+                .with_context(|| format!("cannot create output folder {}", out.display()))?;
+        } else {
+            for (name, target) in OUTPUT_FILES.iter().zip(&files) {
+                fs::rename(self.path.join(name), target)
+                    .with_context(|| format!("cannot move {name} into output folder {}", out.display()))?;
+            }
+        }
+        Ok(files)
+    }
+}
+
+impl Staging {
+    /// Gives the files the permissions of a file created the usual way (the atomic writer's
+    /// temporary files are private, 0600): the staging folder's own mode, which the umask
+    /// shaped, without the execute bits.
+    #[cfg(unix)]
+    fn open_up(&self) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&self.path)?.permissions().mode() & 0o666;
+        for name in OUTPUT_FILES {
+            let path = self.path.join(name);
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+                .with_context(|| format!("cannot set the permissions of {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    #[cfg(not(unix))]
+    fn open_up(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        // After a successful publish of a new folder the path is gone; otherwise this removes the
+        // staging folder (and, after a move into an existing folder, the now empty folder).
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn category_arguments_need_a_name_and_a_file() {
+        let spec = CategorySpec::parse("adjectives=lists/adj.txt").unwrap();
+        assert_eq!(spec.name, "adjectives");
+        assert_eq!(spec.source, WordSource::File("lists/adj.txt".into()));
+        // Only the first '=' separates: file names may contain '='.
+        assert_eq!(CategorySpec::parse("a=b=c").unwrap().source, WordSource::File("b=c".into()));
+        assert!(CategorySpec::parse("verbs").unwrap_err().to_string().contains("no '='"));
+        assert!(CategorySpec::parse(" =x.txt").unwrap_err().to_string().contains("empty name"));
+        assert!(CategorySpec::parse("verbs=").unwrap_err().to_string().contains("names no file"));
+    }
+
+    #[test]
+    fn built_in_lists_read_like_files() {
+        let verbs = WordSource::verbs().read().unwrap();
+        let from_file = read_word_list(Path::new("data/verbs.txt")).unwrap();
+        assert_eq!(verbs, from_file);
+        assert_eq!(verbs.len(), 100);
+        assert_eq!(WordSource::nouns().read().unwrap().len(), 100);
+        assert_eq!(WordSource::verbs().describe(), "data/verbs.txt (built in)");
+    }
+
+    #[test]
+    fn shape_is_three_dimensional_only_for_equal_categories() {
+        assert_eq!(activations_shape(&[100, 100], 3072), vec![2, 100, 3072]);
+        assert_eq!(activations_shape(&[3, 3, 3], 8), vec![3, 3, 8]);
+        assert_eq!(activations_shape(&[3, 2, 4], 8), vec![9, 8]);
+    }
+
+    #[test]
+    fn lines_are_joined_for_people() {
+        assert_eq!(join_and(&[3, 17]), "3 and 17");
+        assert_eq!(join_and(&[3, 17, 40]), "3, 17 and 40");
+    }
+}
