@@ -1,6 +1,6 @@
 // Linear layer (torch.nn.Linear) on HF's weight layout [out, in]:
 //
-//   y[t, n] = Σ_k x[t, k] · w[n, k] + bias[n]
+//   y[t, n] = Σ_k x[t, k] · w[n, k] + bias[n]      (then the epilogue of linear_epilogue.wgsl)
 //
 // Layouts (row-major f32): x [n_tokens, n_in], w [n_out, n_in], bias [n_out], y [n_tokens, n_out].
 // This is the plain version, kept as the readable definition and the baseline the tuned
@@ -12,7 +12,7 @@ struct Params {
     n_tokens: u32,
     n_in: u32,
     n_out: u32,
-    _pad0: u32,
+    epilogue: u32,   // see linear_epilogue.wgsl
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -36,5 +36,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     for (var k = 0u; k < params.n_in; k = k + 1u) {
         acc = acc + x[t * params.n_in + k] * w[n * params.n_in + k];
     }
-    y[t * params.n_out + n] = acc + bias[n];
+    store_output(t * params.n_out + n, acc + bias[n]);
 }

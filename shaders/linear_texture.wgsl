@@ -1,6 +1,6 @@
 // Linear layer, tuned for CPU Vulkan drivers (lavapipe), same math as linear.wgsl:
 //
-//   y[t, n] = Σ_k x[t, k] · w[n, k] + bias[n]
+//   y[t, n] = Σ_k x[t, k] · w[n, k] + bias[n]      (then the epilogue of linear_epilogue.wgsl)
 //
 // x and w are read from rgba32float textures holding four consecutive k per texel (see
 // rows_to_texture.wgsl): x_tex is n_tokens high, w_tex is n_out high, both ceil(n_in / 4) wide.
@@ -18,7 +18,7 @@ struct Params {
     n_tokens: u32,
     n_in: u32,
     n_out: u32,
-    _pad0: u32,
+    epilogue: u32,   // see linear_epilogue.wgsl
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -91,7 +91,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         for (var c = 0u; c < 2u; c = c + 1u) {
             let n = n0 + c;
             if (t < params.n_tokens && n < params.n_out) {
-                y[t * params.n_out + n] = accs[r][c] + bias[n];
+                store_output(t * params.n_out + n, accs[r][c] + bias[n]);
             }
         }
     }

@@ -1,6 +1,6 @@
 // Linear layer, tuned for discrete GPUs; same math as linear.wgsl:
 //
-//   y[t, n] = Σ_k x[t, k] · w[n, k] + bias[n]
+//   y[t, n] = Σ_k x[t, k] · w[n, k] + bias[n]      (then the epilogue of linear_epilogue.wgsl)
 //
 // Layouts (row-major f32 storage buffers): x [n_tokens, n_in], w [n_out, n_in] (HF's layout),
 // bias [n_out], y [n_tokens, n_out].
@@ -16,7 +16,7 @@ struct Params {
     n_tokens: u32,
     n_in: u32,
     n_out: u32,
-    _pad0: u32,
+    epilogue: u32,   // see linear_epilogue.wgsl
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -83,7 +83,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         for (var j = 0u; j < 4u; j = j + 1u) {
             let n = n0 + lid.x + 16u * j;
             if (t < params.n_tokens && n < params.n_out) {
-                y[t * params.n_out + n] = acc[i][j] + bias[n];
+                store_output(t * params.n_out + n, acc[i][j] + bias[n]);
             }
         }
     }

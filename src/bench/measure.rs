@@ -3,7 +3,7 @@
 use super::BenchReport;
 use crate::engine::{Engine, LoadedModel};
 use crate::gpu::{Gpu, PassTime, Recorder};
-use crate::kernels::{AttentionShape, Kernels, Variant};
+use crate::kernels::{AttentionShape, Epilogue, Kernels, Variant};
 use crate::model::{Batch, GptNeoConfig, Hook, HookPlan, ModelDir};
 use anyhow::Result;
 use rand::{Rng, SeedableRng};
@@ -118,18 +118,23 @@ pub fn kernels(
             gemm: None,
         };
 
-    for (name, n_in, n_out) in [
-        ("linear qkv", h, 3 * h),
-        ("linear out_proj", h, h),
-        ("linear c_fc", h, inter),
-        ("linear c_proj", inter, h),
-    ] {
+    // Each linear layer with the epilogue the forward gives it.
+    let resid = gpu.upload("resid", bytemuck::cast_slice(&random_values(t * inter, 8)))?;
+    let aux_out = gpu.storage("aux out", t * inter)?;
+    let linears = [
+        ("linear qkv", h, 3 * h, Epilogue::Bias),
+        ("linear out_proj+add", h, h, Epilogue::Residual { resid: &resid, sum: &aux_out }),
+        ("linear c_fc+gelu", h, inter, Epilogue::Gelu { pre: &aux_out }),
+        ("linear c_proj+add", inter, h, Epilogue::Residual { resid: &resid, sum: &aux_out }),
+    ];
+    for (name, n_in, n_out, epilogue) in linears {
         let weight: Vec<u8> = bytemuck::cast_slice(&random_values(n_out * n_in, 1)).to_vec();
         let bias: Vec<u8> = bytemuck::cast_slice(&random_values(n_out, 2)).to_vec();
         let layer = kernels.upload_linear(gpu, name, &[&weight], Some(&bias), n_in)?;
         let x = gpu.upload("x", bytemuck::cast_slice(&random_values(t * n_in, 3)))?;
         let y = gpu.storage("y", t * n_out)?;
-        let seconds = time_op(gpu, repeats, |rec| kernels.linear(rec, &x, &layer, &y, t, &scratch))?;
+        let seconds =
+            time_op(gpu, repeats, |rec| kernels.linear(rec, &x, &layer, &y, epilogue, t, &scratch))?;
         let flop = 2.0 * (t * n_in * n_out) as f64;
         let mut timing = row(name, format!("{t}×{n_in} → {n_out}"), seconds, Some(flop), None);
         timing.gemm = Some((t, n_in, n_out));
@@ -161,16 +166,11 @@ pub fn kernels(
         rows.push(row("attention", format!("{label}: {n} tokens"), seconds, Some(flop), None));
     }
 
-    let x = gpu.upload("x", bytemuck::cast_slice(&random_values(t * inter, 5)))?;
-    let x2 = gpu.upload("x2", bytemuck::cast_slice(&random_values(t * h, 6)))?;
-    let out = gpu.storage("out", t * inter)?;
+    let x = gpu.upload("x", bytemuck::cast_slice(&random_values(t * h, 5)))?;
+    let out = gpu.storage("out", t * h)?;
     let gamma = gpu.upload("gamma", bytemuck::cast_slice(&random_values(h, 7)))?;
     let seconds = time_op(gpu, repeats, |rec| kernels.layernorm(rec, &x, &gamma, &gamma, &out, t, h, 1e-5))?;
     rows.push(row("layernorm", format!("{t}×{h}"), seconds, None, Some((2 * t * h * 4) as f64)));
-    let seconds = time_op(gpu, repeats, |rec| kernels.gelu_new(rec, &x, &out, t * inter))?;
-    rows.push(row("gelu_new", format!("{t}×{inter}"), seconds, None, Some((2 * t * inter * 4) as f64)));
-    let seconds = time_op(gpu, repeats, |rec| kernels.add(rec, &x, &x2, &out, t * h))?;
-    rows.push(row("add", format!("{t}×{h}"), seconds, None, Some((3 * t * h * 4) as f64)));
     Ok(rows)
 }
 

@@ -1,5 +1,5 @@
 use super::{groups_for, Kernels, Scratch, Variant};
-use crate::gpu::{grid_1d, Gpu, Recorder};
+use crate::gpu::{grid_1d, Bind, Gpu, Recorder};
 use anyhow::Result;
 
 /// The sizes of `y[n_tokens, n_out] = x[n_tokens, n_in] · w[n_out, n_in]ᵀ + bias[n_out]`.
@@ -25,13 +25,24 @@ enum Weight {
     Texels(wgpu::TextureView),
 }
 
+/// What a linear kernel does with `v = x · wᵀ + bias` (shaders/linear_epilogue.wgsl).
+#[derive(Clone, Copy)]
+pub enum Epilogue<'a> {
+    /// `y = v`.
+    Bias,
+    /// `pre = v` and `y = gelu_new(v)`: c_fc with the activation fused in.
+    Gelu { pre: &'a wgpu::Buffer },
+    /// `y = v` and `sum = resid + v`: a projection with the residual add fused in.
+    Residual { resid: &'a wgpu::Buffer, sum: &'a wgpu::Buffer },
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
     n_tokens: u32,
     n_in: u32,
     n_out: u32,
-    _pad: u32,
+    epilogue: u32,
 }
 
 /// The square output tile of one linear_tiled.wgsl workgroup.
@@ -76,37 +87,46 @@ impl Kernels {
         Ok(GpuLinear { n_in, n_out, weight, bias })
     }
 
-    /// `y = x · wᵀ + bias` over `n_tokens` rows (shaders/linear.wgsl, linear_tiled.wgsl,
-    /// linear_texture.wgsl).
+    /// `y = x · wᵀ + bias` over `n_tokens` rows, then `epilogue` (shaders/linear.wgsl,
+    /// linear_tiled.wgsl, linear_texture.wgsl, each ending with linear_epilogue.wgsl).
+    #[allow(clippy::too_many_arguments)]
     pub fn linear(
         &self,
         rec: &mut Recorder,
         x: &wgpu::Buffer,
         layer: &GpuLinear,
         y: &wgpu::Buffer,
+        epilogue: Epilogue,
         n_tokens: usize,
         scratch: &Scratch,
     ) {
-        let params =
-            Params { n_tokens: n_tokens as u32, n_in: layer.n_in as u32, n_out: layer.n_out as u32, _pad: 0 };
-        match &layer.weight {
-            Weight::Rows(w) if self.variant == Variant::Tiled => {
-                let grid = [groups_for(layer.n_out, TILED_TILE), groups_for(n_tokens, TILED_TILE), 1];
-                rec.dispatch(&self.linear, &params, &[x, w, &layer.bias, y], grid);
-            }
-            Weight::Rows(w) => {
-                let groups = groups_for(layer.n_out, 64) * n_tokens as u32;
-                rec.dispatch(&self.linear, &params, &[x, w, &layer.bias, y], grid_1d(groups));
-            }
-            Weight::Texels(w) => {
-                let x = self.texels_of(rec, x, n_tokens, layer.n_in, scratch);
-                let grid = [
+        let (code, aux_in, aux_out) = match epilogue {
+            Epilogue::Bias => (0, &self.placeholder, &self.placeholder_out),
+            Epilogue::Gelu { pre } => (1, &self.placeholder, pre),
+            Epilogue::Residual { resid, sum } => (2, resid, sum),
+        };
+        let params = Params {
+            n_tokens: n_tokens as u32,
+            n_in: layer.n_in as u32,
+            n_out: layer.n_out as u32,
+            epilogue: code,
+        };
+        let (x, grid): (&dyn Bind, [u32; 3]) = match self.variant {
+            Variant::Simple => (x, grid_1d(groups_for(layer.n_out, 64) * n_tokens as u32)),
+            Variant::Tiled => (x, [groups_for(layer.n_out, TILED_TILE), groups_for(n_tokens, TILED_TILE), 1]),
+            Variant::Texture => (
+                self.texels_of(rec, x, n_tokens, layer.n_in, scratch),
+                [
                     groups_for(layer.n_out, TEXTURE_OUTPUTS_PER_GROUP),
                     groups_for(n_tokens, TEXTURE_TOKENS_PER_GROUP),
                     1,
-                ];
-                rec.dispatch(&self.linear, &params, &[x, w, &layer.bias, y], grid);
-            }
-        }
+                ],
+            ),
+        };
+        let w: &dyn Bind = match &layer.weight {
+            Weight::Rows(w) => w,
+            Weight::Texels(w) => w,
+        };
+        rec.dispatch(&self.linear, &params, &[x, w, &layer.bias, y, aux_in, aux_out], grid);
     }
 }

@@ -11,16 +11,14 @@
 //!   tuned for CPU Vulkan drivers (lavapipe), where storage-buffer loads run lane by lane and cost
 //!   ten times a texel fetch.
 
-mod add;
 mod attention;
 mod embed;
-mod gelu;
 mod layernorm;
 mod linear;
 mod texels;
 
 pub use attention::{AttentionShape, MAX_HEAD_DIM};
-pub use linear::{GpuLinear, LinearShape};
+pub use linear::{Epilogue, GpuLinear, LinearShape};
 pub use texels::Scratch;
 
 use crate::gpu::{Gpu, Kernel};
@@ -66,11 +64,22 @@ pub struct Kernels {
     pub variant: Variant,
     embed: Kernel,
     layernorm: Kernel,
-    gelu: Kernel,
-    add: Kernel,
     linear: Kernel,
     attention: Kernel,
     rows_to_texture: Kernel,
+    /// Bound where a kernel's optional input or output is unused (a linear's plain epilogue).
+    placeholder: wgpu::Buffer,
+    placeholder_out: wgpu::Buffer,
+}
+
+/// A linear kernel's source: the kernel itself followed by the shared epilogue.
+macro_rules! linear_source {
+    ($file:literal) => {
+        concat!(
+            include_str!(concat!("../../shaders/", $file)),
+            include_str!("../../shaders/linear_epilogue.wgsl")
+        )
+    };
 }
 
 impl Kernels {
@@ -81,15 +90,15 @@ impl Kernels {
         }
         let (linear, attention) = match variant {
             Variant::Simple => (
-                Kernel::new(gpu, "linear", include_str!("../../shaders/linear.wgsl"))?,
+                Kernel::new(gpu, "linear", linear_source!("linear.wgsl"))?,
                 Kernel::new(gpu, "attention", include_str!("../../shaders/attention.wgsl"))?,
             ),
             Variant::Tiled => (
-                Kernel::new(gpu, "linear_tiled", include_str!("../../shaders/linear_tiled.wgsl"))?,
+                Kernel::new(gpu, "linear_tiled", linear_source!("linear_tiled.wgsl"))?,
                 Kernel::new(gpu, "attention", include_str!("../../shaders/attention.wgsl"))?,
             ),
             Variant::Texture => (
-                Kernel::new(gpu, "linear_texture", include_str!("../../shaders/linear_texture.wgsl"))?,
+                Kernel::new(gpu, "linear_texture", linear_source!("linear_texture.wgsl"))?,
                 Kernel::new(gpu, "attention_texture", include_str!("../../shaders/attention_texture.wgsl"))?,
             ),
         };
@@ -97,8 +106,6 @@ impl Kernels {
             variant,
             embed: Kernel::new(gpu, "embed", include_str!("../../shaders/embed.wgsl"))?,
             layernorm: Kernel::new(gpu, "layernorm", include_str!("../../shaders/layernorm.wgsl"))?,
-            gelu: Kernel::new(gpu, "gelu_new", include_str!("../../shaders/gelu_new.wgsl"))?,
-            add: Kernel::new(gpu, "add", include_str!("../../shaders/add.wgsl"))?,
             linear,
             attention,
             rows_to_texture: Kernel::new(
@@ -106,6 +113,8 @@ impl Kernels {
                 "rows_to_texture",
                 include_str!("../../shaders/rows_to_texture.wgsl"),
             )?,
+            placeholder: gpu.storage("placeholder", 1)?,
+            placeholder_out: gpu.storage("placeholder out", 1)?,
         })
     }
 }

@@ -5,12 +5,14 @@
 //! for each block:  h = h + attn(ln_1(h));  h = h + mlp(ln_2(h))      (mlp = c_proj ∘ gelu_new ∘ c_fc)
 //! ln_f(h)
 //! ```
-//! Every hook point the plan asks for is copied to a host-readable buffer right after the kernel
-//! that produces it, and recording stops at the deepest one: nothing after it is computed.
+//! GELU is fused into c_fc and each residual add into the projection before it (the linear
+//! kernels' epilogues), and both values are still written, so every hook point exists. Every
+//! hook point the plan asks for is copied to a host-readable buffer right after the kernel that
+//! produces it, and recording stops at the deepest one: nothing after it is computed.
 
 use super::{BlockWeights, GptNeoConfig, GptNeoWeights, Hook, HookPlan, HookPoint, HostTensor};
 use crate::gpu::{Gpu, PassTime, Recorder};
-use crate::kernels::{AttentionShape, GpuLinear, Kernels, Scratch};
+use crate::kernels::{AttentionShape, Epilogue, GpuLinear, Kernels, Scratch};
 use crate::model::Batch;
 use anyhow::{bail, Result};
 use std::collections::HashMap;
@@ -243,7 +245,7 @@ impl ForwardPass<'_> {
         taps.tap(rec, hook(HookPoint::ResidPre), &b.resid, all(h))?;
         k.layernorm(rec, &b.resid, &block.ln_1.weight, &block.ln_1.bias, &b.normed, n, h, eps);
         taps.tap(rec, hook(HookPoint::Ln1Normalized), &b.normed, all(h))?;
-        k.linear(rec, &b.normed, &block.qkv, &b.qkv, n, &b.scratch);
+        k.linear(rec, &b.normed, &block.qkv, &b.qkv, Epilogue::Bias, n, &b.scratch);
         for (part, point) in [HookPoint::AttnQ, HookPoint::AttnK, HookPoint::AttnV].into_iter().enumerate() {
             let columns = Columns { n_tokens: n, row_width: 3 * h, start: part * h, width: h };
             taps.tap(rec, hook(point), &b.qkv, columns)?;
@@ -256,19 +258,18 @@ impl ForwardPass<'_> {
         };
         k.attention(rec, &b.qkv, &b.seq_start, &b.z, shape, &b.scratch);
         taps.tap(rec, hook(HookPoint::AttnZ), &b.z, all(h))?;
-        k.linear(rec, &b.z, &block.out_proj, &b.attn_out, n, &b.scratch);
+        let residual = Epilogue::Residual { resid: &b.resid, sum: &b.resid_mid };
+        k.linear(rec, &b.z, &block.out_proj, &b.attn_out, residual, n, &b.scratch);
         taps.tap(rec, hook(HookPoint::AttnOut), &b.attn_out, all(h))?;
-        k.add(rec, &b.resid, &b.attn_out, &b.resid_mid, n * h);
         taps.tap(rec, hook(HookPoint::ResidMid), &b.resid_mid, all(h))?;
         k.layernorm(rec, &b.resid_mid, &block.ln_2.weight, &block.ln_2.bias, &b.normed, n, h, eps);
         taps.tap(rec, hook(HookPoint::Ln2Normalized), &b.normed, all(h))?;
-        k.linear(rec, &b.normed, &block.c_fc, &b.mlp_pre, n, &b.scratch);
+        k.linear(rec, &b.normed, &block.c_fc, &b.mlp_post, Epilogue::Gelu { pre: &b.mlp_pre }, n, &b.scratch);
         taps.tap(rec, hook(HookPoint::MlpPre), &b.mlp_pre, all(inter))?;
-        k.gelu_new(rec, &b.mlp_pre, &b.mlp_post, n * inter);
         taps.tap(rec, hook(HookPoint::MlpPost), &b.mlp_post, all(inter))?;
-        k.linear(rec, &b.mlp_post, &block.c_proj, &b.mlp_out, n, &b.scratch);
+        let residual = Epilogue::Residual { resid: &b.resid_mid, sum: &b.resid_next };
+        k.linear(rec, &b.mlp_post, &block.c_proj, &b.mlp_out, residual, n, &b.scratch);
         taps.tap(rec, hook(HookPoint::MlpOut), &b.mlp_out, all(h))?;
-        k.add(rec, &b.resid_mid, &b.mlp_out, &b.resid_next, n * h);
         taps.tap(rec, hook(HookPoint::ResidPost), &b.resid_next, all(h))?;
         ControlFlow::Continue(())
     }
