@@ -167,32 +167,38 @@ struct LinearCase {
     n_out: usize,
     /// How many row blocks the weight is uploaded in (q, k and v are three).
     n_parts: usize,
+    /// Blocks of equal size (as q, k, v) rather than cut at random rows (some possibly empty).
+    equal_parts: bool,
     bias: bool,
     seed: u64,
 }
 
 fn linear_case() -> impl Strategy<Value = LinearCase> {
-    (1usize..=70, 1usize..=300, 1usize..=300, 1usize..=4, any::<bool>(), any::<u64>()).prop_map(
-        |(n_tokens, n_in, n_out, n_parts, bias, seed)| LinearCase {
+    (1usize..=70, 1usize..=300, 1usize..=300, 1usize..=4, any::<bool>(), any::<bool>(), any::<u64>())
+        .prop_map(|(n_tokens, n_in, n_out, n_parts, equal_parts, bias, seed)| LinearCase {
             n_tokens,
             n_in,
             n_out,
             n_parts,
+            equal_parts,
             bias,
             seed,
-        },
-    )
+        })
 }
 
 /// Runs one linear case on every variant; returns the largest error ratio.
 fn check_linear(case: &LinearCase) -> Result<f64, String> {
-    let LinearCase { n_tokens, n_in, n_out, n_parts, bias, seed } = *case;
+    let LinearCase { n_tokens, n_in, n_out, n_parts, equal_parts, bias, seed } = *case;
     let mut rng = rng(seed);
     let x = normals(&mut rng, n_tokens * n_in, 0.0, 1.0);
     let w = normals(&mut rng, n_out * n_in, 0.0, 1.0 / (n_in as f64).sqrt());
     let b = if bias { normals(&mut rng, n_out, 0.0, 1.0) } else { vec![0.0; n_out] };
-    // Row blocks of random sizes (some possibly empty), in order.
-    let mut cuts: Vec<usize> = (1..n_parts).map(|_| rng.random_range(0..=n_out)).collect();
+    // Row blocks, in order: equal (the last takes the remainder) or cut at random rows.
+    let mut cuts: Vec<usize> = if equal_parts {
+        (1..n_parts).map(|p| p * n_out / n_parts).collect()
+    } else {
+        (1..n_parts).map(|_| rng.random_range(0..=n_out)).collect()
+    };
     cuts.push(0);
     cuts.push(n_out);
     cuts.sort();
@@ -252,11 +258,43 @@ proptest! {
 fn linear_matches_reference_at_model_shapes() {
     let cases = [
         // q, k, v stacked, no bias.
-        LinearCase { n_tokens: 37, n_in: 768, n_out: 2304, n_parts: 3, bias: false, seed: 1 },
+        LinearCase {
+            n_tokens: 37,
+            n_in: 768,
+            n_out: 2304,
+            n_parts: 3,
+            equal_parts: true,
+            bias: false,
+            seed: 1,
+        },
         // c_fc, out_proj, c_proj.
-        LinearCase { n_tokens: 37, n_in: 768, n_out: 3072, n_parts: 1, bias: true, seed: 2 },
-        LinearCase { n_tokens: 37, n_in: 768, n_out: 768, n_parts: 1, bias: true, seed: 3 },
-        LinearCase { n_tokens: 37, n_in: 3072, n_out: 768, n_parts: 1, bias: true, seed: 4 },
+        LinearCase {
+            n_tokens: 37,
+            n_in: 768,
+            n_out: 3072,
+            n_parts: 1,
+            equal_parts: true,
+            bias: true,
+            seed: 2,
+        },
+        LinearCase {
+            n_tokens: 37,
+            n_in: 768,
+            n_out: 768,
+            n_parts: 1,
+            equal_parts: true,
+            bias: true,
+            seed: 3,
+        },
+        LinearCase {
+            n_tokens: 37,
+            n_in: 3072,
+            n_out: 768,
+            n_parts: 1,
+            equal_parts: true,
+            bias: true,
+            seed: 4,
+        },
     ];
     for case in &cases {
         check_linear(case).unwrap_or_else(|e| panic!("{e}"));
@@ -901,7 +939,15 @@ fn kernels_cover_grids_folded_past_65535_workgroups() {
     };
     check_layernorm(&case).unwrap_or_else(|e| panic!("{e}"));
     // linear (simple): ⌈n_out / 64⌉ workgroups per token.
-    let case = LinearCase { n_tokens: 600, n_in: 3, n_out: 7000, n_parts: 3, bias: true, seed: 13 };
+    let case = LinearCase {
+        n_tokens: 600,
+        n_in: 3,
+        n_out: 7000,
+        n_parts: 3,
+        equal_parts: false,
+        bias: true,
+        seed: 13,
+    };
     assert!(case.n_out.div_ceil(64) * case.n_tokens > MAX_GROUPS);
     check_linear(&case).unwrap_or_else(|e| panic!("{e}"));
 }
