@@ -16,7 +16,7 @@ mod common;
 
 use common::{gpu, kernels};
 use neoprobe::gpu::Recorder;
-use neoprobe::kernels::{AttentionShape, Kernels, Variant};
+use neoprobe::kernels::{AttentionShape, Epilogue, Kernels, Variant};
 use neoprobe::model::Batch;
 use neoprobe::reference;
 use proptest::prelude::*;
@@ -170,25 +170,46 @@ struct LinearCase {
     /// Blocks of equal size (as q, k, v) rather than cut at random rows (some possibly empty).
     equal_parts: bool,
     bias: bool,
+    epilogue: EpilogueKind,
     seed: u64,
 }
 
+/// Which epilogue of shaders/linear_epilogue.wgsl a case runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum EpilogueKind {
+    Bias,
+    Gelu,
+    Residual,
+}
+
 fn linear_case() -> impl Strategy<Value = LinearCase> {
-    (1usize..=70, 1usize..=300, 1usize..=300, 1usize..=4, any::<bool>(), any::<bool>(), any::<u64>())
-        .prop_map(|(n_tokens, n_in, n_out, n_parts, equal_parts, bias, seed)| LinearCase {
+    let epilogue =
+        prop_oneof![Just(EpilogueKind::Bias), Just(EpilogueKind::Gelu), Just(EpilogueKind::Residual)];
+    (
+        1usize..=70,
+        1usize..=300,
+        1usize..=300,
+        1usize..=4,
+        any::<bool>(),
+        any::<bool>(),
+        epilogue,
+        any::<u64>(),
+    )
+        .prop_map(|(n_tokens, n_in, n_out, n_parts, equal_parts, bias, epilogue, seed)| LinearCase {
             n_tokens,
             n_in,
             n_out,
             n_parts,
             equal_parts,
             bias,
+            epilogue,
             seed,
         })
 }
 
 /// Runs one linear case on every variant; returns the largest error ratio.
 fn check_linear(case: &LinearCase) -> Result<f64, String> {
-    let LinearCase { n_tokens, n_in, n_out, n_parts, equal_parts, bias, seed } = *case;
+    let LinearCase { n_tokens, n_in, n_out, n_parts, equal_parts, bias, epilogue, seed } = *case;
     let mut rng = rng(seed);
     let x = normals(&mut rng, n_tokens * n_in, 0.0, 1.0);
     let w = normals(&mut rng, n_out * n_in, 0.0, 1.0 / (n_in as f64).sqrt());
@@ -227,17 +248,55 @@ fn check_linear(case: &LinearCase) -> Result<f64, String> {
         }
         let x_buf = upload("x", &x);
         let y = output("y", n_tokens * n_out);
+        let aux_out = output("aux out", n_tokens * n_out);
+        let resid = normals(&mut rng.clone(), n_tokens * n_out, 0.0, 1.0);
+        let resid_buf = upload("resid", &resid);
         let scratch = k.scratch(gpu(), n_tokens, &[n_in]).unwrap();
-        run(|rec| k.linear(rec, &x_buf, &layer, &y, n_tokens, &scratch));
-        let got = read_output(&y, n_tokens * n_out).map_err(fail)?;
+        let code = match epilogue {
+            EpilogueKind::Bias => Epilogue::Bias,
+            EpilogueKind::Gelu => Epilogue::Gelu { pre: &aux_out },
+            EpilogueKind::Residual => Epilogue::Residual { resid: &resid_buf, sum: &aux_out },
+        };
+        run(|rec| k.linear(rec, &x_buf, &layer, &y, code, n_tokens, &scratch));
+        let y_got = read_output(&y, n_tokens * n_out).map_err(fail)?;
+        // The linear part: y, or for the GELU epilogue the pre-activation it stores beside y.
+        let linear_got = match epilogue {
+            EpilogueKind::Gelu => read_output(&aux_out, n_tokens * n_out).map_err(fail)?,
+            _ => y_got.clone(),
+        };
         let ratio = check(
-            &got,
+            &linear_got,
             &want,
             LINEAR_BOUND,
             |i| scale[i],
-            |i| format!("y[token {}, out {}]", i / n_out, i % n_out),
+            |i| format!("x·wᵀ + b [token {}, out {}]", i / n_out, i % n_out),
         )
         .map_err(fail)?;
+        // The epilogue proper, on the GPU's own linear values.
+        match epilogue {
+            EpilogueKind::Bias => {}
+            EpilogueKind::Gelu => {
+                let want_y = reference::gelu_new(&linear_got);
+                check(
+                    &y_got,
+                    &want_y,
+                    GELU_BOUND,
+                    |i| EPS * (linear_got[i] as f64).abs() + 2f64.powi(-126),
+                    |i| format!("gelu_new(v[{i}] = {:e})", linear_got[i]),
+                )
+                .map_err(fail)?;
+            }
+            EpilogueKind::Residual => {
+                let want_sum = reference::add(&resid, &linear_got);
+                let got_sum = read_output(&aux_out, n_tokens * n_out).map_err(fail)?;
+                if let Some(i) = (0..got_sum.len()).find(|&i| got_sum[i].to_bits() != want_sum[i].to_bits()) {
+                    return Err(fail(format!(
+                        "resid + v [{i}] = {:e}, reference {:e}",
+                        got_sum[i], want_sum[i]
+                    )));
+                }
+            }
+        }
         println!("measure linear {variant} {n_tokens}×{n_in}→{n_out}: ratio {ratio:.3}");
         worst = worst.max(ratio);
     }
@@ -265,6 +324,7 @@ fn linear_matches_reference_at_model_shapes() {
             n_parts: 3,
             equal_parts: true,
             bias: false,
+            epilogue: EpilogueKind::Bias,
             seed: 1,
         },
         // c_fc, out_proj, c_proj.
@@ -275,6 +335,7 @@ fn linear_matches_reference_at_model_shapes() {
             n_parts: 1,
             equal_parts: true,
             bias: true,
+            epilogue: EpilogueKind::Gelu,
             seed: 2,
         },
         LinearCase {
@@ -284,6 +345,7 @@ fn linear_matches_reference_at_model_shapes() {
             n_parts: 1,
             equal_parts: true,
             bias: true,
+            epilogue: EpilogueKind::Residual,
             seed: 3,
         },
         LinearCase {
@@ -293,6 +355,7 @@ fn linear_matches_reference_at_model_shapes() {
             n_parts: 1,
             equal_parts: true,
             bias: true,
+            epilogue: EpilogueKind::Residual,
             seed: 4,
         },
     ];
@@ -729,19 +792,29 @@ proptest! {
 /// lavapipe's tanh(±∞) is ±1, so there removing the clamp passes.
 const GELU_BOUND: f64 = 5.0;
 
-fn gpu_gelu(k: &Kernels, x: &[f32]) -> Result<Vec<f32>, String> {
+/// A 1-wide linear layer with weight 1 and no bias, so v = x exactly, then the GELU epilogue:
+/// (v as the GPU stored it, gelu_new(v)).
+fn gpu_gelu(k: &Kernels, x: &[f32]) -> Result<(Vec<f32>, Vec<f32>), String> {
+    let layer = k
+        .upload_linear(gpu(), "one", &[bytemuck::bytes_of(&1.0f32)], None, 1)
+        .map_err(|e| format!("{e:#}"))?;
     let x_buf = upload("x", x);
-    let y = output("y", x.len());
-    run(|rec| k.gelu_new(rec, &x_buf, &y, x.len()));
-    read_output(&y, x.len())
+    let (y, pre) = (output("y", x.len()), output("pre", x.len()));
+    let scratch = k.scratch(gpu(), x.len(), &[1]).unwrap();
+    run(|rec| k.linear(rec, &x_buf, &layer, &y, Epilogue::Gelu { pre: &pre }, x.len(), &scratch));
+    Ok((read_output(&pre, x.len())?, read_output(&y, x.len())?))
 }
 
 fn check_gelu(x: &[f32], what: &str) -> Result<f64, String> {
-    let want = reference::gelu_new(x);
     let mut worst = 0.0f64;
     for variant in Variant::ALL {
         let fail = |e: String| format!("gelu_new {variant} {what}: {e}");
-        let got = gpu_gelu(kernels(variant), x).map_err(fail)?;
+        let (pre, got) = gpu_gelu(kernels(variant), x).map_err(fail)?;
+        // v = x · 1 + 0 is exact, up to a driver flushing subnormal inputs to zero.
+        if let Some(i) = (0..x.len()).find(|&i| pre[i] != x[i] && x[i].is_normal()) {
+            return Err(fail(format!("v[{i}] = {:e}, not x = {:e}", pre[i], x[i])));
+        }
+        let want = reference::gelu_new(&pre);
         let ratio = check(
             &got,
             &want,
@@ -795,7 +868,7 @@ fn gelu_new_is_finite_and_exact_at_extremes() {
     ];
     check_gelu(&x, "fixed extremes").unwrap_or_else(|e| panic!("{e}"));
     for variant in Variant::ALL {
-        let y = gpu_gelu(kernels(variant), &x).unwrap();
+        let (_, y) = gpu_gelu(kernels(variant), &x).unwrap();
         for (&x, &y) in x.iter().zip(&y) {
             assert!(y.is_finite(), "{variant}: gelu_new({x:e}) = {y}");
         }
@@ -882,9 +955,16 @@ fn check_add(n: usize, seed: u64) -> Result<(), String> {
     let b = normals(&mut rng, n, 0.0, 1.0);
     let want = reference::add(&a, &b);
     for variant in Variant::ALL {
+        // A 1-wide linear layer with weight 1 and no bias (v = a exactly), then the residual
+        // epilogue: sum = b + v.
+        let k = kernels(variant);
+        let layer = k.upload_linear(gpu(), "one", &[bytemuck::bytes_of(&1.0f32)], None, 1).unwrap();
         let (a_buf, b_buf) = (upload("a", &a), upload("b", &b));
-        let sum = output("sum", n);
-        run(|rec| kernels(variant).add(rec, &a_buf, &b_buf, &sum, n));
+        let (y, sum) = (output("y", n), output("sum", n));
+        let scratch = k.scratch(gpu(), n, &[1]).unwrap();
+        run(|rec| {
+            k.linear(rec, &a_buf, &layer, &y, Epilogue::Residual { resid: &b_buf, sum: &sum }, n, &scratch)
+        });
         let got = read_output(&sum, n).map_err(|e| format!("add {variant} n {n}: {e}"))?;
         if let Some(i) = (0..n).find(|&i| got[i].to_bits() != want[i].to_bits()) {
             return Err(format!("add {variant} n {n}: sum[{i}] = {:e}, reference {:e}", got[i], want[i]));
@@ -914,11 +994,6 @@ const MAX_GROUPS: usize = 65_535;
 
 #[test]
 fn kernels_cover_grids_folded_past_65535_workgroups() {
-    // add and gelu_new: 256 elements per workgroup.
-    let n = MAX_GROUPS * 256 + 1000;
-    check_add(n, 9).unwrap_or_else(|e| panic!("{e}"));
-    let x = normals(&mut rng(10), n, 0.0, 3.0);
-    check_gelu(&x, &format!("n {n}")).unwrap_or_else(|e| panic!("{e}"));
     // embed: 256 elements per workgroup, over sequences of 2048 positions (GPT-Neo's).
     let width = 1000;
     let lengths = [2048, 2048, 2048, 2048, 2048, 2048, 2048, 2048, 416];
@@ -946,6 +1021,7 @@ fn kernels_cover_grids_folded_past_65535_workgroups() {
         n_parts: 3,
         equal_parts: false,
         bias: true,
+        epilogue: EpilogueKind::Gelu,
         seed: 13,
     };
     assert!(case.n_out.div_ceil(64) * case.n_tokens > MAX_GROUPS);

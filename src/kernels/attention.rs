@@ -37,6 +37,8 @@ impl Kernels {
         shape: AttentionShape,
         scratch: &Scratch,
     ) {
+        assert!(shape.window != Some(0), "an attention window must hold at least the query itself");
+        scratch.check(shape.n_tokens, 3 * shape.n_heads * shape.head_dim);
         assert!(
             shape.head_dim % 4 == 0 && shape.head_dim <= MAX_HEAD_DIM,
             "unsupported head_dim {}",

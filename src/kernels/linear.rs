@@ -1,6 +1,6 @@
 use super::{groups_for, Kernels, Scratch, Variant};
 use crate::gpu::{grid_1d, Bind, Gpu, Recorder};
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 /// The sizes of `y[n_tokens, n_out] = x[n_tokens, n_in] · w[n_out, n_in]ᵀ + bias[n_out]`.
 #[derive(Clone, Copy, Debug)]
@@ -62,7 +62,18 @@ impl Kernels {
         bias: Option<&[u8]>,
         n_in: usize,
     ) -> Result<GpuLinear> {
-        let n_out = parts.iter().map(|p| p.len()).sum::<usize>() / (4 * n_in);
+        let bytes: usize = parts.iter().map(|p| p.len()).sum();
+        if n_in == 0 || parts.iter().any(|p| p.len() % (4 * n_in) != 0) || bytes == 0 {
+            bail!("{label}: the weight parts are not whole rows of {n_in} f32 values");
+        }
+        let n_out = bytes / (4 * n_in);
+        if bias.is_some_and(|b| b.len() != 4 * n_out) {
+            bail!(
+                "{label}: the bias has {} bytes, expected {} for {n_out} outputs",
+                bias.map_or(0, <[u8]>::len),
+                4 * n_out
+            );
+        }
         let rows = gpu.storage(&format!("{label}.weight"), n_out * n_in)?;
         let mut offset = 0;
         for part in parts {
@@ -100,6 +111,7 @@ impl Kernels {
         n_tokens: usize,
         scratch: &Scratch,
     ) {
+        scratch.check(n_tokens, layer.n_in);
         let (code, aux_in, aux_out) = match epilogue {
             Epilogue::Bias => (0, &self.placeholder, &self.placeholder_out),
             Epilogue::Gelu { pre } => (1, &self.placeholder, pre),

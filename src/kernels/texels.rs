@@ -13,10 +13,23 @@ struct Params {
 /// Textures a forward reuses for the operands the `texture` variant reads as texels: one
 /// `[n_tokens, width]` texel matrix per operand width. Empty for the `simple` variant.
 pub struct Scratch {
+    n_tokens: usize,
+    widths: Vec<usize>,
     textures: Vec<(usize, wgpu::TextureView)>,
 }
 
 impl Scratch {
+    /// Checks that a kernel call over `n_tokens` rows of `width` fits this scratch space (on every
+    /// variant, so a caller's mistake shows whichever variant it is tested on).
+    pub(super) fn check(&self, n_tokens: usize, width: usize) {
+        assert!(
+            n_tokens <= self.n_tokens && self.widths.contains(&width),
+            "scratch made for {} tokens of widths {:?} used for {n_tokens} tokens of width {width}",
+            self.n_tokens,
+            self.widths
+        );
+    }
+
     fn view(&self, width: usize) -> &wgpu::TextureView {
         &self.textures.iter().find(|(w, _)| *w == width).expect("scratch texture for this width").1
     }
@@ -34,7 +47,7 @@ impl Kernels {
                 }
             }
         }
-        Ok(Scratch { textures })
+        Ok(Scratch { n_tokens, widths: widths.to_vec(), textures })
     }
 
     /// Copies `m` (`[n_rows, width]`) into the scratch texel matrix of that width and returns it
