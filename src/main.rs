@@ -10,7 +10,7 @@ use neoprobe::hub::{FetchOptions, DEFAULT_MODEL};
 use neoprobe::kernels::Variant;
 use neoprobe::pool::Pool;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -74,9 +74,13 @@ struct BenchCli {
     /// A local model folder instead.
     #[arg(long, value_name = "DIR")]
     model_dir: Option<PathBuf>,
-    /// tokenizer.json for --synthetic [default: fixtures/tiny-neo/tokenizer.json of this repository].
+    /// tokenizer.json for --synthetic [default: fixtures/tiny-neo/tokenizer.json (GPT-2's), from
+    /// the current folder or this repository].
     #[arg(long, value_name = "FILE")]
     tokenizer: Option<PathBuf>,
+    /// Keep the --synthetic model in this folder (a usable model folder for other commands).
+    #[arg(long, value_name = "DIR", requires = "synthetic")]
+    save_synthetic: Option<PathBuf>,
     /// Kernel variant(s) to measure [default: every variant the adapter runs].
     #[arg(long = "kernel-variant", value_enum, value_name = "VARIANT")]
     variants: Vec<Variant>,
@@ -241,7 +245,15 @@ fn run_bench(args: BenchCli) -> anyhow::Result<()> {
     let model = match (args.synthetic, args.model_dir) {
         (_, Some(dir)) => BenchModel::Dir(dir),
         (Some(SyntheticShape::GptNeo125m), None) => BenchModel::Synthetic {
-            tokenizer: args.tokenizer.unwrap_or_else(|| repo.join("fixtures/tiny-neo/tokenizer.json")),
+            tokenizer: args.tokenizer.unwrap_or_else(|| {
+                let shipped = Path::new("fixtures/tiny-neo/tokenizer.json");
+                if shipped.is_file() {
+                    shipped.to_path_buf()
+                } else {
+                    repo.join(shipped)
+                }
+            }),
+            save_to: args.save_synthetic,
         },
         (None, None) => unreachable!("clap requires --synthetic or --model-dir"),
     };

@@ -25,9 +25,9 @@ pub const NOUNS: &str = include_str!("../../data/nouns.txt");
 /// Where the benchmarked model comes from.
 #[derive(Clone, Debug)]
 pub enum BenchModel {
-    /// Seeded random weights at GPT-Neo-125M's shape, written to a temporary model folder (the
-    /// tokenizer is copied from `tokenizer`).
-    Synthetic { tokenizer: PathBuf },
+    /// Seeded random weights at GPT-Neo-125M's shape, written to `save_to` or else a temporary
+    /// model folder (the tokenizer is copied from `tokenizer`).
+    Synthetic { tokenizer: PathBuf, save_to: Option<PathBuf> },
     /// A local model folder.
     Dir(PathBuf),
 }
@@ -78,10 +78,10 @@ pub fn run(args: &BenchArgs, progress: &dyn Fn(&str)) -> Result<BenchReport> {
     let temp = tempfile::tempdir().context("cannot create a temporary folder for the benchmark")?;
     let (model_dir, model_name) = match &args.model {
         BenchModel::Dir(dir) => (dir.clone(), dir.display().to_string()),
-        BenchModel::Synthetic { tokenizer } => {
+        BenchModel::Synthetic { tokenizer, save_to } => {
             progress("writing a synthetic GPT-Neo-125M-shaped model (seeded random weights)");
-            let dir = temp.path().join("gpt-neo-125m-synthetic");
-            std::fs::create_dir(&dir)?;
+            let dir = save_to.clone().unwrap_or_else(|| temp.path().join("gpt-neo-125m-synthetic"));
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
             GptNeoWeights::synthetic(&GptNeoConfig::gpt_neo_125m(), 125).save(&dir)?;
             std::fs::copy(tokenizer, dir.join("tokenizer.json")).with_context(|| {
                 format!("cannot copy the tokenizer {}; pass --tokenizer FILE", tokenizer.display())
