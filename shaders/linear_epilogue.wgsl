@@ -1,5 +1,5 @@
-// The end of every linear kernel (appended to linear.wgsl, linear_tiled.wgsl and
-// linear_texture.wgsl when they are compiled): what happens to v = (x · wᵀ)[t, n] + bias[n] at
+// The end of every linear kernel (appended to linear.wgsl and linear_texture.wgsl when they are
+// compiled): what happens to v = (x · wᵀ)[t, n] + bias[n] at
 // flat index i = t · n_out + n. Fusing these here saves the separate passes over memory that a
 // GELU kernel and a residual-add kernel would make.
 //

@@ -7,7 +7,6 @@
 
 use super::Gpu;
 use anyhow::{anyhow, Result};
-use wgpu::util::DeviceExt;
 
 /// Something a kernel can be given at a binding: a buffer or a texture view.
 pub trait Bind {
@@ -60,22 +59,18 @@ impl Kernel {
     }
 
     /// Records one dispatch of this kernel into `encoder` over `grid` workgroups, with `params`
-    /// as the uniform at binding 0 and `resources` at bindings 1, 2, ….
-    pub(super) fn dispatch<P: bytemuck::Pod>(
+    /// (a uniform buffer range) at binding 0 and `resources` at bindings 1, 2, ….
+    pub(super) fn dispatch(
         &self,
         gpu: &Gpu,
         encoder: &mut wgpu::CommandEncoder,
-        params: &P,
+        params: wgpu::BufferBinding,
         resources: &[&dyn Bind],
         grid: [u32; 3],
         timestamp_writes: Option<wgpu::ComputePassTimestampWrites>,
     ) {
-        let uniform = gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(self.name),
-            contents: bytemuck::bytes_of(params),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
+        let mut entries =
+            vec![wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(params) }];
         entries.extend(
             resources
                 .iter()

@@ -1,11 +1,18 @@
 //! Recording a sequence of kernel dispatches and buffer copies into one submission, optionally
 //! with a GPU timestamp before and after every dispatch.
+//!
+//! Every dispatch's parameters go into a slot of a few shared uniform buffers, written once just
+//! before the submission, instead of a buffer created per dispatch: that per-dispatch creation
+//! was most of the host time of a forward on a discrete GPU.
 
 use super::{Bind, Gpu, Kernel};
 use anyhow::Result;
 
 /// The most timestamps one recording may write (wgpu's query-set ceiling).
 const MAX_TIMESTAMPS: u32 = 4096;
+
+/// Parameter slots per uniform buffer of a recording.
+const SLOTS_PER_BUFFER: u64 = 256;
 
 /// How long one dispatch took on the GPU, from timestamp queries.
 #[derive(Clone, Debug)]
@@ -18,6 +25,14 @@ pub struct Recorder<'g> {
     gpu: &'g Gpu,
     encoder: wgpu::CommandEncoder,
     timer: Option<Timer>,
+    params: ParamSlots,
+}
+
+/// Uniform buffers holding every dispatch's parameters, one aligned slot per dispatch; the bytes
+/// are kept on the host until the recording is submitted.
+struct ParamSlots {
+    slot_bytes: u64,
+    buffers: Vec<(wgpu::Buffer, Vec<u8>)>,
 }
 
 struct Timer {
@@ -38,7 +53,9 @@ impl<'g> Recorder<'g> {
             labels: Vec::new(),
         });
         let encoder = gpu.device.create_command_encoder(&Default::default());
-        Recorder { gpu, encoder, timer }
+        // A slot holds any kernel's parameters (at most 32 bytes) at the device's uniform alignment.
+        let slot_bytes = (gpu.device.limits().min_uniform_buffer_offset_alignment as u64).max(32);
+        Recorder { gpu, encoder, timer, params: ParamSlots { slot_bytes, buffers: Vec::new() } }
     }
 
     pub fn gpu(&self) -> &'g Gpu {
@@ -66,7 +83,24 @@ impl<'g> Recorder<'g> {
             }
             _ => None,
         };
-        kernel.dispatch(self.gpu, &mut self.encoder, params, resources, grid, timestamp_writes);
+        let bytes = bytemuck::bytes_of(params);
+        assert!(bytes.len() as u64 <= self.params.slot_bytes, "kernel parameters larger than a slot");
+        let slots = &mut self.params;
+        if slots.buffers.last().is_none_or(|(_, b)| b.len() as u64 == SLOTS_PER_BUFFER * slots.slot_bytes) {
+            let buffer = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("kernel parameters"),
+                size: SLOTS_PER_BUFFER * slots.slot_bytes,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            slots.buffers.push((buffer, Vec::new()));
+        }
+        let (buffer, staged) = slots.buffers.last_mut().expect("a parameter buffer");
+        let offset = staged.len() as u64;
+        staged.extend_from_slice(bytes);
+        staged.resize((offset + slots.slot_bytes) as usize, 0);
+        let binding = wgpu::BufferBinding { buffer, offset, size: wgpu::BufferSize::new(bytes.len() as u64) };
+        kernel.dispatch(self.gpu, &mut self.encoder, binding, resources, grid, timestamp_writes);
     }
 
     /// Records a copy of the first `bytes` bytes of `source` into `destination`.
@@ -91,6 +125,9 @@ impl<'g> Recorder<'g> {
             self.encoder.copy_buffer_to_buffer(&resolve, 0, &staging, 0, bytes);
             staging
         });
+        for (buffer, bytes) in &self.params.buffers {
+            self.gpu.queue.write_buffer(buffer, 0, bytes);
+        }
         self.gpu.queue.submit([self.encoder.finish()]);
         self.gpu.wait()?;
         let (Some(staging), Some(timer)) = (resolved, self.timer) else {

@@ -11,7 +11,7 @@ pub struct LinearShape {
 }
 
 /// A linear layer's weights on the GPU, stored the way the variant reads them: HF's `[out, in]`
-/// rows in a storage buffer (`simple`, `tiled`) or as a texel matrix `ceil(in / 4)` texels wide and `out`
+/// rows in a storage buffer (`simple`) or as a texel matrix `ceil(in / 4)` texels wide and `out`
 /// high (`texture`).
 pub struct GpuLinear {
     pub n_in: usize,
@@ -45,8 +45,6 @@ struct Params {
     epilogue: u32,
 }
 
-/// The square output tile of one linear_tiled.wgsl workgroup.
-const TILED_TILE: usize = 64;
 /// Outputs per workgroup and tokens per workgroup of linear_texture.wgsl.
 const TEXTURE_OUTPUTS_PER_GROUP: usize = 128;
 const TEXTURE_TOKENS_PER_GROUP: usize = 8;
@@ -85,7 +83,7 @@ impl Kernels {
             None => gpu.upload(&format!("{label}.bias"), &vec![0u8; n_out * 4])?,
         };
         let weight = match self.variant {
-            Variant::Simple | Variant::Tiled => Weight::Rows(rows),
+            Variant::Simple => Weight::Rows(rows),
             Variant::Texture => {
                 let texture = gpu.texel_matrix(&format!("{label}.weight texels"), n_out, n_in)?;
                 let view = texture.create_view(&Default::default());
@@ -98,8 +96,8 @@ impl Kernels {
         Ok(GpuLinear { n_in, n_out, weight, bias })
     }
 
-    /// `y = x · wᵀ + bias` over `n_tokens` rows, then `epilogue` (shaders/linear.wgsl,
-    /// linear_tiled.wgsl, linear_texture.wgsl, each ending with linear_epilogue.wgsl).
+    /// `y = x · wᵀ + bias` over `n_tokens` rows, then `epilogue` (shaders/linear.wgsl or
+    /// linear_texture.wgsl, each ending with linear_epilogue.wgsl).
     #[allow(clippy::too_many_arguments)]
     pub fn linear(
         &self,
@@ -125,7 +123,6 @@ impl Kernels {
         };
         let (x, grid): (&dyn Bind, [u32; 3]) = match self.variant {
             Variant::Simple => (x, grid_1d(groups_for(layer.n_out, 64) * n_tokens as u32)),
-            Variant::Tiled => (x, [groups_for(layer.n_out, TILED_TILE), groups_for(n_tokens, TILED_TILE), 1]),
             Variant::Texture => (
                 self.texels_of(rec, x, n_tokens, layer.n_in, scratch),
                 [
