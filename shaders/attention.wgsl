@@ -4,8 +4,8 @@
 //   p_j  = exp(s_j − max_j s_j) / Σ_j exp(s_j − max_j s_j)
 //   z_t  = Σ_j p_j v_j
 //
-// over the keys j that query t may see: those of its own sequence with j ≤ t and, on a local
-// layer (window > 0), t − window < j. first_key = max(seq_start[t], t + 1 − window).
+// over the keys j = first_key(t) ..= t that query t may see (attention_keys.wgsl: its own
+// sequence, causal, and on local layers the last `window` positions).
 //
 // Layouts (row-major f32): qkv [n_tokens, 3·width] holds q, k and v side by side in each row
 // (columns [0, width), [width, 2·width), [2·width, 3·width)); head h owns columns
@@ -13,27 +13,12 @@
 // token of t's sequence. z [n_tokens, width] is the heads' outputs, merged the same way.
 // head_dim must be a multiple of 4 and at most 128.
 //
+// Bindings: params (0, attention_keys.wgsl), qkv (1), seq_start (2), z (3).
 // This is the plain version: one invocation per (query token, head) walks its keys twice: once
 // for the maximum score, once for the softmax weights and the weighted sum of values. 64
 // invocations per workgroup, on the flat 2-D grid of grid_1d.
 
-struct Params {
-    n_tokens: u32,
-    n_heads: u32,
-    head_dim: u32,
-    window: u32,   // 0 on global layers
-    width: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> seq_start: array<u32>;
-@group(0) @binding(3) var<storage, read_write> z: array<vec4<f32>>;
-
-const MAX_HEAD_DIM4: u32 = 32u;
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
@@ -45,10 +30,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let t = item / params.n_heads;
     let h = item % params.n_heads;
-    var first = seq_start[t];
-    if (params.window > 0u && t + 1u > first + params.window) {
-        first = t + 1u - params.window;
-    }
+    let first = first_key(t);
     let d4 = params.head_dim / 4u;         // head width in vec4s
     let row4 = 3u * params.width / 4u;     // qkv row length in vec4s
     let k_col4 = params.width / 4u + h * d4;

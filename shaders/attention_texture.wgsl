@@ -1,8 +1,8 @@
 // Causal self-attention of GPT-Neo, tuned for CPU Vulkan drivers (lavapipe); same math as
 // attention.wgsl:
 //
-//   s_j = q_t · k_j  (unscaled),  z_t = Σ_j softmax(s)_j v_j  over j = first_key(t) ..= t,
-//   first_key(t) = seq_start[t] on global layers, max(seq_start[t], t + 1 − window) on local ones.
+//   s_j = q_t · k_j  (unscaled),  z_t = Σ_j softmax(s)_j v_j  over j = first_key(t) ..= t
+//   (attention_keys.wgsl).
 //
 // q, k and v are read as texels of the qkv texel matrix (n_tokens high, 3·width/4 texels wide;
 // see rows_to_texture.wgsl), and the softmax is taken in a single pass over the keys with a
@@ -11,26 +11,11 @@
 // once instead of twice.
 // seq_start [n_tokens] u32 and z [n_tokens, width] are row-major storage buffers; head_dim is a
 // multiple of 4, at most 128.
+// Bindings: params (0, attention_keys.wgsl), qkv texels (1), seq_start (2), z (3).
 // Work split: one invocation per (query token, head), 64 per workgroup, on the flat 2-D grid of
 // grid_1d.
 
-struct Params {
-    n_tokens: u32,
-    n_heads: u32,
-    head_dim: u32,
-    window: u32,   // 0 on global layers
-    width: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var qkv: texture_2d<f32>;
-@group(0) @binding(2) var<storage, read> seq_start: array<u32>;
-@group(0) @binding(3) var<storage, read_write> z: array<vec4<f32>>;
-
-const MAX_HEAD_DIM4: u32 = 32u;
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
@@ -42,10 +27,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let t = item / params.n_heads;
     let h = item % params.n_heads;
-    var first = seq_start[t];
-    if (params.window > 0u && t + 1u > first + params.window) {
-        first = t + 1u - params.window;
-    }
+    let first = first_key(t);
     let d4 = params.head_dim / 4u;
     let q_col = h * d4;
     let k_col = params.width / 4u + h * d4;

@@ -1,25 +1,16 @@
 // Linear layer (torch.nn.Linear) on HF's weight layout [out, in]:
 //
-//   y[t, n] = Σ_k x[t, k] · w[n, k] + bias[n]      (then the epilogue of linear_epilogue.wgsl)
+//   y[t, n] = Σ_k x[t, k] · w[n, k] + bias[n]      (then the epilogue of linear_output.wgsl)
 //
-// Layouts (row-major f32): x [n_tokens, n_in], w [n_out, n_in], bias [n_out], y [n_tokens, n_out].
+// Layouts (row-major f32 storage buffers): x [n_tokens, n_in], w [n_out, n_in]; params, bias and
+// y are declared in linear_output.wgsl.
 // This is the plain version, kept as the readable definition and the baseline the tuned
 // variants are measured against: one invocation per output element, looping over k in f32.
 // Work split: a workgroup covers 64 consecutive outputs n of one token t; the
 // ceil(n_out / 64) · n_tokens workgroups lie on the flat 2-D grid of grid_1d.
 
-struct Params {
-    n_tokens: u32,
-    n_in: u32,
-    n_out: u32,
-    epilogue: u32,   // see linear_epilogue.wgsl
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> w: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
@@ -36,5 +27,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     for (var k = 0u; k < params.n_in; k = k + 1u) {
         acc = acc + x[t * params.n_in + k] * w[n * params.n_in + k];
     }
-    store_output(t * params.n_out + n, acc + bias[n]);
+    store_output(t, n, acc);
 }

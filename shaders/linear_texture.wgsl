@@ -1,10 +1,10 @@
 // Linear layer, tuned for CPU Vulkan drivers (lavapipe), same math as linear.wgsl:
 //
-//   y[t, n] = Σ_k x[t, k] · w[n, k] + bias[n]      (then the epilogue of linear_epilogue.wgsl)
+//   y[t, n] = Σ_k x[t, k] · w[n, k] + bias[n]      (then the epilogue of linear_output.wgsl)
 //
 // x and w are read from rgba32float textures holding four consecutive k per texel (see
 // rows_to_texture.wgsl): x_tex is n_tokens high, w_tex is n_out high, both ceil(n_in / 4) wide.
-// bias [n_out] and y [n_tokens, n_out] are row-major f32 storage buffers.
+// params, bias and y are declared in linear_output.wgsl.
 //
 // Work split: a workgroup of 64 invocations covers TOKENS = 8 consecutive tokens and 64 · 2
 // consecutive outputs; each invocation keeps the 8 × 2 accumulators of its own two outputs in
@@ -14,18 +14,8 @@
 // and 8 / subgroup_size x texels. Lanes past n_out or tokens past n_tokens compute on clamped
 // fetches and store nothing (they must stay to take part in the shuffles).
 
-struct Params {
-    n_tokens: u32,
-    n_in: u32,
-    n_out: u32,
-    epilogue: u32,   // see linear_epilogue.wgsl
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var x_tex: texture_2d<f32>;
 @group(0) @binding(2) var w_tex: texture_2d<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
 const TOKENS: u32 = 8u;
 
@@ -91,7 +81,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         for (var c = 0u; c < 2u; c = c + 1u) {
             let n = n0 + c;
             if (t < params.n_tokens && n < params.n_out) {
-                store_output(t * params.n_out + n, accs[r][c] + bias[n]);
+                store_output(t, n, accs[r][c]);
             }
         }
     }

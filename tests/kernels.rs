@@ -174,7 +174,7 @@ struct LinearCase {
     seed: u64,
 }
 
-/// Which epilogue of shaders/linear_epilogue.wgsl a case runs.
+/// Which epilogue of shaders/linear_output.wgsl a case runs.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum EpilogueKind {
     Bias,

@@ -25,7 +25,7 @@ enum Weight {
     Texels(wgpu::TextureView),
 }
 
-/// What a linear kernel does with `v = x · wᵀ + bias` (shaders/linear_epilogue.wgsl).
+/// What a linear kernel does with `v = x · wᵀ + bias` (shaders/linear_output.wgsl).
 #[derive(Clone, Copy)]
 pub enum Epilogue<'a> {
     /// `y = v`.
@@ -97,7 +97,7 @@ impl Kernels {
     }
 
     /// `y = x · wᵀ + bias` over `n_tokens` rows, then `epilogue` (shaders/linear.wgsl or
-    /// linear_texture.wgsl, each ending with linear_epilogue.wgsl).
+    /// linear_texture.wgsl, each ending with linear_output.wgsl).
     #[allow(clippy::too_many_arguments)]
     pub fn linear(
         &self,

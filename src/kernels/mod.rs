@@ -69,12 +69,12 @@ pub struct Kernels {
     placeholder_out: wgpu::Buffer,
 }
 
-/// A linear kernel's source: the kernel itself followed by the shared epilogue.
-macro_rules! linear_source {
-    ($file:literal) => {
+/// A kernel's source followed by the part it shares with its siblings (WGSL has no includes).
+macro_rules! with_shared {
+    ($file:literal, $shared:literal) => {
         concat!(
             include_str!(concat!("../../shaders/", $file)),
-            include_str!("../../shaders/linear_epilogue.wgsl")
+            include_str!(concat!("../../shaders/", $shared))
         )
     };
 }
@@ -87,12 +87,20 @@ impl Kernels {
         }
         let (linear, attention) = match variant {
             Variant::Simple => (
-                Kernel::new(gpu, "linear", linear_source!("linear.wgsl"))?,
-                Kernel::new(gpu, "attention", include_str!("../../shaders/attention.wgsl"))?,
+                Kernel::new(gpu, "linear", with_shared!("linear.wgsl", "linear_output.wgsl"))?,
+                Kernel::new(gpu, "attention", with_shared!("attention.wgsl", "attention_keys.wgsl"))?,
             ),
             Variant::Texture => (
-                Kernel::new(gpu, "linear_texture", linear_source!("linear_texture.wgsl"))?,
-                Kernel::new(gpu, "attention_texture", include_str!("../../shaders/attention_texture.wgsl"))?,
+                Kernel::new(
+                    gpu,
+                    "linear_texture",
+                    with_shared!("linear_texture.wgsl", "linear_output.wgsl"),
+                )?,
+                Kernel::new(
+                    gpu,
+                    "attention_texture",
+                    with_shared!("attention_texture.wgsl", "attention_keys.wgsl"),
+                )?,
             ),
         };
         Ok(Kernels {

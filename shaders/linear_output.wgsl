@@ -1,7 +1,8 @@
-// The end of every linear kernel (appended to linear.wgsl and linear_texture.wgsl when they are
-// compiled): what happens to v = (x · wᵀ)[t, n] + bias[n] at
-// flat index i = t · n_out + n. Fusing these here saves the separate passes over memory that a
-// GELU kernel and a residual-add kernel would make.
+// The output stage of every linear kernel (appended to linear.wgsl and linear_texture.wgsl when
+// they are compiled), with the parameters and output bindings they share. A kernel computes the
+// dot product (x · wᵀ)[t, n] and hands it to store_output, which adds the bias and applies the
+// epilogue to v = (x · wᵀ)[t, n] + bias[n] at i = t · n_out + n. Fusing the epilogues here saves
+// the separate passes over memory that a GELU kernel and a residual-add kernel would make.
 //
 //   epilogue 0 (bias):      y[i] = v
 //   epilogue 1 (gelu):      aux_out[i] = v  (mlp.hook_pre),   y[i] = gelu_new(v)  (mlp.hook_post)
@@ -12,9 +13,20 @@
 // HF's NewGELUActivation. The tanh argument is clamped to [-15, 15] first: tanh(±15) is ±1 in
 // f32, some backends compute tanh through exp and return NaN for large arguments, and for v³
 // overflowing to ±inf the clamp still gives ±15 — so every finite v gives a finite result.
-// The including kernel declares `params` (with an `epilogue` field) and `y`; aux_in and aux_out
-// are bound to a 4-byte placeholder when the epilogue does not use them.
+// Bindings: params (0), the kernel's x (1) and w (2), bias [n_out] (3), y [n_tokens, n_out] (4),
+// aux_in and aux_out [n_tokens, n_out] (5, 6; a 4-byte placeholder when the epilogue does not
+// use them).
 
+struct Params {
+    n_tokens: u32,
+    n_in: u32,
+    n_out: u32,
+    epilogue: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
 @group(0) @binding(5) var<storage, read> aux_in: array<f32>;
 @group(0) @binding(6) var<storage, read_write> aux_out: array<f32>;
 
@@ -27,7 +39,9 @@ fn gelu_new(v: f32) -> f32 {
     return 0.5 * v * (1.0 + tanh(inner));
 }
 
-fn store_output(i: u32, v: f32) {
+fn store_output(t: u32, n: u32, dot_product: f32) {
+    let i = t * params.n_out + n;
+    let v = dot_product + bias[n];
     switch params.epilogue {
         case EPILOGUE_GELU: {
             aux_out[i] = v;

@@ -1,0 +1,32 @@
+// Shared by attention.wgsl and attention_texture.wgsl (appended to each when compiled): their
+// parameters and the one rule for which keys a query sees.
+//
+// Query t sees the keys j of its own sequence with j ≤ t and, on a local layer (window > 0),
+// t − window < j: j runs from first_key(t) = max(seq_start[t], t + 1 − window) to t. This is
+// HF's mask: `bias = tril(ones)`, and on local layers `bias ^= tril(bias, -window_size)`.
+
+struct Params {
+    n_tokens: u32,
+    n_heads: u32,
+    head_dim: u32,
+    window: u32,   // 0 on global layers
+    width: u32,    // n_heads · head_dim
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(2) var<storage, read> seq_start: array<u32>;
+@group(0) @binding(3) var<storage, read_write> z: array<vec4<f32>>;
+
+// The widest head kept in registers, in vec4s (head_dim ≤ 128).
+const MAX_HEAD_DIM4: u32 = 32u;
+
+fn first_key(t: u32) -> u32 {
+    let start = seq_start[t];
+    if (params.window > 0u && t + 1u > start + params.window) {
+        return t + 1u - params.window;
+    }
+    return start;
+}
