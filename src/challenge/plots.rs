@@ -8,7 +8,7 @@ use super::sig;
 use super::stats::{median, neuron_means, quantile, NeuronStats, WordActivations};
 use crate::output::write_atomic;
 use anyhow::{anyhow, ensure, Context, Result};
-use plotters::coord::Shift;
+use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{register_font, FontStyle, FontTransform};
@@ -36,6 +36,20 @@ fn font(size: u32) -> TextStyle<'static> {
 
 fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow!("drawing failed: {e}")
+}
+
+/// The legend box of the point figures, in their upper right corner.
+fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(font(18))
+        .draw()
+        .map_err(plot_err)
 }
 
 /// Encodes an RGB8 buffer of `width × height` pixels as PNG bytes.
@@ -465,14 +479,7 @@ pub fn top_neurons_png(path: &Path, acts: &WordActivations, stats: &[NeuronStats
                     .map_err(plot_err)?;
             }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(font(18))
-            .draw()
-            .map_err(plot_err)?;
+        draw_legend(&mut chart)?;
         for (col, s) in top.iter().enumerate() {
             let (x, y) = chart.backend_coord(&(col as f64 + 0.5, lo));
             root.draw(&Text::new(
@@ -569,14 +576,7 @@ pub fn offsets_png(path: &Path, acts: &WordActivations) -> Result<()> {
             .map_err(plot_err)?
             .label(format!("median = {}", sig(med, 3)))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], red.stroke_width(3)));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(font(18))
-            .draw()
-            .map_err(plot_err)?;
+        draw_legend(&mut chart)?;
         Ok(())
     };
     render(path, FIGURE_SIZE, |_| {}, draw)
