@@ -243,18 +243,47 @@ def batched_stop(model, cap, tok, word_lists, pad_id):
     return masked_mean(cap.out, mask, word_lists)
 
 
+class OthersMeter:
+    """How much of the machine other processes used meanwhile: (all CPUs' busy time from
+    /proc/stat - this process's CPU time) / (CPUs x wall time). 0 = the machine was ours, 0.5 =
+    half of it went to others. None where /proc/stat is missing (not Linux)."""
+
+    def __init__(self):
+        self.t0, self.cpu0, self.busy0 = time.perf_counter(), time.process_time(), self._busy()
+
+    @staticmethod
+    def _busy():
+        try:
+            with open("/proc/stat") as f:
+                v = [int(x) for x in f.readline().split()[1:]]
+            return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def frac(self):
+        busy = self._busy()
+        if busy is None or self.busy0 is None:
+            return None
+        wall = time.perf_counter() - self.t0
+        others = (busy - self.busy0) - (time.process_time() - self.cpu0)
+        return max(0.0, others / ((os.cpu_count() or 1) * wall)) if wall > 0 else None
+
+
 def timed(fn, repeats):
     """One warm-up, then `repeats` timed runs. Returns (timing dict, result of the last run)."""
     t0 = time.perf_counter()
     out = fn()
     warmup = time.perf_counter() - t0
-    samples = []
+    samples, others = [], []
+    meter = OthersMeter()
     for _ in range(repeats):
+        one = OthersMeter()
         t0 = time.perf_counter()
         out = fn()
         samples.append(time.perf_counter() - t0)
-    return {"median_s": statistics.median(samples), "min_s": min(samples),
-            "samples_s": samples, "warmup_s": warmup}, out
+        others.append(one.frac())
+    return {"median_s": statistics.median(samples), "min_s": min(samples), "samples_s": samples,
+            "warmup_s": warmup, "others_cpu_frac": meter.frac(), "samples_others_cpu_frac": others}, out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -335,6 +364,7 @@ def loadavg():
 
 def run(args):
     load_before = loadavg()
+    whole = OthersMeter()
     torch.set_num_threads(args.threads)
     word_lists = read_words(args.words)
     tok_path = tokenizer_path(args)
@@ -410,6 +440,7 @@ def run(args):
         # 1/5/15-minute load averages: other processes on the machine make every time above noisy.
         "loadavg_before": load_before,
         "loadavg_after": loadavg(),
+        "others_cpu_frac": whole.frac(),
         "repeats": args.repeats,
         "load_seconds": load_s,
         "times": times,
@@ -448,11 +479,16 @@ def print_table(r):
           f"({r['versions']['numpy_blas']})")
     print(f"load         {r['load_seconds']:.3f} s")
     print(f"loadavg      before {r['loadavg_before']}, after {r['loadavg_after']} (busy machine = noisy times)")
+    o = r["others_cpu_frac"]
+    print(f"others       {'-' if o is None else f'{o:.0%}'} of the machine's CPU time went to other processes "
+          "during this run (per variant: column 'others')")
     print()
-    print(f"{'variant':<16}{'median s':>10}{'min s':>10}{'warm-up s':>11}   max |diff| vs {r['agreement']['reference']}")
+    print(f"{'variant':<16}{'median s':>10}{'min s':>10}{'warm-up s':>11}{'others':>8}"
+          f"   max |diff| vs {r['agreement']['reference']}")
     for name, t in r["times"].items():
         d = r["agreement"]["max_abs_diff"].get(name)
-        print(f"{name:<16}{t['median_s']:>10.4f}{t['min_s']:>10.4f}{t['warmup_s']:>11.4f}   "
+        o = "-" if t["others_cpu_frac"] is None else f"{t['others_cpu_frac']:.0%}"
+        print(f"{name:<16}{t['median_s']:>10.4f}{t['min_s']:>10.4f}{t['warmup_s']:>11.4f}{o:>8}   "
               f"{'(reference)' if d is None else f'{d:.2e}'}")
     a = r["agreement"]
     print(f"agreement    {'OK' if a['agree'] else 'FAILED'} (tolerance {a['tolerance']:g}, "
