@@ -173,13 +173,13 @@ class Capture:
 
 
 def seed_loop(model, cap, tok, word_lists):
-    """The seed: one word per forward, full model, mean over the word's tokens."""
+    """The seed: one word per forward, `model(**tokenizer(word))` (input_ids + attention_mask,
+    default use_cache), full model, mean over the word's tokens. As seed_experiment.py does."""
     rows = []
     for words in word_lists:
         row = []
         for word in words:
-            ids = torch.tensor([token_ids(tok, [word])[0]])
-            model(input_ids=ids)
+            model(**tok(word, add_special_tokens=False, return_tensors="pt"))
             row.append(cap.out[0].mean(dim=0))
         rows.append(torch.stack(row))
     return torch.stack(rows).numpy()
