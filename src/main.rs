@@ -81,7 +81,8 @@ struct BenchCli {
     /// Keep the --synthetic model in this folder (a usable model folder for other commands).
     #[arg(long, value_name = "DIR", requires = "synthetic")]
     save_synthetic: Option<PathBuf>,
-    /// Kernel variant(s) to measure [default: every variant the adapter runs].
+    /// Kernel variant(s) to measure, repeatable [default: the fastest for the adapter; `simple` on
+    /// a CPU driver takes minutes per forward].
     #[arg(long = "kernel-variant", value_enum, value_name = "VARIANT")]
     variants: Vec<Variant>,
     /// Timed repetitions per measurement (the median is reported).
@@ -257,7 +258,7 @@ fn run_bench(args: BenchCli) -> anyhow::Result<()> {
         },
         (None, None) => unreachable!("clap requires --synthetic or --model-dir"),
     };
-    let variants = if args.variants.is_empty() { bench::runnable_variants()? } else { args.variants };
+    let variants = if args.variants.is_empty() { vec![bench::default_variant()?] } else { args.variants };
     let baseline_python = args.baseline.then_some(args.python);
     let repo = match &baseline_python {
         Some(_) => bench::repo_with_bench(&std::env::current_dir()?)

@@ -42,6 +42,8 @@ pub struct KernelTiming {
 pub struct ChallengeTiming {
     pub variant: String,
     pub forward_seconds: f64,
+    /// Host time of the forward before submission (buffers, upload, recording).
+    pub record_seconds: f64,
     pub readback_seconds: f64,
     /// Sum of the GPU times of all dispatches (timestamps only).
     pub gpu_seconds: Option<f64>,
@@ -181,12 +183,13 @@ pub fn challenge_forward(
     plan: &HookPlan,
     repeats: usize,
 ) -> Result<ChallengeTiming> {
-    let (mut forward, mut readback, mut gpu) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut forward, mut record, mut readback, mut gpu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let timed = timestamps_usable(&engine.gpu);
     for i in 0..=repeats {
         let (_, times) = engine.forward(batch, plan, timed)?;
         if i > 0 {
             forward.push(times.forward.as_secs_f64());
+            record.push(times.record.as_secs_f64());
             readback.push(times.readback.as_secs_f64());
             gpu.push(times.passes.iter().map(|p| p.seconds).sum::<f64>());
         }
@@ -195,6 +198,7 @@ pub fn challenge_forward(
     Ok(ChallengeTiming {
         variant: engine.kernels.variant.to_string(),
         forward_seconds,
+        record_seconds: median(record),
         readback_seconds: median(readback),
         gpu_seconds: timed.then(|| median(gpu)),
         tokens_per_second: batch.n_tokens() as f64 / forward_seconds,
@@ -259,10 +263,11 @@ pub fn render(r: &BenchReport) -> String {
         let gpu = c.gpu_seconds.map(|g| format!(", GPU busy {}", ms(g))).unwrap_or_default();
         let _ = writeln!(
             out,
-            "  {:<9} forward {} ({:.0} tokens/s), readback {}{gpu}",
+            "  {:<9} forward {} ({:.0} tokens/s; host recording {}), readback {}{gpu}",
             c.variant,
             ms(c.forward_seconds),
             c.tokens_per_second,
+            ms(c.record_seconds),
             ms(c.readback_seconds)
         );
     }

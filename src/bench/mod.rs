@@ -35,7 +35,7 @@ pub enum BenchModel {
 #[derive(Clone, Debug)]
 pub struct BenchArgs {
     pub model: BenchModel,
-    /// Kernel variants to measure (the first one is used for the phases of a whole run).
+    /// Kernel variants to measure (the phases of a whole run use the adapter's default one).
     pub variants: Vec<Variant>,
     /// Timed repetitions of each measurement (the median is reported).
     pub repeats: usize,
@@ -93,7 +93,7 @@ pub fn run(args: &BenchArgs, progress: &dyn Fn(&str)) -> Result<BenchReport> {
     let hook = Hook::block(8, HookPoint::MlpPre);
 
     progress("phases of a whole run");
-    let phases = measure::whole_run_phases(&dir, hook, args.variants[0])?;
+    let phases = measure::whole_run_phases(&dir, hook, default_variant()?)?;
 
     let (model, plan) =
         LoadedModel::load(&dir, |config| HookPlan::new(&[Hook::parse(&hook.to_string(), config)?]))?;
@@ -145,10 +145,9 @@ pub fn render(report: &BenchReport) -> String {
     measure::render(report)
 }
 
-/// The kernel variants the default adapter can run.
-pub fn runnable_variants() -> Result<Vec<Variant>> {
-    let gpu = Gpu::new()?;
-    Ok(Variant::ALL.into_iter().filter(|v| *v != Variant::Texture || gpu.has_subgroups).collect())
+/// The variant the default adapter runs when none is asked for.
+pub fn default_variant() -> Result<Variant> {
+    Ok(Variant::best_for(&Gpu::new()?))
 }
 
 /// `repo/bench` exists: the folder the baseline scripts live in.

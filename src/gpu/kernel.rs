@@ -58,16 +58,15 @@ impl Kernel {
         Ok(Kernel { name, pipeline, layout })
     }
 
-    /// Records one dispatch of this kernel into `encoder` over `grid` workgroups, with `params`
-    /// (a uniform buffer range) at binding 0 and `resources` at bindings 1, 2, ….
+    /// Records one dispatch of this kernel into `pass` over `grid` workgroups, with `params` (a
+    /// uniform buffer range) at binding 0 and `resources` at bindings 1, 2, ….
     pub(super) fn dispatch(
         &self,
         gpu: &Gpu,
-        encoder: &mut wgpu::CommandEncoder,
+        pass: &mut wgpu::ComputePass,
         params: wgpu::BufferBinding,
         resources: &[&dyn Bind],
         grid: [u32; 3],
-        timestamp_writes: Option<wgpu::ComputePassTimestampWrites>,
     ) {
         let mut entries =
             vec![wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::Buffer(params) }];
@@ -82,8 +81,6 @@ impl Kernel {
             layout: &self.layout,
             entries: &entries,
         });
-        let mut pass = encoder
-            .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(self.name), timestamp_writes });
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
         pass.dispatch_workgroups(grid[0], grid[1], grid[2]);

@@ -158,6 +158,13 @@ impl Gpu {
         Ok(())
     }
 
+    /// Submits the buffer writes queued so far and waits for them (and all other work) to finish,
+    /// so their host-side staging memory is released.
+    pub fn flush(&self) -> Result<()> {
+        self.queue.submit(std::iter::empty());
+        self.wait()
+    }
+
     /// Blocks until all submitted work is done.
     pub fn wait(&self) -> Result<()> {
         self.device

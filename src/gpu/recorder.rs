@@ -1,9 +1,11 @@
 //! Recording a sequence of kernel dispatches and buffer copies into one submission, optionally
 //! with a GPU timestamp before and after every dispatch.
 //!
-//! Every dispatch's parameters go into a slot of a few shared uniform buffers, written once just
-//! before the submission, instead of a buffer created per dispatch: that per-dispatch creation
-//! was most of the host time of a forward on a discrete GPU.
+//! Dispatches share one compute pass until a copy needs the encoder (wgpu orders the dispatches
+//! inside it), and every dispatch's parameters go into a slot of a few shared uniform buffers,
+//! written once just before the submission: a pass and a buffer per dispatch made most of the
+//! host time of a forward on a discrete GPU. A timed recording gives each dispatch its own pass,
+//! with a timestamp at its start and end.
 
 use super::{Bind, Gpu, Kernel};
 use anyhow::Result;
@@ -24,6 +26,8 @@ pub struct PassTime {
 pub struct Recorder<'g> {
     gpu: &'g Gpu,
     encoder: wgpu::CommandEncoder,
+    /// The compute pass untimed dispatches go into, while no copy has interrupted it.
+    pass: Option<wgpu::ComputePass<'static>>,
     timer: Option<Timer>,
     params: ParamSlots,
 }
@@ -55,7 +59,7 @@ impl<'g> Recorder<'g> {
         let encoder = gpu.device.create_command_encoder(&Default::default());
         // A slot holds any kernel's parameters (at most 32 bytes) at the device's uniform alignment.
         let slot_bytes = (gpu.device.limits().min_uniform_buffer_offset_alignment as u64).max(32);
-        Recorder { gpu, encoder, timer, params: ParamSlots { slot_bytes, buffers: Vec::new() } }
+        Recorder { gpu, encoder, pass: None, timer, params: ParamSlots { slot_bytes, buffers: Vec::new() } }
     }
 
     pub fn gpu(&self) -> &'g Gpu {
@@ -100,17 +104,33 @@ impl<'g> Recorder<'g> {
         staged.extend_from_slice(bytes);
         staged.resize((offset + slots.slot_bytes) as usize, 0);
         let binding = wgpu::BufferBinding { buffer, offset, size: wgpu::BufferSize::new(bytes.len() as u64) };
-        kernel.dispatch(self.gpu, &mut self.encoder, binding, resources, grid, timestamp_writes);
+        match timestamp_writes {
+            Some(writes) => {
+                let descriptor =
+                    wgpu::ComputePassDescriptor { label: Some(kernel.name), timestamp_writes: Some(writes) };
+                let mut pass = self.encoder.begin_compute_pass(&descriptor);
+                kernel.dispatch(self.gpu, &mut pass, binding, resources, grid);
+            }
+            None => {
+                let encoder = &mut self.encoder;
+                let pass = self.pass.get_or_insert_with(|| {
+                    encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default()).forget_lifetime()
+                });
+                kernel.dispatch(self.gpu, pass, binding, resources, grid);
+            }
+        }
     }
 
     /// Records a copy of the first `bytes` bytes of `source` into `destination`.
     pub fn copy(&mut self, source: &wgpu::Buffer, destination: &wgpu::Buffer, bytes: u64) {
+        self.pass = None; // ends the shared pass: copies are recorded outside passes
         self.encoder.copy_buffer_to_buffer(source, 0, destination, 0, bytes);
     }
 
     /// Submits everything recorded and waits for the GPU to finish it. Returns the GPU time of
     /// each dispatch when the recording was timed (empty otherwise).
     pub fn finish(mut self) -> Result<Vec<PassTime>> {
+        self.pass = None;
         let resolved = self.timer.as_ref().filter(|t| !t.labels.is_empty()).map(|timer| {
             let count = timer.labels.len() as u32 * 2;
             let bytes = count as u64 * 8;

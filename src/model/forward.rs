@@ -66,6 +66,9 @@ impl Activations {
 pub struct ForwardTimes {
     /// Recording, submitting and running every kernel (host wall time until the GPU is done).
     pub forward: Duration,
+    /// The part of `forward` spent on the host before submitting: allocating the activation
+    /// buffers, uploading the batch, recording the dispatches.
+    pub record: Duration,
     /// Mapping the hook buffers and copying them out.
     pub readback: Duration,
     /// GPU time of each dispatch, when timing was asked for and the adapter has timestamps.
@@ -87,19 +90,24 @@ impl GpuModel {
         };
         let upload_block = |i: usize, b: &BlockWeights| -> Result<GpuBlock> {
             let qkv = [b.q_proj.bytes(), b.k_proj.bytes(), b.v_proj.bytes()];
-            Ok(GpuBlock {
+            let block = GpuBlock {
                 ln_1: layernorm(&format!("h.{i}.ln_1"), &b.ln_1)?,
                 qkv: kernels.upload_linear(gpu, &format!("h.{i}.qkv"), &qkv, None, h)?,
                 out_proj: linear(&format!("h.{i}.out_proj"), &b.out_proj, h)?,
                 ln_2: layernorm(&format!("h.{i}.ln_2"), &b.ln_2)?,
                 c_fc: linear(&format!("h.{i}.c_fc"), &b.c_fc, h)?,
                 c_proj: linear(&format!("h.{i}.c_proj"), &b.c_proj, weights.config.intermediate_size)?,
-            })
+            };
+            // The block is on the GPU: neither the writes' staging copies nor its pages of the
+            // mapped file need stay in memory.
+            gpu.flush()?;
+            b.release_pages();
+            Ok(block)
         };
         let model = GpuModel {
             config: weights.config.clone(),
             wte: weights.wte.clone(),
-            wpe: gpu.upload("wpe", weights.wpe.bytes())?,
+            wpe: gpu.upload("wpe", weights.wpe.bytes()).inspect(|_| weights.wpe.release_pages())?,
             blocks: weights
                 .blocks
                 .iter()
@@ -165,6 +173,7 @@ impl GpuModel {
         };
         let _ = pass.record();
         let ForwardPass { taps, rec, .. } = pass;
+        let record = started.elapsed();
         let passes = rec.finish()?;
         let forward = started.elapsed();
 
@@ -175,7 +184,7 @@ impl GpuModel {
             values.insert(staged.hook, staged.columns.select(&rows));
         }
         let readback = started.elapsed();
-        Ok((Activations { n_tokens: n, values }, ForwardTimes { forward, readback, passes }))
+        Ok((Activations { n_tokens: n, values }, ForwardTimes { forward, record, readback, passes }))
     }
 }
 

@@ -59,6 +59,21 @@ impl HostTensor {
         }
     }
 
+    /// Lets the operating system drop this tensor's pages of the mapped file from the process's
+    /// resident memory, once they are on the GPU; a later read brings them back from the file.
+    /// Owned values are left alone.
+    pub fn release_pages(&self) {
+        #[cfg(unix)]
+        if let TensorData::Mapped { map, bytes } = &self.data {
+            // SAFETY: the map is a read-only mapping of a file nothing here writes to: after
+            // MADV_DONTNEED the kernel refills a page from the file when it is next read, so the
+            // bytes any live borrow sees are unchanged. Failure only means the pages stay resident.
+            let _ = unsafe {
+                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, bytes.start, bytes.len())
+            };
+        }
+    }
+
     /// Row `i` of a 2-D tensor as f32 bytes.
     pub fn row_bytes(&self, i: usize) -> &[u8] {
         let width = self.shape[1] * 4;
@@ -91,6 +106,29 @@ pub struct BlockWeights {
     pub ln_2: LayerNormWeights,
     pub c_fc: LinearWeights,
     pub c_proj: LinearWeights,
+}
+
+impl BlockWeights {
+    /// [`HostTensor::release_pages`] for every tensor of the block.
+    pub fn release_pages(&self) {
+        for t in [
+            &self.ln_1.weight,
+            &self.ln_1.bias,
+            &self.q_proj,
+            &self.k_proj,
+            &self.v_proj,
+            &self.out_proj.weight,
+            &self.out_proj.bias,
+            &self.ln_2.weight,
+            &self.ln_2.bias,
+            &self.c_fc.weight,
+            &self.c_fc.bias,
+            &self.c_proj.weight,
+            &self.c_proj.bias,
+        ] {
+            t.release_pages();
+        }
+    }
 }
 
 /// The weights of blocks `0..blocks.len()` (the forward never needs the ones after its deepest
