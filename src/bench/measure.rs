@@ -45,7 +45,7 @@ pub struct ChallengeTiming {
     /// Host time of the forward before submission (buffers, upload, recording).
     pub record_seconds: f64,
     pub readback_seconds: f64,
-    /// Sum of the GPU times of all dispatches (timestamps only).
+    /// Sum of the GPU times of all dispatches, from a separate timed forward (timestamps only).
     pub gpu_seconds: Option<f64>,
     pub tokens_per_second: f64,
 }
@@ -176,31 +176,37 @@ pub fn kernels(
     Ok(rows)
 }
 
-/// The challenge forward on `engine`, `repeats` times after a warm-up.
+/// The challenge forward on `engine`, `repeats` times after a warm-up, as `challenge` runs it
+/// (untimed: one compute pass); then once more with a timestamp around every dispatch, where
+/// timestamps are usable, for the GPU's busy time.
 pub fn challenge_forward(
     engine: &Engine,
     batch: &Batch,
     plan: &HookPlan,
     repeats: usize,
 ) -> Result<ChallengeTiming> {
-    let (mut forward, mut record, mut readback, mut gpu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let timed = timestamps_usable(&engine.gpu);
+    let (mut forward, mut record, mut readback) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..=repeats {
-        let (_, times) = engine.forward(batch, plan, timed)?;
+        let (_, times) = engine.forward(batch, plan, false)?;
         if i > 0 {
             forward.push(times.forward.as_secs_f64());
             record.push(times.record.as_secs_f64());
             readback.push(times.readback.as_secs_f64());
-            gpu.push(times.passes.iter().map(|p| p.seconds).sum::<f64>());
         }
     }
+    let gpu_seconds = if timestamps_usable(&engine.gpu) {
+        let (_, times) = engine.forward(batch, plan, true)?;
+        Some(times.passes.iter().map(|p| p.seconds).sum())
+    } else {
+        None
+    };
     let forward_seconds = median(forward);
     Ok(ChallengeTiming {
         variant: engine.kernels.variant.to_string(),
         forward_seconds,
         record_seconds: median(record),
         readback_seconds: median(readback),
-        gpu_seconds: timed.then(|| median(gpu)),
+        gpu_seconds,
         tokens_per_second: batch.n_tokens() as f64 / forward_seconds,
     })
 }
