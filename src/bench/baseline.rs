@@ -90,27 +90,40 @@ fn measure_twice(command: &mut Command) -> Result<ProcessRun> {
 }
 
 /// Runs `command` to completion (its output discarded) → (wall seconds, peak RSS in MiB).
+///
+/// The peak is the child's `VmHWM` (Linux), read every few milliseconds while it runs. Its
+/// `ru_maxrss` would not do: a spawned child shares this (large) process's memory until it
+/// executes its program, and the kernel counts that toward the child's maximum.
 fn measure_process(command: &mut Command) -> Result<(f64, f64)> {
     let started = Instant::now();
-    let child = command
+    let mut child = command
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .with_context(|| format!("cannot run {command:?}"))?;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value to be overwritten by wait4.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: the pid is our own child's, waited for once; status and usage are valid out-pointers.
-    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0u64;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if let Ok(text) = std::fs::read_to_string(&status_file) {
+            let hwm = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
+            peak_kib = peak_kib.max(hwm.unwrap_or(0));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
     let wall = started.elapsed().as_secs_f64();
-    if pid < 0 {
-        bail!("cannot wait for {command:?}: {}", std::io::Error::last_os_error());
+    if !status.success() {
+        bail!("{command:?} failed ({status})");
     }
-    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        bail!("{command:?} failed (wait status {status})");
+    if peak_kib == 0 {
+        bail!("cannot read the peak memory of {command:?} from /proc (Linux only)");
     }
-    // Linux reports ru_maxrss in KiB.
-    Ok((wall, usage.ru_maxrss as f64 / 1024.0))
+    Ok((wall, peak_kib as f64 / 1024.0))
 }
 
 fn hf_time(hf: &Value, name: &str) -> Option<f64> {
