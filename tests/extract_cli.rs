@@ -344,3 +344,61 @@ fn no_gpu_adapter_is_a_named_error() {
     let args = extract_args(TINY, "data/verbs.txt", out.to_str().unwrap());
     assert_clean_failure_with_env(&args, &env, &out, "apt-get install mesa-vulkan-drivers libvulkan1");
 }
+
+/// Half-precision checkpoints are widened to f32 on load: an F16 and a BF16 copy of the tiny
+/// model give the F32 model's outputs up to the rounding of their weights.
+#[test]
+fn f16_and_bf16_weights_are_widened_on_load() {
+    use neoprobe::model::{GptNeoWeights, ModelDir};
+    let original = ModelDir::open(Path::new(TINY)).unwrap();
+    let config = original.config().unwrap();
+    let f32_weights = GptNeoWeights::load(&Path::new(TINY).join("model.safetensors"), &config, 12).unwrap();
+    for (dtype, to_half, from_half) in [
+        (
+            safetensors::Dtype::F16,
+            (|v: f32| half::f16::from_f32(v).to_bits()) as fn(f32) -> u16,
+            (|b: u16| half::f16::from_bits(b).to_f32()) as fn(u16) -> f32,
+        ),
+        (
+            safetensors::Dtype::BF16,
+            |v| half::bf16::from_f32(v).to_bits(),
+            |b| half::bf16::from_bits(b).to_f32(),
+        ),
+    ] {
+        let (dir, model) = model_copy();
+        let bytes = std::fs::read(model.join("model.safetensors")).unwrap();
+        let file = SafeTensors::deserialize(&bytes).unwrap();
+        let halves: Vec<(String, Vec<usize>, Vec<u8>)> = file
+            .tensors()
+            .into_iter()
+            .map(|(name, view)| {
+                let values: Vec<f32> = bytemuck::pod_collect_to_vec(view.data());
+                let bits: Vec<u8> = values.iter().flat_map(|&v| to_half(v).to_le_bytes()).collect();
+                (name, view.shape().to_vec(), bits)
+            })
+            .collect();
+        let views: Vec<(String, safetensors::tensor::TensorView)> = halves
+            .iter()
+            .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(dtype, s.clone(), b).unwrap()))
+            .collect();
+        std::fs::write(model.join("model.safetensors"), safetensors::serialize(views, None).unwrap())
+            .unwrap();
+
+        let widened = GptNeoWeights::load(&model.join("model.safetensors"), &config, 12).unwrap();
+        let expected: Vec<f32> =
+            f32_weights.blocks[8].c_fc.weight.to_vec().iter().map(|&v| from_half(to_half(v))).collect();
+        assert_eq!(widened.blocks[8].c_fc.weight.to_vec(), expected, "{dtype:?} c_fc weight");
+        let out = dir.path().join("out.npy");
+        let run = neoprobe(&[
+            "extract",
+            "--model-dir",
+            model.to_str().unwrap(),
+            "--words",
+            "data/nouns.txt",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(run.ok, "{dtype:?}: {}", run.stderr);
+        assert_eq!(read_npy(&out).0, vec![100, 256]);
+    }
+}
