@@ -85,7 +85,7 @@ impl Gpu {
 
     /// The largest storage-buffer binding this device accepts, in bytes.
     pub fn max_binding_bytes(&self) -> u64 {
-        self.device.limits().max_storage_buffer_binding_size as u64
+        self.device.limits().max_storage_buffer_binding_size
     }
 
     /// A storage buffer holding `data`.

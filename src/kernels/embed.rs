@@ -11,6 +11,7 @@ struct Params {
 
 impl Kernels {
     /// `hidden[t] = token_rows[t] + wpe[position[t]]` (shaders/embed.wgsl).
+    #[allow(clippy::too_many_arguments)]
     pub fn embed(
         &self,
         rec: &mut Recorder,

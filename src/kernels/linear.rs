@@ -2,14 +2,6 @@ use super::{groups_for, Kernels, Scratch, Variant};
 use crate::gpu::{grid_1d, Bind, Gpu, Recorder};
 use anyhow::{bail, Result};
 
-/// The sizes of `y[n_tokens, n_out] = x[n_tokens, n_in] · w[n_out, n_in]ᵀ + bias[n_out]`.
-#[derive(Clone, Copy, Debug)]
-pub struct LinearShape {
-    pub n_tokens: usize,
-    pub n_in: usize,
-    pub n_out: usize,
-}
-
 /// A linear layer's weights on the GPU, stored the way the variant reads them: HF's `[out, in]`
 /// rows in a storage buffer (`simple`) or as a texel matrix `ceil(in / 4)` texels wide and `out`
 /// high (`texture`).

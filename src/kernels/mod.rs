@@ -18,7 +18,7 @@ mod linear;
 mod texels;
 
 pub use attention::{AttentionShape, MAX_HEAD_DIM};
-pub use linear::{Epilogue, GpuLinear, LinearShape};
+pub use linear::{Epilogue, GpuLinear};
 pub use texels::Scratch;
 
 use crate::gpu::{Gpu, Kernel};
