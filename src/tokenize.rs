@@ -51,19 +51,23 @@ pub struct ListedWord {
 /// Reads a word list: UTF-8, one word per line, surrounding whitespace trimmed, blank lines
 /// skipped. An unreadable, non-UTF-8 or empty list is an error.
 pub fn read_word_list(path: &Path) -> Result<Vec<ListedWord>> {
-    let text = read_utf8(path, "word list")?;
-    let words: Vec<ListedWord> = text
-        .lines()
+    let words = parse_word_list(&read_utf8(path, "word list")?);
+    if words.is_empty() {
+        bail!("word list {} has no words; put one word per line", path.display());
+    }
+    Ok(words)
+}
+
+/// The words of a word list's text: one per line, surrounding whitespace trimmed, blank lines
+/// skipped.
+pub fn parse_word_list(text: &str) -> Vec<ListedWord> {
+    text.lines()
         .enumerate()
         .filter_map(|(i, line)| {
             let word = line.trim();
             (!word.is_empty()).then(|| ListedWord { word: word.to_string(), line: i + 1 })
         })
-        .collect();
-    if words.is_empty() {
-        bail!("word list {} has no words; put one word per line", path.display());
-    }
-    Ok(words)
+        .collect()
 }
 
 /// Reads a whole UTF-8 text file, as is.

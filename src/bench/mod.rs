@@ -8,6 +8,7 @@ mod measure;
 pub use baseline::{Baseline, BaselineRatios, ProcessRun};
 pub use measure::{ChallengeTiming, KernelTiming, Phases, TimingSource};
 
+use crate::challenge::run::WordSource;
 use crate::engine::{Engine, LoadedModel};
 use crate::gpu::Gpu;
 use crate::kernels::Variant;
@@ -17,10 +18,6 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// The shipped word lists: the challenge workload.
-pub const VERBS: &str = include_str!("../../data/verbs.txt");
-pub const NOUNS: &str = include_str!("../../data/nouns.txt");
 
 /// Where the benchmarked model comes from.
 #[derive(Clone, Debug)]
@@ -61,14 +58,11 @@ pub struct BenchReport {
     pub ratios: Option<BaselineRatios>,
 }
 
-/// The 200 words of the challenge, tokenized as written.
+/// The 200 words of the challenge (the lists built into the binary), tokenized as written.
 fn challenge_words(tokenizer: &Tokenizer) -> Result<Vec<Vec<u32>>> {
-    VERBS
-        .lines()
-        .chain(NOUNS.lines())
-        .filter(|w| !w.trim().is_empty())
-        .map(|w| tokenizer.encode_word(w.trim(), false))
-        .collect()
+    let mut words = WordSource::verbs().read()?;
+    words.extend(WordSource::nouns().read()?);
+    words.iter().map(|w| tokenizer.encode_word(&w.word, false)).collect()
 }
 
 pub fn run(args: &BenchArgs, progress: &dyn Fn(&str)) -> Result<BenchReport> {

@@ -24,7 +24,7 @@ use crate::kernels::Variant;
 use crate::model::{Batch, Hook, HookPlan, HookPoint, ModelDir};
 use crate::output;
 use crate::pool::{pool, Pool};
-use crate::tokenize::{read_word_list, ListedWord};
+use crate::tokenize::{parse_word_list, read_word_list, ListedWord};
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::fs;
@@ -82,14 +82,7 @@ impl WordSource {
     pub fn read(&self) -> Result<Vec<ListedWord>> {
         match self {
             WordSource::File(path) => read_word_list(path),
-            WordSource::BuiltIn { text, .. } => Ok(text
-                .lines()
-                .enumerate()
-                .filter_map(|(i, line)| {
-                    let word = line.trim();
-                    (!word.is_empty()).then(|| ListedWord { word: word.to_string(), line: i + 1 })
-                })
-                .collect()),
+            WordSource::BuiltIn { text, .. } => Ok(parse_word_list(text)),
         }
     }
 }
