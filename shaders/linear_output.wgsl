@@ -1,7 +1,7 @@
 // The output stage of every linear kernel (appended to linear.wgsl and linear_texture.wgsl when
 // they are compiled), with the parameters and output bindings they share. A kernel computes the
 // dot product (x · wᵀ)[t, n] and hands it to store_output, which adds the bias and applies the
-// epilogue to v = (x · wᵀ)[t, n] + bias[n] at i = t · n_out + n. Fusing the epilogues here saves
+// epilogue to v = (x · wᵀ)[t, n] + bias[n] at i = t · n_out + n (or hands v to store_biased). Fusing the epilogues here saves
 // the separate passes over memory that a GELU kernel and a residual-add kernel would make.
 //
 //   epilogue 0 (bias):      y[i] = v
@@ -40,8 +40,12 @@ fn gelu_new(v: f32) -> f32 {
 }
 
 fn store_output(t: u32, n: u32, dot_product: f32) {
+    store_biased(t, n, dot_product + bias[n]);
+}
+
+// store_output for a kernel that has already added bias[n] (loaded once for many tokens).
+fn store_biased(t: u32, n: u32, v: f32) {
     let i = t * params.n_out + n;
-    let v = dot_product + bias[n];
     switch params.epilogue {
         case EPILOGUE_GELU: {
             aux_out[i] = v;

@@ -55,7 +55,7 @@ impl Kernels {
         let grid = grid_1d(groups_for(shape.n_tokens * shape.n_heads, 64));
         match self.variant {
             Variant::Simple => rec.dispatch(&self.attention, &params, &[qkv, seq_start, z], grid),
-            Variant::Texture => {
+            Variant::Texture | Variant::Cpu => {
                 let qkv = self.texels_of(rec, qkv, shape.n_tokens, 3 * params.width as usize, scratch);
                 rec.dispatch(&self.attention, &params, &[qkv, seq_start, z], grid);
             }

@@ -4,7 +4,7 @@ use anyhow::{bail, Result};
 
 /// A linear layer's weights on the GPU, stored the way the variant reads them: HF's `[out, in]`
 /// rows in a storage buffer (`simple`) or as a texel matrix `ceil(in / 4)` texels wide and `out`
-/// high (`texture`).
+/// high (`texture`, `cpu`).
 pub struct GpuLinear {
     pub n_in: usize,
     pub n_out: usize,
@@ -40,6 +40,9 @@ struct Params {
 /// Outputs per workgroup and tokens per workgroup of linear_texture.wgsl.
 const TEXTURE_OUTPUTS_PER_GROUP: usize = 128;
 const TEXTURE_TOKENS_PER_GROUP: usize = 8;
+/// Tokens per workgroup (grid x) and outputs per workgroup (grid y) of linear_cpu.wgsl.
+const CPU_TOKENS_PER_GROUP: usize = 16;
+const CPU_OUTPUTS_PER_GROUP: usize = 16;
 
 impl Kernels {
     /// Uploads a linear layer whose `[out, in]` weight is `parts` stacked row-wise (each part
@@ -76,7 +79,7 @@ impl Kernels {
         };
         let weight = match self.variant {
             Variant::Simple => Weight::Rows(rows),
-            Variant::Texture => {
+            Variant::Texture | Variant::Cpu => {
                 let texture = gpu.texel_matrix(&format!("{label}.weight texels"), n_out, n_in)?;
                 let view = texture.create_view(&Default::default());
                 let mut rec = Recorder::new(gpu, false);
@@ -88,8 +91,8 @@ impl Kernels {
         Ok(GpuLinear { n_in, n_out, weight, bias })
     }
 
-    /// `y = x · wᵀ + bias` over `n_tokens` rows, then `epilogue` (shaders/linear.wgsl or
-    /// linear_texture.wgsl, each ending with linear_output.wgsl).
+    /// `y = x · wᵀ + bias` over `n_tokens` rows, then `epilogue` (shaders/linear.wgsl,
+    /// linear_texture.wgsl or linear_cpu.wgsl, each ending with linear_output.wgsl).
     #[allow(clippy::too_many_arguments)]
     pub fn linear(
         &self,
@@ -120,6 +123,14 @@ impl Kernels {
                 [
                     groups_for(layer.n_out, TEXTURE_OUTPUTS_PER_GROUP),
                     groups_for(n_tokens, TEXTURE_TOKENS_PER_GROUP),
+                    1,
+                ],
+            ),
+            Variant::Cpu => (
+                self.texels_of(rec, x, n_tokens, layer.n_in, scratch),
+                [
+                    groups_for(n_tokens, CPU_TOKENS_PER_GROUP),
+                    groups_for(layer.n_out, CPU_OUTPUTS_PER_GROUP),
                     1,
                 ],
             ),

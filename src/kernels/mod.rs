@@ -5,21 +5,26 @@
 //! Linear layers and attention come in variants (llm.c style: the plain version stays next to the
 //! tuned ones, and every variant passes the same tests against the CPU reference):
 //! - `simple`: one invocation per output, operands in storage buffers. The readable definition.
-//! - `texture`: operands read as rgba32float texels with register tiles and subgroup shuffles.
-//!   Tuned for CPU Vulkan drivers (lavapipe), where storage-buffer loads run lane by lane and cost
-//!   ten times a texel fetch; it is also the fastest measured on a discrete GPU (an NVIDIA H200
-//!   through Vulkan: 3–10 TFLOP/s on the model's linear layers, against 0.47 for `simple` and
-//!   0.13–0.36 for a shared-memory tiled kernel that was therefore dropped).
+//! - `texture`: operands read as rgba32float texels with register tiles and subgroup shuffles;
+//!   the fastest measured on a discrete GPU (an NVIDIA H200 through Vulkan: 3–10 TFLOP/s on the
+//!   model's linear layers, against 0.47 for `simple` and 0.13–0.36 for a shared-memory tiled
+//!   kernel that was therefore dropped).
+//! - `cpu`: the same texel operands, with a linear kernel written for CPU Vulkan drivers
+//!   (lavapipe), where a workgroup of 8 invocations is one 8-lane SIMD register: storage-texture
+//!   reads, constant-lane subgroup broadcasts and a 16 × 2 register tile unrolled before
+//!   compilation (shaders/linear_cpu.wgsl); 2–3 times `texture`'s speed there.
 
 mod attention;
 mod embed;
 mod layernorm;
 mod linear;
 mod texels;
+mod unroll;
 
 pub use attention::{AttentionShape, MAX_HEAD_DIM};
 pub use linear::{Epilogue, GpuLinear};
 pub use texels::Scratch;
+use unroll::unroll;
 
 use crate::gpu::{Gpu, Kernel};
 use anyhow::{bail, Result};
@@ -32,26 +37,56 @@ pub enum Variant {
     Simple,
     /// Texel operands, register tiles, subgroup shuffles (needs subgroup support).
     Texture,
+    /// Texel operands, 8-lane register tiles for CPU drivers (needs subgroups of 8 or more lanes).
+    Cpu,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 2] = [Variant::Simple, Variant::Texture];
+    pub const ALL: [Variant; 3] = [Variant::Simple, Variant::Texture, Variant::Cpu];
 
-    /// The fastest variant for `gpu`: `texture` where subgroup operations exist, else `simple`.
+    /// The fastest variant for `gpu`: `cpu` on a CPU driver with subgroups of 8 or more lanes,
+    /// `texture` on other adapters with subgroups, else `simple`.
     pub fn best_for(gpu: &Gpu) -> Variant {
-        if gpu.has_subgroups {
+        if Variant::Cpu.unsupported_on(gpu).is_none() && gpu.info.device_type == wgpu::DeviceType::Cpu {
+            Variant::Cpu
+        } else if gpu.has_subgroups {
             Variant::Texture
         } else {
             Variant::Simple
         }
     }
+
+    /// Why `gpu` cannot run this variant (`None`: it can).
+    pub fn unsupported_on(self, gpu: &Gpu) -> Option<String> {
+        let adapter = gpu.adapter_name();
+        match self {
+            Variant::Simple => None,
+            _ if !gpu.has_subgroups => {
+                Some(format!("kernel variant {self} needs subgroup operations, which {adapter} lacks"))
+            }
+            Variant::Cpu if gpu.info.subgroup_min_size < CPU_MIN_SUBGROUP => Some(format!(
+                "kernel variant cpu needs subgroups of at least {CPU_MIN_SUBGROUP} lanes; {adapter} has {}",
+                gpu.info.subgroup_min_size
+            )),
+            _ => None,
+        }
+    }
+
+    /// Whether this variant reads linear and attention operands as texel matrices.
+    fn reads_texels(self) -> bool {
+        self != Variant::Simple
+    }
 }
+
+/// The subgroup lanes shaders/linear_cpu.wgsl broadcasts from.
+const CPU_MIN_SUBGROUP: u32 = 8;
 
 impl fmt::Display for Variant {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str(match self {
             Variant::Simple => "simple",
             Variant::Texture => "texture",
+            Variant::Cpu => "cpu",
         })
     }
 }
@@ -82,9 +117,16 @@ macro_rules! with_shared {
 impl Kernels {
     /// Compiles the kernels of `variant`.
     pub fn new(gpu: &Gpu, variant: Variant) -> Result<Kernels> {
-        if variant == Variant::Texture && !gpu.has_subgroups {
-            bail!("kernel variant texture needs subgroup operations, which {} lacks", gpu.adapter_name());
+        if let Some(reason) = variant.unsupported_on(gpu) {
+            bail!(reason);
         }
+        let attention_texture = || {
+            Kernel::new(
+                gpu,
+                "attention_texture",
+                with_shared!("attention_texture.wgsl", "attention_keys.wgsl"),
+            )
+        };
         let (linear, attention) = match variant {
             Variant::Simple => (
                 Kernel::new(gpu, "linear", with_shared!("linear.wgsl", "linear_output.wgsl"))?,
@@ -96,11 +138,15 @@ impl Kernels {
                     "linear_texture",
                     with_shared!("linear_texture.wgsl", "linear_output.wgsl"),
                 )?,
+                attention_texture()?,
+            ),
+            Variant::Cpu => (
                 Kernel::new(
                     gpu,
-                    "attention_texture",
-                    with_shared!("attention_texture.wgsl", "attention_keys.wgsl"),
+                    "linear_cpu",
+                    &unroll(with_shared!("linear_cpu.wgsl", "linear_output.wgsl"))?,
                 )?,
+                attention_texture()?,
             ),
         };
         Ok(Kernels {

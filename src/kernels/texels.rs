@@ -1,4 +1,4 @@
-use super::{groups_for, Kernels, Variant};
+use super::{groups_for, Kernels};
 use crate::gpu::{grid_1d, Gpu, Recorder};
 use anyhow::Result;
 
@@ -10,7 +10,7 @@ struct Params {
     _pad: [u32; 2],
 }
 
-/// Textures a forward reuses for the operands the `texture` variant reads as texels: one
+/// Textures a forward reuses for the operands the texel variants read as texels: one
 /// `[n_tokens, width]` texel matrix per operand width. Empty for the `simple` variant.
 pub struct Scratch {
     n_tokens: usize,
@@ -39,7 +39,7 @@ impl Kernels {
     /// Scratch space for a forward over `n_tokens` tokens whose texel operands have the given widths.
     pub fn scratch(&self, gpu: &Gpu, n_tokens: usize, widths: &[usize]) -> Result<Scratch> {
         let mut textures = Vec::new();
-        if self.variant == Variant::Texture {
+        if self.variant.reads_texels() {
             for &width in widths {
                 if !textures.iter().any(|(w, _)| *w == width) {
                     let texture = gpu.texel_matrix(&format!("scratch {width}"), n_tokens, width)?;
