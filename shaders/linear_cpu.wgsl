@@ -16,13 +16,15 @@
 // n0 and n1. Per iteration a lane makes 16 + 16 texel reads for 16 · 2 · 32 multiply-adds.
 //
 // What the shape of the code comes from (measured on lavapipe):
-// - a storage-texture read costs a third of a sampled-texture fetch, and a storage-buffer load
-//   runs lane by lane at ten times that;
+// - a storage-texture read of 8 lanes' texels is inlined (≈ 20 cycles) where a sampled-texture
+//   fetch calls a generic sampling function (≈ 63), and a storage-buffer load runs lane by lane
+//   (≈ 25 cycles per lane and value);
 // - a broadcast from a constant lane is a register shuffle; a shuffle by a loop counter is not;
 // - the driver keeps loops rolled and puts arrays indexed by loop counters in memory, so the
 //   token and lane loops are written as `// unroll` blocks, expanded before compilation
 //   (src/kernels/unroll.rs);
-// - 16 × 2 accumulators per lane measured fastest (fewer leave fetches unshared, more spill);
+// - 16 tokens × 2 outputs per lane measured at or near the fastest of 8–32 × 1–8 (smaller tiles
+//   share fewer fetches, larger ones spill registers);
 // - workgroups advance along tokens first (grid x), so consecutive workgroups reuse the same 16
 //   weight rows from the cache.
 // It needs subgroups of at least 8 lanes holding the workgroup's invocations on lanes 0..7.

@@ -38,6 +38,16 @@ pub struct Kernel {
 impl Kernel {
     /// Compiles `source`; a shader the device rejects is an error naming the kernel.
     pub fn new(gpu: &Gpu, name: &'static str, source: &str) -> Result<Kernel> {
+        Kernel::specialized(gpu, name, source, &[])
+    }
+
+    /// Compiles `source` with its WGSL `override` constants set to `constants` (name, value).
+    pub fn specialized(
+        gpu: &Gpu,
+        name: &'static str,
+        source: &str,
+        constants: &[(&str, f64)],
+    ) -> Result<Kernel> {
         let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(name),
@@ -48,7 +58,7 @@ impl Kernel {
             layout: None,
             module: &module,
             entry_point: None,
-            compilation_options: Default::default(),
+            compilation_options: wgpu::PipelineCompilationOptions { constants, ..Default::default() },
             cache: None,
         });
         if let Some(error) = pollster::block_on(scope.pop()) {

@@ -56,8 +56,13 @@ impl Kernels {
         match self.variant {
             Variant::Simple => rec.dispatch(&self.attention, &params, &[qkv, seq_start, z], grid),
             Variant::Texture | Variant::Cpu => {
+                let kernel = self
+                    .attention_by_head_dim
+                    .iter()
+                    .find(|(head_dim, _)| *head_dim == shape.head_dim)
+                    .map_or(&self.attention, |(_, kernel)| kernel);
                 let qkv = self.texels_of(rec, qkv, shape.n_tokens, 3 * params.width as usize, scratch);
-                rec.dispatch(&self.attention, &params, &[qkv, seq_start, z], grid);
+                rec.dispatch(kernel, &params, &[qkv, seq_start, z], grid);
             }
         }
     }

@@ -9,11 +9,11 @@
 //!   the fastest measured on a discrete GPU (an NVIDIA H200 through Vulkan: 3–10 TFLOP/s on the
 //!   model's linear layers, against 0.47 for `simple` and 0.13–0.36 for a shared-memory tiled
 //!   kernel that was therefore dropped).
-//! - `cpu`: the same texel operands, with a linear kernel written for CPU Vulkan drivers
-//!   (lavapipe), where a workgroup of 8 invocations is one 8-lane SIMD register: storage-texture
-//!   reads, constant-lane subgroup broadcasts and a 16 × 2 register tile unrolled before
-//!   compilation (shaders/linear_cpu.wgsl); on lavapipe 1.2–2.9 times `texture`'s GFLOP/s on the
-//!   linear layers and half its challenge forward.
+//! - `cpu`: the same texel operands, with kernels written for CPU Vulkan drivers (lavapipe), where
+//!   a workgroup of 8 invocations is one 8-lane SIMD register: storage-texture reads,
+//!   constant-lane subgroup broadcasts and register tiles unrolled before compilation
+//!   (shaders/linear_cpu.wgsl, attention_cpu.wgsl); on lavapipe 1.2–2.9 times `texture`'s GFLOP/s
+//!   on the linear layers, 3.5 times on attention at 600 tokens, and half its challenge forward.
 
 mod attention;
 mod embed;
@@ -82,6 +82,12 @@ impl Variant {
 /// The subgroup lanes shaders/linear_cpu.wgsl broadcasts from.
 const CPU_MIN_SUBGROUP: u32 = 8;
 
+/// Head sizes the `cpu` variant makes its own attention pipelines for: GPT-Neo 125M's. With the
+/// size fixed, shaders/attention_cpu.wgsl runs twice as fast on lavapipe; other sizes (128 in the
+/// 1.3B and 2.7B models) take the general pipeline, and each pipeline made costs about 20 ms
+/// there.
+const CPU_FIXED_HEAD_DIMS: [usize; 1] = [64];
+
 impl fmt::Display for Variant {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str(match self {
@@ -99,6 +105,8 @@ pub struct Kernels {
     layernorm: Kernel,
     linear: Kernel,
     attention: Kernel,
+    /// Attention pipelines made for one head size (used instead of `attention` for it).
+    attention_by_head_dim: Vec<(usize, Kernel)>,
     rows_to_texture: Kernel,
     /// Bound where a kernel's optional input or output is unused (a linear's plain epilogue).
     placeholder: wgpu::Buffer,
@@ -121,13 +129,7 @@ impl Kernels {
         if let Some(reason) = variant.unsupported_on(gpu) {
             bail!(reason);
         }
-        let attention_texture = || {
-            Kernel::new(
-                gpu,
-                "attention_texture",
-                with_shared!("attention_texture.wgsl", "attention_keys.wgsl"),
-            )
-        };
+        let attention_cpu = unroll(with_shared!("attention_cpu.wgsl", "attention_keys.wgsl"))?;
         let (linear, attention) = match variant {
             Variant::Simple => (
                 Kernel::new(gpu, "linear", with_shared!("linear.wgsl", "linear_output.wgsl"))?,
@@ -139,7 +141,11 @@ impl Kernels {
                     "linear_texture",
                     with_shared!("linear_texture.wgsl", "linear_output.wgsl"),
                 )?,
-                attention_texture()?,
+                Kernel::new(
+                    gpu,
+                    "attention_texture",
+                    with_shared!("attention_texture.wgsl", "attention_keys.wgsl"),
+                )?,
             ),
             Variant::Cpu => (
                 Kernel::new(
@@ -147,15 +153,24 @@ impl Kernels {
                     "linear_cpu",
                     &unroll(with_shared!("linear_cpu.wgsl", "linear_output.wgsl"))?,
                 )?,
-                attention_texture()?,
+                Kernel::new(gpu, "attention_cpu", &attention_cpu)?,
             ),
         };
+        let mut attention_by_head_dim = Vec::new();
+        if variant == Variant::Cpu {
+            for head_dim in CPU_FIXED_HEAD_DIMS {
+                let head_dim4 = [("HEAD_DIM4", (head_dim / 4) as f64)];
+                let kernel = Kernel::specialized(gpu, "attention_cpu", &attention_cpu, &head_dim4)?;
+                attention_by_head_dim.push((head_dim, kernel));
+            }
+        }
         Ok(Kernels {
             variant,
             embed: Kernel::new(gpu, "embed", include_str!("../../shaders/embed.wgsl"))?,
             layernorm: Kernel::new(gpu, "layernorm", include_str!("../../shaders/layernorm.wgsl"))?,
             linear,
             attention,
+            attention_by_head_dim,
             rows_to_texture: Kernel::new(
                 gpu,
                 "rows_to_texture",
