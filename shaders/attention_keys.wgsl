@@ -30,3 +30,22 @@ fn first_key(t: u32) -> u32 {
     }
     return start;
 }
+
+// An attention invocation's work: query token t with head h, keys first_key(t) ..= t. Items are
+// numbered t · n_heads + h over 64-invocation workgroups on the flat 2-D grid of grid_1d;
+// `valid` is false for the invocations past the last item.
+struct Query {
+    valid: bool,
+    t: u32,
+    h: u32,
+    first: u32,
+}
+
+fn query_of(wid: vec3<u32>, groups: vec3<u32>, lane: u32) -> Query {
+    let item = (wid.y * groups.x + wid.x) * 64u + lane;
+    if (item >= params.n_tokens * params.n_heads) {
+        return Query(false, 0u, 0u, 0u);
+    }
+    let t = item / params.n_heads;
+    return Query(true, t, item % params.n_heads, first_key(t));
+}

@@ -21,13 +21,13 @@
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lane: u32) {
-    let item = (wid.y * groups.x + wid.x) * 64u + lane;
-    if (item >= params.n_tokens * params.n_heads) {
+    let query = query_of(wid, groups, lane);
+    if (!query.valid) {
         return;
     }
-    let t = item / params.n_heads;
-    let h = item % params.n_heads;
-    let first = first_key(t);
+    let t = query.t;
+    let h = query.h;
+    let first = query.first;
     let d4 = params.head_dim / 4u;
     let q_col = h * d4;
     let k_col = params.width / 4u + h * d4;
