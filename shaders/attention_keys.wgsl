@@ -1,5 +1,6 @@
 // Shared by attention.wgsl, attention_texture.wgsl and attention_cpu.wgsl (appended to each when
-// compiled): their parameters and the one rule for which keys a query sees.
+// compiled): their parameters, the one rule for which keys a query sees, and which query an
+// invocation computes.
 //
 // Query t sees the keys j of its own sequence with j ≤ t and, on a local layer (window > 0),
 // t − window < j: j runs from first_key(t) = max(seq_start[t], t + 1 − window) to t. This is
