@@ -1,8 +1,9 @@
-// The output stage of every linear kernel (appended to linear.wgsl and linear_texture.wgsl when
-// they are compiled), with the parameters and output bindings they share. A kernel computes the
-// dot product (x · wᵀ)[t, n] and hands it to store_output, which adds the bias and applies the
-// epilogue to v = (x · wᵀ)[t, n] + bias[n] at i = t · n_out + n (or hands v to store_biased). Fusing the epilogues here saves
-// the separate passes over memory that a GELU kernel and a residual-add kernel would make.
+// The output stage of every linear kernel (appended to linear.wgsl, linear_texture.wgsl and
+// linear_cpu.wgsl when they are compiled), with the parameters and output bindings they share. A
+// kernel computes the dot product (x · wᵀ)[t, n] and hands it to store_output, which adds the
+// bias and applies the epilogue to v = (x · wᵀ)[t, n] + bias[n] at i = t · n_out + n; a kernel
+// that has added the bias itself hands v to store_biased. Fusing the epilogues here saves the
+// separate passes over memory that a GELU kernel and a residual-add kernel would make.
 //
 //   epilogue 0 (bias):      y[i] = v
 //   epilogue 1 (gelu):      aux_out[i] = v  (mlp.hook_pre),   y[i] = gelu_new(v)  (mlp.hook_post)

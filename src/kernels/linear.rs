@@ -116,24 +116,23 @@ impl Kernels {
             n_out: layer.n_out as u32,
             epilogue: code,
         };
-        let (x, grid): (&dyn Bind, [u32; 3]) = match self.variant {
-            Variant::Simple => (x, grid_1d(groups_for(layer.n_out, 64) * n_tokens as u32)),
-            Variant::Texture => (
-                self.texels_of(rec, x, n_tokens, layer.n_in, scratch),
-                [
-                    groups_for(layer.n_out, TEXTURE_OUTPUTS_PER_GROUP),
-                    groups_for(n_tokens, TEXTURE_TOKENS_PER_GROUP),
-                    1,
-                ],
-            ),
-            Variant::Cpu => (
-                self.texels_of(rec, x, n_tokens, layer.n_in, scratch),
-                [
-                    groups_for(n_tokens, CPU_TOKENS_PER_GROUP),
-                    groups_for(layer.n_out, CPU_OUTPUTS_PER_GROUP),
-                    1,
-                ],
-            ),
+        let x: &dyn Bind = if self.variant.reads_texels() {
+            self.texels_of(rec, x, n_tokens, layer.n_in, scratch)
+        } else {
+            x
+        };
+        let grid = match self.variant {
+            Variant::Simple => grid_1d(groups_for(layer.n_out, 64) * n_tokens as u32),
+            Variant::Texture => [
+                groups_for(layer.n_out, TEXTURE_OUTPUTS_PER_GROUP),
+                groups_for(n_tokens, TEXTURE_TOKENS_PER_GROUP),
+                1,
+            ],
+            Variant::Cpu => [
+                groups_for(n_tokens, CPU_TOKENS_PER_GROUP),
+                groups_for(layer.n_out, CPU_OUTPUTS_PER_GROUP),
+                1,
+            ],
         };
         let w: &dyn Bind = match &layer.weight {
             Weight::Rows(w) => w,

@@ -74,7 +74,7 @@ impl Variant {
     }
 
     /// Whether this variant reads linear and attention operands as texel matrices.
-    fn reads_texels(self) -> bool {
+    pub(super) fn reads_texels(self) -> bool {
         self != Variant::Simple
     }
 }
@@ -129,7 +129,7 @@ impl Kernels {
         if let Some(reason) = variant.unsupported_on(gpu) {
             bail!(reason);
         }
-        let attention_cpu = unroll(with_shared!("attention_cpu.wgsl", "attention_keys.wgsl"))?;
+        let mut attention_by_head_dim = Vec::new();
         let (linear, attention) = match variant {
             Variant::Simple => (
                 Kernel::new(gpu, "linear", with_shared!("linear.wgsl", "linear_output.wgsl"))?,
@@ -147,23 +147,23 @@ impl Kernels {
                     with_shared!("attention_texture.wgsl", "attention_keys.wgsl"),
                 )?,
             ),
-            Variant::Cpu => (
-                Kernel::new(
-                    gpu,
-                    "linear_cpu",
-                    &unroll(with_shared!("linear_cpu.wgsl", "linear_output.wgsl"))?,
-                )?,
-                Kernel::new(gpu, "attention_cpu", &attention_cpu)?,
-            ),
-        };
-        let mut attention_by_head_dim = Vec::new();
-        if variant == Variant::Cpu {
-            for head_dim in CPU_FIXED_HEAD_DIMS {
-                let head_dim4 = [("HEAD_DIM4", (head_dim / 4) as f64)];
-                let kernel = Kernel::specialized(gpu, "attention_cpu", &attention_cpu, &head_dim4)?;
-                attention_by_head_dim.push((head_dim, kernel));
+            Variant::Cpu => {
+                let attention = unroll(with_shared!("attention_cpu.wgsl", "attention_keys.wgsl"))?;
+                for head_dim in CPU_FIXED_HEAD_DIMS {
+                    let head_dim4 = [("HEAD_DIM4", (head_dim / 4) as f64)];
+                    let kernel = Kernel::specialized(gpu, "attention_cpu", &attention, &head_dim4)?;
+                    attention_by_head_dim.push((head_dim, kernel));
+                }
+                (
+                    Kernel::new(
+                        gpu,
+                        "linear_cpu",
+                        &unroll(with_shared!("linear_cpu.wgsl", "linear_output.wgsl"))?,
+                    )?,
+                    Kernel::new(gpu, "attention_cpu", &attention)?,
+                )
             }
-        }
+        };
         Ok(Kernels {
             variant,
             embed: Kernel::new(gpu, "embed", include_str!("../../shaders/embed.wgsl"))?,
