@@ -364,6 +364,20 @@ fn linear_matches_reference_at_model_shapes() {
     }
 }
 
+/// Inputs wider than 4096 (GPT-Neo 1.3B's c_proj takes 8192): the `cpu` variant's lane-packed
+/// weights continue such rows on further texture rows (shaders/rows_to_texture.wgsl), which the
+/// random cases, at most 300 wide, never reach. One case stores vec4s (36 outputs), one scalars
+/// (37, the last row group partial).
+#[test]
+fn linear_matches_reference_past_one_packed_chunk() {
+    let cases = [(17, 8192, 36, EpilogueKind::Gelu, 5), (3, 4099, 37, EpilogueKind::Residual, 6)];
+    for (n_tokens, n_in, n_out, epilogue, seed) in cases {
+        let case =
+            LinearCase { n_tokens, n_in, n_out, n_parts: 1, equal_parts: true, bias: true, epilogue, seed };
+        check_linear(&case).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // attention
 

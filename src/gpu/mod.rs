@@ -110,22 +110,26 @@ impl Gpu {
         }))
     }
 
-    /// An rgba32float texture holding an `[n_rows, width]` f32 matrix four columns per texel
-    /// (`ceil(width / 4)` texels wide, `n_rows` high), written by kernels and read by kernels.
-    pub fn texel_matrix(&self, label: &str, n_rows: usize, width: usize) -> Result<wgpu::Texture> {
-        let texels = width.div_ceil(4);
+    /// An rgba32float texture `texels_wide` × `texels_high`, written by kernels and read by
+    /// kernels (a texel matrix: see `kernels::TexelLayout`).
+    pub fn texel_texture(
+        &self,
+        label: &str,
+        texels_wide: usize,
+        texels_high: usize,
+    ) -> Result<wgpu::Texture> {
         let max = self.device.limits().max_texture_dimension_2d as usize;
-        if n_rows > max || texels > max {
+        if texels_wide > max || texels_high > max {
             bail!(
-                "{label} needs a {texels}×{n_rows} texture but {} allows at most {max} per side; use fewer tokens",
+                "{label} needs a {texels_wide}×{texels_high} texture but {} allows at most {max} per side; use fewer tokens",
                 self.adapter_name()
             );
         }
         Ok(self.device.create_texture(&wgpu::TextureDescriptor {
             label: Some(label),
             size: wgpu::Extent3d {
-                width: texels.max(1) as u32,
-                height: n_rows.max(1) as u32,
+                width: texels_wide.max(1) as u32,
+                height: texels_high.max(1) as u32,
                 depth_or_array_layers: 1,
             },
             mip_level_count: 1,

@@ -1,10 +1,10 @@
-use super::{groups_for, Kernels, Scratch, Variant};
+use super::{groups_for, Kernels, Scratch, TexelLayout, Variant};
 use crate::gpu::{grid_1d, Bind, Gpu, Recorder};
 use anyhow::{bail, Result};
 
 /// A linear layer's weights on the GPU, stored the way the variant reads them: HF's `[out, in]`
-/// rows in a storage buffer (`simple`) or as a texel matrix `ceil(in / 4)` texels wide and `out`
-/// high (`texture`, `cpu`).
+/// rows in a storage buffer (`simple`) or as a texel matrix, in rows (`texture`) or lane-packed
+/// (`cpu`; see `TexelLayout`).
 pub struct GpuLinear {
     pub n_in: usize,
     pub n_out: usize,
@@ -42,7 +42,7 @@ const TEXTURE_OUTPUTS_PER_GROUP: usize = 128;
 const TEXTURE_TOKENS_PER_GROUP: usize = 8;
 /// Tokens per workgroup (grid x) and outputs per workgroup (grid y) of linear_cpu.wgsl.
 const CPU_TOKENS_PER_GROUP: usize = 16;
-const CPU_OUTPUTS_PER_GROUP: usize = 16;
+const CPU_OUTPUTS_PER_GROUP: usize = 32;
 
 impl Kernels {
     /// Uploads a linear layer whose `[out, in]` weight is `parts` stacked row-wise (each part
@@ -80,10 +80,11 @@ impl Kernels {
         let weight = match self.variant {
             Variant::Simple => Weight::Rows(rows),
             Variant::Texture | Variant::Cpu => {
-                let texture = gpu.texel_matrix(&format!("{label}.weight texels"), n_out, n_in)?;
-                let view = texture.create_view(&Default::default());
+                let layout =
+                    if self.variant == Variant::Cpu { TexelLayout::LanePacked } else { TexelLayout::Rows };
+                let view = self.texel_matrix(gpu, &format!("{label}.weight texels"), layout, n_out, n_in)?;
                 let mut rec = Recorder::new(gpu, false);
-                self.rows_to_texture(&mut rec, &rows, &view, n_out, n_in);
+                self.rows_to_texture(&mut rec, &rows, &view, layout, n_out, n_in);
                 rec.finish()?;
                 Weight::Texels(view)
             }
@@ -138,6 +139,11 @@ impl Kernels {
             Weight::Rows(w) => w,
             Weight::Texels(w) => w,
         };
-        rec.dispatch(&self.linear, &params, &[x, w, &layer.bias, y, aux_in, aux_out], grid);
+        // linear_cpu.wgsl stores four outputs at a time as one vec4 where rows are whole vec4s.
+        let kernel = match &self.linear_vec4 {
+            Some(kernel) if layer.n_out % 4 == 0 => kernel,
+            _ => &self.linear,
+        };
+        rec.dispatch(kernel, &params, &[x, w, &layer.bias, y, aux_in, aux_out], grid);
     }
 }

@@ -24,7 +24,7 @@ mod unroll;
 
 pub use attention::{AttentionShape, MAX_HEAD_DIM};
 pub use linear::{Epilogue, GpuLinear};
-pub use texels::Scratch;
+pub use texels::{Scratch, TexelLayout};
 use unroll::unroll;
 
 use crate::gpu::{Gpu, Kernel};
@@ -104,11 +104,14 @@ pub struct Kernels {
     embed: Kernel,
     layernorm: Kernel,
     linear: Kernel,
+    /// The `cpu` variant's linear kernel for layers whose n_out is a multiple of 4 (vec4 stores).
+    linear_vec4: Option<Kernel>,
     attention: Kernel,
     /// Attention pipelines made for one head size (used instead of `attention` for it).
     attention_by_head_dim: Vec<(usize, Kernel)>,
     rows_to_texture: Kernel,
-    /// Bound where a kernel's optional input or output is unused (a linear's plain epilogue).
+    /// Bound where a kernel's optional input or output is unused (a linear's plain epilogue); 16
+    /// bytes, the least a vec4 array binding takes.
     placeholder: wgpu::Buffer,
     placeholder_out: wgpu::Buffer,
 }
@@ -130,6 +133,7 @@ impl Kernels {
             bail!(reason);
         }
         let mut attention_by_head_dim = Vec::new();
+        let mut linear_vec4 = None;
         let (linear, attention) = match variant {
             Variant::Simple => (
                 Kernel::new(gpu, "linear", with_shared!("linear.wgsl", "linear_output.wgsl"))?,
@@ -154,12 +158,12 @@ impl Kernels {
                     let kernel = Kernel::specialized(gpu, "attention_cpu", &attention, &head_dim4)?;
                     attention_by_head_dim.push((head_dim, kernel));
                 }
+                let linear = unroll(with_shared!("linear_cpu.wgsl", "linear_output.wgsl"))?;
+                let rows_vec4 = include_str!("../../shaders/linear_rows_vec4.wgsl");
+                linear_vec4 = Some(Kernel::new(gpu, "linear_cpu", &(linear.clone() + rows_vec4))?);
+                let rows = include_str!("../../shaders/linear_rows.wgsl");
                 (
-                    Kernel::new(
-                        gpu,
-                        "linear_cpu",
-                        &unroll(with_shared!("linear_cpu.wgsl", "linear_output.wgsl"))?,
-                    )?,
+                    Kernel::new(gpu, "linear_cpu", &(linear + rows))?,
                     Kernel::new(gpu, "attention_cpu", &attention)?,
                 )
             }
@@ -169,18 +173,17 @@ impl Kernels {
             embed: Kernel::new(gpu, "embed", include_str!("../../shaders/embed.wgsl"))?,
             layernorm: Kernel::new(gpu, "layernorm", include_str!("../../shaders/layernorm.wgsl"))?,
             linear,
+            linear_vec4,
             attention,
             attention_by_head_dim,
-            rows_to_texture: Kernel::new(
-                gpu,
-                "rows_to_texture",
-                include_str!("../../shaders/rows_to_texture.wgsl"),
-            )?,
-            placeholder: gpu.storage("placeholder", 1)?,
-            placeholder_out: gpu.storage("placeholder out", 1)?,
+            rows_to_texture: Kernel::new(gpu, "rows_to_texture", ROWS_TO_TEXTURE)?,
+            placeholder: gpu.storage("placeholder", 4)?,
+            placeholder_out: gpu.storage("placeholder out", 4)?,
         })
     }
 }
+
+const ROWS_TO_TEXTURE: &str = include_str!("../../shaders/rows_to_texture.wgsl");
 
 /// Workgroups needed to cover `items` items, `per_group` at a time.
 fn groups_for(items: usize, per_group: usize) -> u32 {

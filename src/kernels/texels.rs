@@ -7,7 +7,51 @@ use anyhow::Result;
 struct Params {
     n_rows: u32,
     width: u32,
-    _pad: [u32; 2],
+    layout: u32,
+    _pad: u32,
+}
+
+/// How an `[n_rows, width]` f32 matrix is laid out as rgba32float texels, four consecutive
+/// columns per texel (shaders/rows_to_texture.wgsl has the exact placement).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TexelLayout {
+    /// Texel i of row t at (i, t): activations, and the `texture` variant's weights.
+    Rows,
+    /// The `cpu` variant's weights: rows in groups of 32, the 8 lanes' texels side by side
+    /// (shaders/linear_cpu.wgsl reads them as sequential streams).
+    LanePacked,
+}
+
+/// Texels of a weight row per texture row in the lane-packed layout (PACKED_CHUNK in
+/// shaders/rows_to_texture.wgsl and linear_cpu.wgsl): keeps its texture 8192 texels wide
+/// whatever the row length.
+const PACKED_CHUNK: usize = 1024;
+
+/// Spare texels at the end of every texture row. Without them, rows whose length is a multiple
+/// of 4 KiB (3072 values of c_proj's input, or 8 lane-packed rows of 768) all start in the same
+/// L1 cache sets of a CPU, and a kernel reading many rows at once evicts its own data (measured
+/// on lavapipe: c_proj 1.5× faster with the padding).
+const ROW_PADDING_TEXELS: usize = 4;
+
+impl TexelLayout {
+    /// (texels wide, texels high) of the texture holding an `[n_rows, width]` matrix.
+    pub fn extent(self, n_rows: usize, width: usize) -> (usize, usize) {
+        let texels = width.div_ceil(4);
+        match self {
+            TexelLayout::Rows => (texels + ROW_PADDING_TEXELS, n_rows),
+            TexelLayout::LanePacked => {
+                let chunks = texels.div_ceil(PACKED_CHUNK);
+                (8 * texels.min(PACKED_CHUNK) + ROW_PADDING_TEXELS, 4 * n_rows.div_ceil(32) * chunks)
+            }
+        }
+    }
+
+    fn code(self) -> u32 {
+        match self {
+            TexelLayout::Rows => 0,
+            TexelLayout::LanePacked => 1,
+        }
+    }
 }
 
 /// Textures a forward reuses for the operands the texel variants read as texels: one
@@ -42,8 +86,14 @@ impl Kernels {
         if self.variant.reads_texels() {
             for &width in widths {
                 if !textures.iter().any(|(w, _)| *w == width) {
-                    let texture = gpu.texel_matrix(&format!("scratch {width}"), n_tokens, width)?;
-                    textures.push((width, texture.create_view(&Default::default())));
+                    let view = self.texel_matrix(
+                        gpu,
+                        &format!("scratch {width}"),
+                        TexelLayout::Rows,
+                        n_tokens,
+                        width,
+                    )?;
+                    textures.push((width, view));
                 }
             }
         }
@@ -61,20 +111,34 @@ impl Kernels {
         scratch: &'s Scratch,
     ) -> &'s wgpu::TextureView {
         let view = scratch.view(width);
-        self.rows_to_texture(rec, m, view, n_rows, width);
+        self.rows_to_texture(rec, m, view, TexelLayout::Rows, n_rows, width);
         view
     }
 
-    /// `texels[t][i] = m[t, 4i..4i+4]` (shaders/rows_to_texture.wgsl).
+    /// An empty texel matrix for `[n_rows, width]` in `layout`.
+    pub(super) fn texel_matrix(
+        &self,
+        gpu: &Gpu,
+        label: &str,
+        layout: TexelLayout,
+        n_rows: usize,
+        width: usize,
+    ) -> Result<wgpu::TextureView> {
+        let (wide, high) = layout.extent(n_rows, width);
+        Ok(gpu.texel_texture(label, wide, high)?.create_view(&Default::default()))
+    }
+
+    /// Texel i of row t of `texels` (in `layout`) = `m[t, 4i..4i+4]` (shaders/rows_to_texture.wgsl).
     pub(super) fn rows_to_texture(
         &self,
         rec: &mut Recorder,
         m: &wgpu::Buffer,
         texels: &wgpu::TextureView,
+        layout: TexelLayout,
         n_rows: usize,
         width: usize,
     ) {
-        let params = Params { n_rows: n_rows as u32, width: width as u32, _pad: [0; 2] };
+        let params = Params { n_rows: n_rows as u32, width: width as u32, layout: layout.code(), _pad: 0 };
         let grid = grid_1d(groups_for(n_rows * width.div_ceil(4), 256));
         rec.dispatch(&self.rows_to_texture, &params, &[m, texels], grid);
     }
