@@ -171,7 +171,14 @@ impl Kernels {
         Ok(Kernels {
             variant,
             embed: Kernel::new(gpu, "embed", include_str!("../../shaders/embed.wgsl"))?,
-            layernorm: Kernel::new(gpu, "layernorm", include_str!("../../shaders/layernorm.wgsl"))?,
+            layernorm: match variant {
+                Variant::Cpu => Kernel::new(
+                    gpu,
+                    "layernorm_cpu",
+                    &unroll(include_str!("../../shaders/layernorm_cpu.wgsl"))?,
+                )?,
+                _ => Kernel::new(gpu, "layernorm", include_str!("../../shaders/layernorm.wgsl"))?,
+            },
             linear,
             linear_vec4,
             attention,
