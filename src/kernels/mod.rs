@@ -2,8 +2,9 @@
 //! parameters struct and how its work is split into workgroups. One file per shader in
 //! `shaders/`; nothing here knows about GPT-Neo.
 //!
-//! Linear layers and attention come in variants (llm.c style: the plain version stays next to the
-//! tuned ones, and every variant passes the same tests against the CPU reference):
+//! Linear layers and attention (and, for `cpu`, layernorm) come in variants (llm.c style: the plain
+//! version stays next to the tuned ones, and every variant passes the same tests against the CPU
+//! reference):
 //! - `simple`: one invocation per output, operands in storage buffers. The readable definition.
 //! - `texture`: operands read as rgba32float texels with register tiles and subgroup shuffles;
 //!   the fastest measured on a discrete GPU (an NVIDIA H200 through Vulkan: 3–10 TFLOP/s on the
@@ -11,9 +12,11 @@
 //!   kernel that was therefore dropped).
 //! - `cpu`: the same texel operands, with kernels written for CPU Vulkan drivers (lavapipe), where
 //!   a workgroup of 8 invocations is one 8-lane SIMD register: storage-texture reads,
-//!   constant-lane subgroup broadcasts and register tiles unrolled before compilation
-//!   (shaders/linear_cpu.wgsl, attention_cpu.wgsl); on lavapipe 1.2–2.9 times `texture`'s GFLOP/s
-//!   on the linear layers, 3.5 times on attention at 600 tokens, and half its challenge forward.
+//!   constant-lane subgroup broadcasts, register tiles unrolled before compilation, weights in a
+//!   lane-packed texel layout, outputs stored as vec4s, and a barrier-free layernorm
+//!   (shaders/linear_cpu.wgsl, attention_cpu.wgsl, layernorm_cpu.wgsl); on lavapipe 2.1–2.6
+//!   times `texture`'s GFLOP/s on the linear layers, 4.3–5.2 times on attention at 600 tokens, and 0.42
+//!   of its challenge forward (one `bench` run measuring both).
 
 mod attention;
 mod embed;

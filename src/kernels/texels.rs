@@ -23,9 +23,10 @@ pub enum TexelLayout {
 }
 
 /// Texels of a weight row per texture row in the lane-packed layout (PACKED_CHUNK in
-/// shaders/rows_to_texture.wgsl and linear_cpu.wgsl): keeps its texture 8192 texels wide
-/// whatever the row length.
-const PACKED_CHUNK: usize = 1024;
+/// shaders/rows_to_texture.wgsl and linear_cpu.wgsl): a multiple of 8, so a loop iteration's 8
+/// texels never straddle two chunks, and small enough that a packed texture row (8 · 1016 texels
+/// and the padding) fits the 8192 texels every WebGPU adapter allows, whatever the row length.
+const PACKED_CHUNK: usize = 1016;
 
 /// Spare texels at the end of every texture row. Without them, rows whose length is a multiple
 /// of 4 KiB (3072 values of c_proj's input, or 8 lane-packed rows of 768) all start in the same
