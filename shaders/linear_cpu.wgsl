@@ -47,7 +47,7 @@
 @group(0) @binding(2) var w_tex: texture_storage_2d<rgba32float, read>;
 
 // Texels of a weight row per texture row in the lane-packed layout (rows_to_texture.wgsl).
-const PACKED_CHUNK: u32 = 1016u;
+const PACKED_CHUNK: u32 = 1024u;
 
 @compute @workgroup_size(8)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {

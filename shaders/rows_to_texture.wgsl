@@ -25,7 +25,7 @@ struct Params {
 
 const LAYOUT_LANE_PACKED: u32 = 1u;
 // Must match PACKED_CHUNK in linear_cpu.wgsl and src/kernels/texels.rs.
-const PACKED_CHUNK: u32 = 1016u;
+const PACKED_CHUNK: u32 = 1024u;
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> m: array<f32>;

@@ -364,7 +364,7 @@ fn linear_matches_reference_at_model_shapes() {
     }
 }
 
-/// Inputs wider than 4064 (GPT-Neo 1.3B's c_proj takes 8192): the `cpu` variant's lane-packed
+/// Inputs wider than 4096 (GPT-Neo 1.3B's c_proj takes 8192): the `cpu` variant's lane-packed
 /// weights continue such rows on further texture rows (shaders/rows_to_texture.wgsl), which the
 /// random cases, at most 300 wide, never reach. One case stores vec4s (36 outputs), one scalars
 /// (37, the last row group partial).

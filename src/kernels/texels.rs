@@ -24,25 +24,19 @@ pub enum TexelLayout {
 
 /// Texels of a weight row per texture row in the lane-packed layout (PACKED_CHUNK in
 /// shaders/rows_to_texture.wgsl and linear_cpu.wgsl): a multiple of 8, so a loop iteration's 8
-/// texels never straddle two chunks, and small enough that a packed texture row (8 · 1016 texels
-/// and the padding) fits the 8192 texels every WebGPU adapter allows, whatever the row length.
-const PACKED_CHUNK: usize = 1016;
-
-/// Spare texels at the end of every texture row. Without them, rows whose length is a multiple
-/// of 4 KiB (3072 values of c_proj's input, or 8 lane-packed rows of 768) all start in the same
-/// L1 cache sets of a CPU, and a kernel reading many rows at once evicts its own data (measured
-/// on lavapipe: c_proj 1.5× faster with the padding).
-const ROW_PADDING_TEXELS: usize = 4;
+/// texels never straddle two chunks, and a packed texture row (8 · 1024 texels) fits the 8192
+/// texels every WebGPU adapter allows, whatever the row length.
+const PACKED_CHUNK: usize = 1024;
 
 impl TexelLayout {
     /// (texels wide, texels high) of the texture holding an `[n_rows, width]` matrix.
     pub fn extent(self, n_rows: usize, width: usize) -> (usize, usize) {
         let texels = width.div_ceil(4);
         match self {
-            TexelLayout::Rows => (texels + ROW_PADDING_TEXELS, n_rows),
+            TexelLayout::Rows => (texels, n_rows),
             TexelLayout::LanePacked => {
                 let chunks = texels.div_ceil(PACKED_CHUNK);
-                (8 * texels.min(PACKED_CHUNK) + ROW_PADDING_TEXELS, 4 * n_rows.div_ceil(32) * chunks)
+                (8 * texels.min(PACKED_CHUNK), 4 * n_rows.div_ceil(32) * chunks)
             }
         }
     }
