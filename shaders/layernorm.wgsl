@@ -4,23 +4,10 @@
 //   var_t  = Σ_c (x[t, c] − mean_t)² / width          (biased, two passes for accuracy)
 //   y[t, c] = (x[t, c] − mean_t) / √(var_t + eps) · gamma[c] + beta[c]
 //
-// Layouts (row-major f32): x, y [n_tokens, width]; gamma, beta [width].
+// Parameters, bindings and the last step (store_normalized) are in layernorm_rows.wgsl.
 // Work split: one workgroup of 64 invocations per row; each invocation sums a strided slice of
 // the row, then a tree reduction in workgroup memory combines the 64 partial sums (once for the
 // mean, once for the variance). Rows are on the flat 2-D grid of grid_1d.
-
-struct Params {
-    n_tokens: u32,
-    width: u32,
-    eps: f32,
-    _pad0: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> gamma: array<f32>;
-@group(0) @binding(3) var<storage, read> beta: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
 const LANES: u32 = 64u;
 var<workgroup> partial: array<f32, LANES>;
@@ -62,7 +49,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let variance = workgroup_sum(lane, squares) / f32(params.width);
     let inv_std = 1.0 / sqrt(variance + params.eps);
-    for (var c = lane; c < params.width; c = c + LANES) {
-        y[row + c] = (x[row + c] - mean) * inv_std * gamma[c] + beta[c];
-    }
+    store_normalized(row, lane, LANES, mean, inv_std);
 }

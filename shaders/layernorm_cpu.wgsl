@@ -5,7 +5,7 @@
 //   var_t  = Σ_c (x[t, c] − mean_t)² / width          (biased, two passes for accuracy)
 //   y[t, c] = (x[t, c] − mean_t) / √(var_t + eps) · gamma[c] + beta[c]
 //
-// Layouts (row-major f32): x, y [n_tokens, width]; gamma, beta [width].
+// Parameters, bindings and the last step (store_normalized) are in layernorm_rows.wgsl.
 // Work split: one workgroup of 8 invocations per row — on a CPU driver, one 8-lane SIMD register.
 // Each invocation keeps the 8 partial sums that invocations lane, lane + 8, …, lane + 56 of
 // layernorm.wgsl would (columns c ≡ lane + 8i mod 64), folds them in that kernel's tree order,
@@ -16,19 +16,6 @@
 // 1000 lost 8 times the rounding budget of the layernorm test.)
 // It needs subgroups of at least 8 lanes holding the workgroup on lanes 0..7, like linear_cpu.wgsl.
 // Rows are on the flat 2-D grid of grid_1d.
-
-struct Params {
-    n_tokens: u32,
-    width: u32,
-    eps: f32,
-    _pad0: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> gamma: array<f32>;
-@group(0) @binding(3) var<storage, read> beta: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
 // The partial sums of one lane (see above), folded as layernorm.wgsl's tree folds its 64.
 struct Partials {
@@ -69,7 +56,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let variance = subgroupAdd(fold(squares)) / f32(params.width);
     let inv_std = 1.0 / sqrt(variance + params.eps);
-    for (var c = lane; c < params.width; c = c + 8u) {
-        y[row + c] = (x[row + c] - mean) * inv_std * gamma[c] + beta[c];
-    }
+    store_normalized(row, lane, 8u, mean, inv_std);
 }

@@ -178,9 +178,9 @@ impl Kernels {
                 Variant::Cpu => Kernel::new(
                     gpu,
                     "layernorm_cpu",
-                    &unroll(include_str!("../../shaders/layernorm_cpu.wgsl"))?,
+                    &unroll(with_shared!("layernorm_cpu.wgsl", "layernorm_rows.wgsl"))?,
                 )?,
-                _ => Kernel::new(gpu, "layernorm", include_str!("../../shaders/layernorm.wgsl"))?,
+                _ => Kernel::new(gpu, "layernorm", with_shared!("layernorm.wgsl", "layernorm_rows.wgsl"))?,
             },
             linear,
             linear_vec4,
