@@ -14,9 +14,9 @@
 //!   a workgroup of 8 invocations is one 8-lane SIMD register: storage-texture reads,
 //!   constant-lane subgroup broadcasts, register tiles unrolled before compilation, weights in a
 //!   lane-packed texel layout, outputs stored as vec4s, and a barrier-free layernorm
-//!   (shaders/linear_cpu.wgsl, attention_cpu.wgsl, layernorm_cpu.wgsl); on lavapipe 2.1–2.6
-//!   times `texture`'s GFLOP/s on the linear layers, 4.3–5.2 times on attention at 600 tokens, and 0.42
-//!   of its challenge forward (one `bench` run measuring both).
+//!   (shaders/linear_cpu.wgsl, attention_cpu.wgsl, layernorm_cpu.wgsl). On lavapipe, in three
+//!   `bench` runs measuring both: 1.9–3.6 times `texture`'s GFLOP/s on the linear layers, 4.3–6.0
+//!   times as fast on attention at 600 tokens, 0.39–0.42 of its challenge forward.
 
 mod attention;
 mod embed;
