@@ -2,11 +2,12 @@
 //
 //   y[t, n] = Σ_k x[t, k] · w[n, k] + bias[n]      (then the epilogue of linear_output.wgsl)
 //
-// x_tex is a row-major texel matrix (n_tokens high, k4 = ceil(n_in / 4) texels wide) and w_tex
-// the weight in the lane-packed layout (both written by rows_to_texture.wgsl, which defines the
-// layouts), read as storage textures. params and the epilogue are in linear_output.wgsl; bias_row
-// and store_row, which load and store four consecutive outputs, in linear_rows.wgsl (any n_out)
-// or linear_rows_vec4.wgsl (n_out a multiple of 4: one vec4 access each).
+// x_tex is a row-major texel matrix (n_tokens high, k4 = ceil(n_in / 4) texels wide, written by
+// rows_to_texture.wgsl) and w_tex the weight in the lane-packed layout (TexelLayout::LanePacked
+// in src/kernels/texels.rs, which places the texels), read as storage textures. params and the
+// epilogue are in linear_output.wgsl; bias_row and store_row, which load and store four
+// consecutive outputs, in linear_rows.wgsl (any n_out) or linear_rows_vec4.wgsl (n_out a
+// multiple of 4: one vec4 access each).
 //
 // A CPU driver runs the 8 invocations of a workgroup as the 8 lanes of one SIMD register, so this
 // kernel is written for exactly that: one subgroup of 8 lanes per workgroup.
@@ -46,7 +47,8 @@
 @group(0) @binding(1) var x_tex: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(2) var w_tex: texture_storage_2d<rgba32float, read>;
 
-// Texels of a weight row per texture row in the lane-packed layout (rows_to_texture.wgsl).
+// Texels of a weight row per texture row in the lane-packed layout (PACKED_CHUNK in
+// src/kernels/texels.rs).
 const PACKED_CHUNK: u32 = 1024u;
 
 @compute @workgroup_size(8)

@@ -5,27 +5,15 @@
 // The texture kernels read their operands this way because, on CPU Vulkan drivers such as
 // lavapipe, a texel fetch costs about as much as one scalar storage-buffer load but brings four
 // values (measured: storage-buffer loads run lane by lane there).
-// Layouts: m [n_rows, width] f32; texels in one of two layouts (their texture sizes are made by
-// TexelLayout::extent in src/kernels/texels.rs), each row k4 = ceil(width / 4) texels long:
-// - rows (0): texel i of row t at (i, t);
-// - lane-packed (1), the weights of linear_cpu.wgsl: rows are taken in groups of 32 (a
-//   workgroup's outputs), row n = 32 · g + 4 · l + o being output o of lane l. Texel i of row n
-//   is at (8 · (i mod PACKED_CHUNK) + l, (4 · g + o) · n_chunks + i / PACKED_CHUNK), with
-//   n_chunks = ceil(k4 / PACKED_CHUNK): the 8 lanes' texels i of one o sit side by side, so a
-//   workgroup reads its weights as 4 sequential streams, and a row longer than PACKED_CHUNK
-//   texels continues on the next texture rows so the texture stays narrow.
+// Layouts: m [n_rows, width] f32; texels: texture n_rows high, ceil(width / 4) wide.
 // Work split: one invocation per texel, 256 per workgroup, on the flat 2-D grid of grid_1d.
 
 struct Params {
     n_rows: u32,
     width: u32,
-    texel_layout: u32,
-    _pad: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
-
-const LAYOUT_LANE_PACKED: u32 = 1u;
-// Must match PACKED_CHUNK in linear_cpu.wgsl and src/kernels/texels.rs.
-const PACKED_CHUNK: u32 = 1024u;
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> m: array<f32>;
@@ -48,13 +36,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             v[j] = m[row * params.width + col + j];
         }
     }
-    let texel = i % texels_per_row;
-    var at = vec2<u32>(texel, row);
-    if (params.texel_layout == LAYOUT_LANE_PACKED) {
-        let n_chunks = (texels_per_row + PACKED_CHUNK - 1u) / PACKED_CHUNK;
-        let lane = (row % 32u) / 4u;
-        let o = row % 4u;
-        at = vec2<u32>(8u * (texel % PACKED_CHUNK) + lane, (4u * (row / 32u) + o) * n_chunks + texel / PACKED_CHUNK);
-    }
-    textureStore(texels, at, v);
+    textureStore(texels, vec2<u32>(i % texels_per_row, row), v);
 }

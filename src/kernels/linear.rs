@@ -67,26 +67,25 @@ impl Kernels {
                 4 * n_out
             );
         }
-        let rows = gpu.storage(&format!("{label}.weight"), n_out * n_in)?;
-        let mut offset = 0;
-        for part in parts {
-            gpu.queue.write_buffer(&rows, offset, part);
-            offset += part.len() as u64;
-        }
         let bias = match bias {
             Some(bytes) => gpu.upload(&format!("{label}.bias"), bytes)?,
             None => gpu.upload(&format!("{label}.bias"), &vec![0u8; n_out * 4])?,
         };
         let weight = match self.variant {
-            Variant::Simple => Weight::Rows(rows),
+            Variant::Simple => {
+                let rows = gpu.storage(&format!("{label}.weight"), n_out * n_in)?;
+                let mut offset = 0;
+                for part in parts {
+                    gpu.queue.write_buffer(&rows, offset, part);
+                    offset += part.len() as u64;
+                }
+                Weight::Rows(rows)
+            }
             Variant::Texture | Variant::Cpu => {
                 let layout =
                     if self.variant == Variant::Cpu { TexelLayout::LanePacked } else { TexelLayout::Rows };
-                let view = self.texel_matrix(gpu, &format!("{label}.weight texels"), layout, n_out, n_in)?;
-                let mut rec = Recorder::new(gpu, false);
-                self.rows_to_texture(&mut rec, &rows, &view, layout, n_out, n_in);
-                rec.finish()?;
-                Weight::Texels(view)
+                let label = format!("{label}.weight texels");
+                Weight::Texels(self.upload_texel_matrix(gpu, &label, layout, parts, n_in)?)
             }
         };
         Ok(GpuLinear { n_in, n_out, weight, bias })

@@ -186,14 +186,16 @@ impl Kernels {
             linear_vec4,
             attention,
             attention_by_head_dim,
-            rows_to_texture: Kernel::new(gpu, "rows_to_texture", ROWS_TO_TEXTURE)?,
+            rows_to_texture: Kernel::new(
+                gpu,
+                "rows_to_texture",
+                include_str!("../../shaders/rows_to_texture.wgsl"),
+            )?,
             placeholder: gpu.storage("placeholder", 4)?,
             placeholder_out: gpu.storage("placeholder out", 4)?,
         })
     }
 }
-
-const ROWS_TO_TEXTURE: &str = include_str!("../../shaders/rows_to_texture.wgsl");
 
 /// Workgroups needed to cover `items` items, `per_group` at a time.
 fn groups_for(items: usize, per_group: usize) -> u32 {

@@ -7,23 +7,27 @@ use anyhow::Result;
 struct Params {
     n_rows: u32,
     width: u32,
-    layout: u32,
-    _pad: u32,
+    _pad: [u32; 2],
 }
 
 /// How an `[n_rows, width]` f32 matrix is laid out as rgba32float texels, four consecutive
-/// columns per texel (shaders/rows_to_texture.wgsl has the exact placement).
+/// columns per texel, each row k4 = ceil(width / 4) texels long (`position` places them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TexelLayout {
-    /// Texel i of row t at (i, t): activations, and the `texture` variant's weights.
+    /// Texel i of row t at (i, t): activations (shaders/rows_to_texture.wgsl), and the `texture`
+    /// variant's weights.
     Rows,
-    /// The `cpu` variant's weights: rows in groups of 32, the 8 lanes' texels side by side
-    /// (shaders/linear_cpu.wgsl reads them as sequential streams).
+    /// The `cpu` variant's weights (shaders/linear_cpu.wgsl). Rows are taken in groups of 32 (a
+    /// workgroup's outputs), row n = 32 · g + 4 · l + o being output o of lane l; texel i of row
+    /// n is at (8 · (i mod PACKED_CHUNK) + l, (4 · g + o) · chunks + i / PACKED_CHUNK), with
+    /// chunks = ceil(k4 / PACKED_CHUNK). The 8 lanes' texels i of one o sit side by side, so a
+    /// workgroup reads its weights as 4 sequential streams, and a row longer than PACKED_CHUNK
+    /// texels continues on the next texture rows so the texture stays narrow.
     LanePacked,
 }
 
 /// Texels of a weight row per texture row in the lane-packed layout (PACKED_CHUNK in
-/// shaders/rows_to_texture.wgsl and linear_cpu.wgsl): a multiple of 8, so a loop iteration's 8
+/// shaders/linear_cpu.wgsl): a multiple of 8, so a loop iteration's 8
 /// texels never straddle two chunks, and a packed texture row (8 · 1024 texels) fits the 8192
 /// texels every WebGPU adapter allows, whatever the row length.
 const PACKED_CHUNK: usize = 1024;
@@ -41,10 +45,16 @@ impl TexelLayout {
         }
     }
 
-    fn code(self) -> u32 {
+    /// Where texel `texel` of row `row` goes, as (x, y), in a matrix `texels_per_row` texels
+    /// wide.
+    fn position(self, row: usize, texel: usize, texels_per_row: usize) -> (usize, usize) {
         match self {
-            TexelLayout::Rows => 0,
-            TexelLayout::LanePacked => 1,
+            TexelLayout::Rows => (texel, row),
+            TexelLayout::LanePacked => {
+                let chunks = texels_per_row.div_ceil(PACKED_CHUNK);
+                let (group, lane, output) = (row / 32, row % 32 / 4, row % 4);
+                (8 * (texel % PACKED_CHUNK) + lane, (4 * group + output) * chunks + texel / PACKED_CHUNK)
+            }
         }
     }
 }
@@ -106,8 +116,47 @@ impl Kernels {
         scratch: &'s Scratch,
     ) -> &'s wgpu::TextureView {
         let view = scratch.view(width);
-        self.rows_to_texture(rec, m, view, TexelLayout::Rows, n_rows, width);
+        self.rows_to_texture(rec, m, view, n_rows, width);
         view
+    }
+
+    /// A texel matrix in `layout` holding the rows of `parts` (stacked row-wise, each little-endian
+    /// f32 rows of `width`), packed on the host and written straight into the texture: one
+    /// layer's copy at a time, and no storage buffer or conversion pass on the device.
+    pub(super) fn upload_texel_matrix(
+        &self,
+        gpu: &Gpu,
+        label: &str,
+        layout: TexelLayout,
+        parts: &[&[u8]],
+        width: usize,
+    ) -> Result<wgpu::TextureView> {
+        let row_bytes = 4 * width;
+        let n_rows = parts.iter().map(|p| p.len()).sum::<usize>() / row_bytes;
+        let texels_per_row = width.div_ceil(4);
+        let (wide, high) = layout.extent(n_rows, width);
+        let mut packed = vec![0u8; wide * high * 16];
+        let rows = parts.iter().flat_map(|part| part.chunks_exact(row_bytes));
+        for (row, values) in rows.enumerate() {
+            for (texel, bytes) in values.chunks(16).enumerate() {
+                let (x, y) = layout.position(row, texel, texels_per_row);
+                let at = (y * wide + x) * 16;
+                // A last texel past `width` keeps zeros in its missing columns.
+                packed[at..at + bytes.len()].copy_from_slice(bytes);
+            }
+        }
+        let texture = gpu.texel_texture(label, wide, high)?;
+        gpu.queue.write_texture(
+            texture.as_image_copy(),
+            &packed,
+            wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some(16 * wide as u32),
+                rows_per_image: Some(high as u32),
+            },
+            texture.size(),
+        );
+        Ok(texture.create_view(&Default::default()))
     }
 
     /// An empty texel matrix for `[n_rows, width]` in `layout`.
@@ -123,17 +172,16 @@ impl Kernels {
         Ok(gpu.texel_texture(label, wide, high)?.create_view(&Default::default()))
     }
 
-    /// Texel i of row t of `texels` (in `layout`) = `m[t, 4i..4i+4]` (shaders/rows_to_texture.wgsl).
-    pub(super) fn rows_to_texture(
+    /// `texels[t][i] = m[t, 4i..4i+4]`, in the rows layout (shaders/rows_to_texture.wgsl).
+    fn rows_to_texture(
         &self,
         rec: &mut Recorder,
         m: &wgpu::Buffer,
         texels: &wgpu::TextureView,
-        layout: TexelLayout,
         n_rows: usize,
         width: usize,
     ) {
-        let params = Params { n_rows: n_rows as u32, width: width as u32, layout: layout.code(), _pad: 0 };
+        let params = Params { n_rows: n_rows as u32, width: width as u32, _pad: [0; 2] };
         let grid = grid_1d(groups_for(n_rows * width.div_ceil(4), 256));
         rec.dispatch(&self.rows_to_texture, &params, &[m, texels], grid);
     }
