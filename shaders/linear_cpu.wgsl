@@ -25,7 +25,7 @@
 // What the shape of the code comes from (measured on lavapipe):
 // - a storage-texture read of 8 lanes' texels is inlined (≈ 20 cycles) where a sampled-texture
 //   fetch calls a generic sampling function (≈ 63); a storage-buffer access runs lane by lane,
-//   and a vec4 access costs little more than a scalar one (the output stage fell from about 16%
+//   and a vec4 store costs little more than a scalar one (the output stage fell from about 16%
 //   of the kernel's time with four scalar stores per token to about 5% with one vec4 store);
 // - a broadcast from a constant lane is a register shuffle; a shuffle by a loop counter is not;
 // - the driver keeps loops rolled and puts arrays indexed by loop counters in memory, so the
@@ -35,9 +35,8 @@
 //   registers and takes the weights from the stack as memory operands; with 4 outputs per lane
 //   a lane's outputs are one vec4 to store. 16 tokens × 4 outputs measured at or near the
 //   fastest of 8–64 tokens × 2–8 outputs;
-// - the unrolled loop body is already larger than a CPU's 32 KiB instruction cache: a variant
-//   doing twice the arithmetic per texel read took 2.3 times as long, so the tile stays at this
-//   size;
+// - the time follows the arithmetic, not the texel reads: tiles of 8, 12 and 16 tokens measured
+//   alike, and a variant doing twice the arithmetic per texel read took 2.3 times as long;
 // - workgroups advance along tokens first (grid x), so consecutive workgroups reuse the same 32
 //   weight rows from the cache.
 // It needs subgroups of at least 8 lanes holding the workgroup's invocations on lanes 0..7.

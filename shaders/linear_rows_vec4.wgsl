@@ -1,7 +1,7 @@
 // bias_row and store_row for linear_cpu.wgsl when n_out is a multiple of 4: four consecutive
 // outputs n .. n + 3 (n a multiple of 4) of one token at a time, as one vec4 load or store. The
 // bindings of linear_output.wgsl are declared again here as vec4 arrays (a kernel uses one
-// declaration or the other, never both). On lavapipe a storage-buffer access runs lane by lane
+// declaration or the other, never both). On lavapipe a storage-buffer store runs lane by lane
 // whatever its width, so this stores four outputs for about the price of one (measured: the
 // output stage of linear_cpu.wgsl shrank from about 16% of its time to about 5%).
 

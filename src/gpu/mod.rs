@@ -111,7 +111,7 @@ impl Gpu {
     }
 
     /// An rgba32float texture `texels_wide` × `texels_high`, written by kernels and read by
-    /// kernels (a texel matrix: see `kernels::TexelLayout`).
+    /// kernels (a texel matrix: see `TexelLayout` in src/kernels/texels.rs).
     pub fn texel_texture(
         &self,
         label: &str,

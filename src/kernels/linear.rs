@@ -85,7 +85,7 @@ impl Kernels {
                 let layout =
                     if self.variant == Variant::Cpu { TexelLayout::LanePacked } else { TexelLayout::Rows };
                 let label = format!("{label}.weight texels");
-                Weight::Texels(self.upload_texel_matrix(gpu, &label, layout, parts, n_in)?)
+                Weight::Texels(layout.upload(gpu, &label, parts, n_in)?)
             }
         };
         Ok(GpuLinear { n_in, n_out, weight, bias })

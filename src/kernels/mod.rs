@@ -27,7 +27,8 @@ mod unroll;
 
 pub use attention::{AttentionShape, MAX_HEAD_DIM};
 pub use linear::{Epilogue, GpuLinear};
-pub use texels::{Scratch, TexelLayout};
+pub use texels::Scratch;
+use texels::TexelLayout;
 use unroll::unroll;
 
 use crate::gpu::{Gpu, Kernel};

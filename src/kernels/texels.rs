@@ -27,14 +27,14 @@ pub enum TexelLayout {
 }
 
 /// Texels of a weight row per texture row in the lane-packed layout (PACKED_CHUNK in
-/// shaders/linear_cpu.wgsl): a multiple of 8, so a loop iteration's 8
-/// texels never straddle two chunks, and a packed texture row (8 · 1024 texels) fits the 8192
-/// texels every WebGPU adapter allows, whatever the row length.
+/// shaders/linear_cpu.wgsl): a multiple of 8, so a loop iteration's 8 texels never straddle two
+/// chunks, and a packed texture row (8 · 1024 texels) fits the 8192 texels every WebGPU adapter
+/// allows, whatever the row length.
 const PACKED_CHUNK: usize = 1024;
 
 impl TexelLayout {
     /// (texels wide, texels high) of the texture holding an `[n_rows, width]` matrix.
-    pub fn extent(self, n_rows: usize, width: usize) -> (usize, usize) {
+    fn extent(self, n_rows: usize, width: usize) -> (usize, usize) {
         let texels = width.div_ceil(4);
         match self {
             TexelLayout::Rows => (texels, n_rows),
@@ -56,6 +56,44 @@ impl TexelLayout {
                 (8 * (texel % PACKED_CHUNK) + lane, (4 * group + output) * chunks + texel / PACKED_CHUNK)
             }
         }
+    }
+
+    /// A texel matrix in this layout holding the rows of `parts` (stacked row-wise, each
+    /// little-endian f32 rows of `width`), packed on the host and written straight into the
+    /// texture: one layer's copy at a time, and no storage buffer or conversion pass on the device.
+    pub(super) fn upload(
+        self,
+        gpu: &Gpu,
+        label: &str,
+        parts: &[&[u8]],
+        width: usize,
+    ) -> Result<wgpu::TextureView> {
+        let row_bytes = 4 * width;
+        let n_rows = parts.iter().map(|p| p.len()).sum::<usize>() / row_bytes;
+        let texels_per_row = width.div_ceil(4);
+        let (wide, high) = self.extent(n_rows, width);
+        let mut packed = vec![0u8; wide * high * 16];
+        let rows = parts.iter().flat_map(|part| part.chunks_exact(row_bytes));
+        for (row, values) in rows.enumerate() {
+            for (texel, bytes) in values.chunks(16).enumerate() {
+                let (x, y) = self.position(row, texel, texels_per_row);
+                let at = (y * wide + x) * 16;
+                // A last texel past `width` keeps zeros in its missing columns.
+                packed[at..at + bytes.len()].copy_from_slice(bytes);
+            }
+        }
+        let texture = gpu.texel_texture(label, wide, high)?;
+        gpu.queue.write_texture(
+            texture.as_image_copy(),
+            &packed,
+            wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some(16 * wide as u32),
+                rows_per_image: Some(high as u32),
+            },
+            texture.size(),
+        );
+        Ok(texture.create_view(&Default::default()))
     }
 }
 
@@ -91,14 +129,9 @@ impl Kernels {
         if self.variant.reads_texels() {
             for &width in widths {
                 if !textures.iter().any(|(w, _)| *w == width) {
-                    let view = self.texel_matrix(
-                        gpu,
-                        &format!("scratch {width}"),
-                        TexelLayout::Rows,
-                        n_tokens,
-                        width,
-                    )?;
-                    textures.push((width, view));
+                    let (wide, high) = TexelLayout::Rows.extent(n_tokens, width);
+                    let texture = gpu.texel_texture(&format!("scratch {width}"), wide, high)?;
+                    textures.push((width, texture.create_view(&Default::default())));
                 }
             }
         }
@@ -118,58 +151,6 @@ impl Kernels {
         let view = scratch.view(width);
         self.rows_to_texture(rec, m, view, n_rows, width);
         view
-    }
-
-    /// A texel matrix in `layout` holding the rows of `parts` (stacked row-wise, each little-endian
-    /// f32 rows of `width`), packed on the host and written straight into the texture: one
-    /// layer's copy at a time, and no storage buffer or conversion pass on the device.
-    pub(super) fn upload_texel_matrix(
-        &self,
-        gpu: &Gpu,
-        label: &str,
-        layout: TexelLayout,
-        parts: &[&[u8]],
-        width: usize,
-    ) -> Result<wgpu::TextureView> {
-        let row_bytes = 4 * width;
-        let n_rows = parts.iter().map(|p| p.len()).sum::<usize>() / row_bytes;
-        let texels_per_row = width.div_ceil(4);
-        let (wide, high) = layout.extent(n_rows, width);
-        let mut packed = vec![0u8; wide * high * 16];
-        let rows = parts.iter().flat_map(|part| part.chunks_exact(row_bytes));
-        for (row, values) in rows.enumerate() {
-            for (texel, bytes) in values.chunks(16).enumerate() {
-                let (x, y) = layout.position(row, texel, texels_per_row);
-                let at = (y * wide + x) * 16;
-                // A last texel past `width` keeps zeros in its missing columns.
-                packed[at..at + bytes.len()].copy_from_slice(bytes);
-            }
-        }
-        let texture = gpu.texel_texture(label, wide, high)?;
-        gpu.queue.write_texture(
-            texture.as_image_copy(),
-            &packed,
-            wgpu::TexelCopyBufferLayout {
-                offset: 0,
-                bytes_per_row: Some(16 * wide as u32),
-                rows_per_image: Some(high as u32),
-            },
-            texture.size(),
-        );
-        Ok(texture.create_view(&Default::default()))
-    }
-
-    /// An empty texel matrix for `[n_rows, width]` in `layout`.
-    pub(super) fn texel_matrix(
-        &self,
-        gpu: &Gpu,
-        label: &str,
-        layout: TexelLayout,
-        n_rows: usize,
-        width: usize,
-    ) -> Result<wgpu::TextureView> {
-        let (wide, high) = layout.extent(n_rows, width);
-        Ok(gpu.texel_texture(label, wide, high)?.create_view(&Default::default()))
     }
 
     /// `texels[t][i] = m[t, 4i..4i+4]`, in the rows layout (shaders/rows_to_texture.wgsl).
