@@ -81,8 +81,8 @@ struct BenchCli {
     /// Keep the --synthetic model in this folder (a usable model folder for other commands).
     #[arg(long, value_name = "DIR", requires = "synthetic")]
     save_synthetic: Option<PathBuf>,
-    /// Kernel variant(s) to measure, repeatable [default: the fastest for the adapter; `simple` on
-    /// a CPU driver takes minutes per forward].
+    /// Kernel variant(s) to measure, repeatable [default: the fastest for the adapter; `simple` and
+    /// `tiled` on a CPU driver take minutes].
     #[arg(long = "kernel-variant", value_enum, value_name = "VARIANT")]
     variants: Vec<Variant>,
     /// Timed repetitions per measurement (the median is reported).

@@ -54,7 +54,9 @@ impl Kernels {
         };
         let grid = grid_1d(groups_for(shape.n_tokens * shape.n_heads, 64));
         match self.variant {
-            Variant::Simple => rec.dispatch(&self.attention, &params, &[qkv, seq_start, z], grid),
+            Variant::Simple | Variant::Tiled => {
+                rec.dispatch(&self.attention, &params, &[qkv, seq_start, z], grid)
+            }
             Variant::Texture | Variant::Cpu => {
                 let kernel = self
                     .attention_by_head_dim

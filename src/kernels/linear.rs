@@ -43,6 +43,8 @@ const TEXTURE_TOKENS_PER_GROUP: usize = 8;
 /// Tokens per workgroup (grid x) and outputs per workgroup (grid y) of linear_cpu.wgsl.
 const CPU_TOKENS_PER_GROUP: usize = 16;
 const CPU_OUTPUTS_PER_GROUP: usize = 32;
+/// Outputs (grid x) and tokens (grid y) per workgroup of linear_tiled.wgsl.
+const TILED_TILE: usize = 32;
 
 impl Kernels {
     /// Uploads a linear layer whose `[out, in]` weight is `parts` stacked row-wise (each part
@@ -72,7 +74,7 @@ impl Kernels {
             None => gpu.upload(&format!("{label}.bias"), &vec![0u8; n_out * 4])?,
         };
         let weight = match self.variant {
-            Variant::Simple => {
+            Variant::Simple | Variant::Tiled => {
                 let rows = gpu.storage(&format!("{label}.weight"), n_out * n_in)?;
                 let mut offset = 0;
                 for part in parts {
@@ -133,12 +135,14 @@ impl Kernels {
                 groups_for(layer.n_out, CPU_OUTPUTS_PER_GROUP),
                 1,
             ],
+            Variant::Tiled => [groups_for(layer.n_out, TILED_TILE), groups_for(n_tokens, TILED_TILE), 1],
         };
         let w: &dyn Bind = match &layer.weight {
             Weight::Rows(w) => w,
             Weight::Texels(w) => w,
         };
-        // linear_cpu.wgsl stores four outputs at a time as one vec4 where rows are whole vec4s.
+        // linear_cpu.wgsl and linear_tiled.wgsl store four outputs at a time as one vec4 where
+        // rows are whole vec4s.
         let kernel = match &self.linear_vec4 {
             Some(kernel) if layer.n_out % 4 == 0 => kernel,
             _ => &self.linear,

@@ -6,10 +6,9 @@
 //! version stays next to the tuned ones, and every variant passes the same tests against the CPU
 //! reference):
 //! - `simple`: one invocation per output, operands in storage buffers. The readable definition.
-//! - `texture`: operands read as rgba32float texels with register tiles and subgroup shuffles;
-//!   the fastest measured on a discrete GPU (an NVIDIA H200 through Vulkan: 3–10 TFLOP/s on the
-//!   model's linear layers, against 0.47 for `simple` and 0.13–0.36 for a shared-memory tiled
-//!   kernel that was therefore dropped).
+//! - `texture`: operands read as rgba32float texels with register tiles and subgroup shuffles
+//!   (3–10 TFLOP/s on the model's linear layers on an NVIDIA H200 through Vulkan, against 0.47
+//!   for `simple`; on lavapipe 6.6–11.6 GFLOP/s).
 //! - `cpu`: the same texel operands, with kernels written for CPU Vulkan drivers (lavapipe), where
 //!   a workgroup of 8 invocations is one 8-lane SIMD register: storage-texture reads,
 //!   constant-lane subgroup broadcasts, register tiles unrolled before compilation, weights in a
@@ -17,6 +16,12 @@
 //!   (shaders/linear_cpu.wgsl, attention_cpu.wgsl, layernorm_cpu.wgsl). On lavapipe, in three
 //!   `bench` runs measuring both: 1.9–3.6 times `texture`'s GFLOP/s on the linear layers, 4.3–6.0
 //!   times as fast on attention at 600 tokens, 0.39–0.42 of its challenge forward.
+//! - `tiled`: storage-buffer operands in HF's layout (no conversion passes), linear layers with
+//!   32 × 32 workgroup-memory tiles whose k is split across 4 slices of 64 invocations
+//!   (shaders/linear_tiled.wgsl), `simple`'s attention and layernorm. For GPUs: 13–19 TFLOP/s
+//!   on the H200, 1.8–5.1 times `texture`'s (2 slices measured the same per block, 1 and 8
+//!   slices 23% and 15% slower); on lavapipe its barriers make it 30 times slower than `cpu`
+//!   (the full-shape test's forward: 99 s against 3.2 s).
 
 mod attention;
 mod embed;
@@ -44,18 +49,21 @@ pub enum Variant {
     Texture,
     /// Texel operands, 8-lane register tiles for CPU drivers (needs subgroups of 8 or more lanes).
     Cpu,
+    /// Storage-buffer operands, workgroup-memory tiles split along k, for GPUs.
+    Tiled,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 3] = [Variant::Simple, Variant::Texture, Variant::Cpu];
+    pub const ALL: [Variant; 4] = [Variant::Simple, Variant::Texture, Variant::Cpu, Variant::Tiled];
 
     /// The fastest variant for `gpu`: `cpu` on a CPU driver with subgroups of 8 or more lanes,
-    /// `texture` on other adapters with subgroups, else `simple`.
+    /// `tiled` on other adapters that allow its workgroups, else `simple`.
     pub fn best_for(gpu: &Gpu) -> Variant {
-        if Variant::Cpu.unsupported_on(gpu).is_none() && gpu.info.device_type == wgpu::DeviceType::Cpu {
+        let runs = |variant: Variant| variant.unsupported_on(gpu).is_none();
+        if gpu.info.device_type == wgpu::DeviceType::Cpu && runs(Variant::Cpu) {
             Variant::Cpu
-        } else if gpu.has_subgroups {
-            Variant::Texture
+        } else if runs(Variant::Tiled) {
+            Variant::Tiled
         } else {
             Variant::Simple
         }
@@ -66,6 +74,19 @@ impl Variant {
         let adapter = gpu.adapter_name();
         match self {
             Variant::Simple => None,
+            Variant::Tiled => {
+                let limits = gpu.device.limits();
+                let (bytes, invocations) = TILED_WORKGROUP;
+                (limits.max_compute_workgroup_storage_size < bytes
+                    || limits.max_compute_invocations_per_workgroup < invocations)
+                    .then(|| {
+                        format!(
+                            "kernel variant tiled needs workgroups of {invocations} invocations with {bytes} bytes of workgroup memory; {adapter} allows {} with {}",
+                            limits.max_compute_invocations_per_workgroup,
+                            limits.max_compute_workgroup_storage_size
+                        )
+                    })
+            }
             _ if !gpu.has_subgroups => {
                 Some(format!("kernel variant {self} needs subgroup operations, which {adapter} lacks"))
             }
@@ -79,9 +100,13 @@ impl Variant {
 
     /// Whether this variant reads linear and attention operands as texel matrices.
     pub(super) fn reads_texels(self) -> bool {
-        self != Variant::Simple
+        matches!(self, Variant::Texture | Variant::Cpu)
     }
 }
+
+/// The workgroup memory (bytes) and invocations of shaders/linear_tiled.wgsl: 4 slices × 2 tiles
+/// × 16 k × 9 vec4s, and 4 slices × 64 invocations.
+const TILED_WORKGROUP: (u32, u32) = (4 * 2 * 16 * 9 * 16, 256);
 
 /// The subgroup lanes shaders/linear_cpu.wgsl broadcasts from.
 const CPU_MIN_SUBGROUP: u32 = 8;
@@ -98,6 +123,7 @@ impl fmt::Display for Variant {
             Variant::Simple => "simple",
             Variant::Texture => "texture",
             Variant::Cpu => "cpu",
+            Variant::Tiled => "tiled",
         })
     }
 }
@@ -169,6 +195,16 @@ impl Kernels {
                 (
                     Kernel::new(gpu, "linear_cpu", &(linear + rows))?,
                     Kernel::new(gpu, "attention_cpu", &attention)?,
+                )
+            }
+            Variant::Tiled => {
+                let linear = unroll(with_shared!("linear_tiled.wgsl", "linear_output.wgsl"))?;
+                let rows_vec4 = include_str!("../../shaders/linear_rows_vec4.wgsl");
+                linear_vec4 = Some(Kernel::new(gpu, "linear_tiled", &(linear.clone() + rows_vec4))?);
+                let rows = include_str!("../../shaders/linear_rows.wgsl");
+                (
+                    Kernel::new(gpu, "linear_tiled", &(linear + rows))?,
+                    Kernel::new(gpu, "attention", with_shared!("attention.wgsl", "attention_keys.wgsl"))?,
                 )
             }
         };

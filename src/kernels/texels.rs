@@ -98,7 +98,8 @@ impl TexelLayout {
 }
 
 /// Textures a forward reuses for the operands the texel variants read as texels: one
-/// `[n_tokens, width]` texel matrix per operand width. Empty for the `simple` variant.
+/// `[n_tokens, width]` texel matrix per operand width. Empty for the variants that read storage
+/// buffers (`simple`, `tiled`).
 pub struct Scratch {
     n_tokens: usize,
     widths: Vec<usize>,
