@@ -1041,3 +1041,49 @@ fn kernels_cover_grids_folded_past_65535_workgroups() {
     assert!(case.n_out.div_ceil(64) * case.n_tokens > MAX_GROUPS);
     check_linear(&case).unwrap_or_else(|e| panic!("{e}"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// A recording submitted in parts (as a forward does every few blocks): each part must see the
+// results of the parts before it, and every dispatch its own parameters, also past the first
+// uniform buffer of parameter slots.
+
+#[test]
+fn recordings_submitted_in_parts_keep_order_and_parameters() {
+    let (n, steps) = (97, 300);
+    let mut rng = rng(21);
+    let a = normals(&mut rng, n, 0.0, 1.0);
+    let b = normals(&mut rng, n, 0.0, 1.0);
+    // Step i adds a to the first n − i mod 3 elements of one buffer into the other (the
+    // residual epilogue of a 1-wide linear layer with weight 1), so a dispatch given another
+    // step's parameters covers the wrong elements.
+    let mut want = [b.clone(), vec![SENTINEL; n]];
+    for i in 0..steps {
+        let (from, to) = (i % 2, (i + 1) % 2);
+        for e in 0..n - i % 3 {
+            want[to][e] = want[from][e] + a[e];
+        }
+    }
+    for variant in Variant::ALL {
+        let k = kernels(variant);
+        let layer = k.upload_linear(gpu(), "one", &[bytemuck::bytes_of(&1.0f32)], None, 1).unwrap();
+        let a_buf = upload("a", &a);
+        let sums = [upload("sum 0", &b), output("sum 1", n)];
+        let y = output("y", n);
+        let scratch = k.scratch(gpu(), n, &[1]).unwrap();
+        let mut rec = Recorder::new(gpu(), false);
+        for i in 0..steps {
+            let residual = Epilogue::Residual { resid: &sums[i % 2], sum: &sums[(i + 1) % 2] };
+            k.linear(&mut rec, &a_buf, &layer, &y, residual, n - i % 3, &scratch);
+            if i % 7 == 6 {
+                rec.submit_so_far();
+            }
+        }
+        rec.finish().unwrap();
+        for (buffer, want) in sums.iter().zip(&want) {
+            let got = gpu().read(buffer, n).unwrap();
+            if let Some(e) = (0..n).find(|&e| got[e].to_bits() != want[e].to_bits()) {
+                panic!("{variant}: element {e} is {:e}, expected {:e}", got[e], want[e]);
+            }
+        }
+    }
+}

@@ -42,8 +42,8 @@ pub struct KernelTiming {
 pub struct ChallengeTiming {
     pub variant: String,
     pub forward_seconds: f64,
-    /// Host time of the forward until its last part is submitted (buffers, upload, recording;
-    /// the GPU runs the blocks already submitted meanwhile).
+    /// Host time of the forward until its last part is submitted (buffers, upload, recording; on
+    /// a GPU the blocks already submitted run meanwhile).
     pub record_seconds: f64,
     pub readback_seconds: f64,
     /// Sum of the GPU times of all dispatches, from a separate timed forward (timestamps only).

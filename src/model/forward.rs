@@ -67,9 +67,8 @@ pub struct ForwardTimes {
     /// Recording, submitting and running every kernel (host wall time until the GPU is done).
     pub forward: Duration,
     /// The part of `forward` spent on the host until the last part is submitted: allocating the
-    /// activation buffers, uploading the batch, recording the dispatches (blocks are submitted a
-    /// few at a time, so the GPU runs the earlier ones meanwhile; on lavapipe, where a submission
-    /// runs its work before it returns, this includes that work).
+    /// activation buffers, uploading the batch, recording the dispatches (on a GPU, blocks are
+    /// submitted a few at a time and run meanwhile).
     pub record: Duration,
     /// Mapping the hook buffers and copying them out.
     pub readback: Duration,
@@ -172,6 +171,7 @@ impl GpuModel {
             buffers,
             taps: Taps { plan, staged: Vec::new() },
             rec: Recorder::new(gpu, timed),
+            submit_in_parts: gpu.info.device_type != wgpu::DeviceType::Cpu,
         };
         let _ = pass.record();
         let ForwardPass { taps, rec, .. } = pass;
@@ -190,12 +190,13 @@ impl GpuModel {
     }
 }
 
-/// How many blocks a forward records before submitting them, so that the GPU runs them while the
-/// next are recorded. Measured on an NVIDIA H200 (`tiled`, the challenge batch, medians of 60
-/// forwards): 3.44 ms submitting every block, 3.32 ms every 3 blocks, 3.71 ms submitting once at
-/// the end (each submission costs about 60 µs of host time there). On lavapipe, where a
-/// submission runs its work before it returns, there is nothing to overlap (the fixture model's
-/// forward: 1.02 s submitting every block, 0.97 s once, within that machine's noise).
+/// How many blocks a forward on a GPU records before submitting them, so that the GPU runs them
+/// while the next are recorded. Measured on an NVIDIA H200 (`tiled`, the challenge batch, medians
+/// of 60 forwards): 3.44 ms submitting every block, 3.32 ms every 3 blocks, 3.71 ms submitting
+/// once at the end (each submission costs about 60 µs of host time there). On a CPU driver a
+/// submission runs its work before it returns, so there is nothing to overlap and the forward is
+/// submitted once (lavapipe, the full-shape model, alternating in one process: 1.34–1.54 s in
+/// parts against 1.20–1.47 s at once).
 const SUBMIT_EVERY_BLOCKS: usize = 3;
 
 /// The activation buffers of one forward, reused by every block.
@@ -223,6 +224,8 @@ struct ForwardPass<'a> {
     buffers: Buffers,
     taps: Taps<'a>,
     rec: Recorder<'a>,
+    /// Whether to submit every SUBMIT_EVERY_BLOCKS blocks (on GPUs) rather than once.
+    submit_in_parts: bool,
 }
 
 impl ForwardPass<'_> {
@@ -241,7 +244,7 @@ impl ForwardPass<'_> {
         );
         for layer in 0..self.model.blocks.len() {
             self.record_block(layer)?;
-            if (layer + 1) % SUBMIT_EVERY_BLOCKS == 0 {
+            if self.submit_in_parts && (layer + 1) % SUBMIT_EVERY_BLOCKS == 0 {
                 self.rec.submit_so_far();
             }
             std::mem::swap(&mut self.buffers.resid, &mut self.buffers.resid_next);
