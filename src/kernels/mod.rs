@@ -134,7 +134,8 @@ pub struct Kernels {
     embed: Kernel,
     layernorm: Kernel,
     linear: Kernel,
-    /// The `cpu` variant's linear kernel for layers whose n_out is a multiple of 4 (vec4 stores).
+    /// The `cpu` and `tiled` variants' linear kernel for layers whose n_out is a multiple of 4
+    /// (vec4 stores; `linear` is the same kernel with scalar stores).
     linear_vec4: Option<Kernel>,
     attention: Kernel,
     /// Attention pipelines made for one head size (used instead of `attention` for it).
@@ -189,21 +190,16 @@ impl Kernels {
                     attention_by_head_dim.push((head_dim, kernel));
                 }
                 let linear = unroll(with_shared!("linear_cpu.wgsl", "linear_output.wgsl"))?;
-                let rows_vec4 = include_str!("../../shaders/linear_rows_vec4.wgsl");
-                linear_vec4 = Some(Kernel::new(gpu, "linear_cpu", &(linear.clone() + rows_vec4))?);
-                let rows = include_str!("../../shaders/linear_rows.wgsl");
-                (
-                    Kernel::new(gpu, "linear_cpu", &(linear + rows))?,
-                    Kernel::new(gpu, "attention_cpu", &attention)?,
-                )
+                let (scalar, vec4) = linear_with_row_stores(gpu, "linear_cpu", &linear)?;
+                linear_vec4 = Some(vec4);
+                (scalar, Kernel::new(gpu, "attention_cpu", &attention)?)
             }
             Variant::Tiled => {
                 let linear = unroll(with_shared!("linear_tiled.wgsl", "linear_output.wgsl"))?;
-                let rows_vec4 = include_str!("../../shaders/linear_rows_vec4.wgsl");
-                linear_vec4 = Some(Kernel::new(gpu, "linear_tiled", &(linear.clone() + rows_vec4))?);
-                let rows = include_str!("../../shaders/linear_rows.wgsl");
+                let (scalar, vec4) = linear_with_row_stores(gpu, "linear_tiled", &linear)?;
+                linear_vec4 = Some(vec4);
                 (
-                    Kernel::new(gpu, "linear_tiled", &(linear + rows))?,
+                    scalar,
                     Kernel::new(gpu, "attention", with_shared!("attention.wgsl", "attention_keys.wgsl"))?,
                 )
             }
@@ -232,6 +228,18 @@ impl Kernels {
             placeholder_out: gpu.storage("placeholder out", 4)?,
         })
     }
+}
+
+/// The two pipelines of a linear kernel that stores four outputs at a time through `store_row`:
+/// with the scalar stores of linear_rows.wgsl (any n_out), and with the vec4 stores of
+/// linear_rows_vec4.wgsl (n_out a multiple of 4).
+fn linear_with_row_stores(gpu: &Gpu, name: &'static str, linear: &str) -> Result<(Kernel, Kernel)> {
+    let rows = include_str!("../../shaders/linear_rows.wgsl");
+    let rows_vec4 = include_str!("../../shaders/linear_rows_vec4.wgsl");
+    Ok((
+        Kernel::new(gpu, name, &format!("{linear}{rows}"))?,
+        Kernel::new(gpu, name, &format!("{linear}{rows_vec4}"))?,
+    ))
 }
 
 /// Workgroups needed to cover `items` items, `per_group` at a time.
