@@ -140,7 +140,8 @@ pub struct Kernels {
     attention: Kernel,
     /// Attention pipelines made for one head size (used instead of `attention` for it).
     attention_by_head_dim: Vec<(usize, Kernel)>,
-    rows_to_texture: Kernel,
+    /// The texel variants' conversion of activations to texels (`None` for the others).
+    rows_to_texture: Option<Kernel>,
     /// Bound where a kernel's optional input or output is unused (a linear's plain epilogue); 16
     /// bytes, the least a vec4 array binding takes.
     placeholder: wgpu::Buffer,
@@ -219,11 +220,12 @@ impl Kernels {
             linear_vec4,
             attention,
             attention_by_head_dim,
-            rows_to_texture: Kernel::new(
-                gpu,
-                "rows_to_texture",
-                include_str!("../../shaders/rows_to_texture.wgsl"),
-            )?,
+            rows_to_texture: variant
+                .reads_texels()
+                .then(|| {
+                    Kernel::new(gpu, "rows_to_texture", include_str!("../../shaders/rows_to_texture.wgsl"))
+                })
+                .transpose()?,
             placeholder: gpu.storage("placeholder", 4)?,
             placeholder_out: gpu.storage("placeholder out", 4)?,
         })

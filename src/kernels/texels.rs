@@ -165,6 +165,7 @@ impl Kernels {
     ) {
         let params = Params { n_rows: n_rows as u32, width: width as u32, _pad: [0; 2] };
         let grid = grid_1d(groups_for(n_rows * width.div_ceil(4), 256));
-        rec.dispatch(&self.rows_to_texture, &params, &[m, texels], grid);
+        let kernel = self.rows_to_texture.as_ref().expect("texel variants compile rows_to_texture");
+        rec.dispatch(kernel, &params, &[m, texels], grid);
     }
 }
