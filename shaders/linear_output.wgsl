@@ -1,15 +1,23 @@
-// The output stage of every linear kernel (appended to linear.wgsl, linear_texture.wgsl and
-// linear_cpu.wgsl when they are compiled), with the parameters and output bindings they share. A
-// kernel computes the dot product (x · wᵀ)[t, n] and hands it to store_output, which adds the
-// bias and applies the epilogue to v = (x · wᵀ)[t, n] + bias[n] at i = t · n_out + n; a kernel
-// that has added the bias itself hands v to store_biased (or, four outputs at a time, to
-// store_row of linear_rows.wgsl or linear_rows_vec4.wgsl). Fusing the epilogues here saves the
-// separate passes over memory that a GELU kernel and a residual-add kernel would make.
+// The output stage of every linear kernel (appended to linear.wgsl, linear_texture.wgsl,
+// linear_cpu.wgsl and linear_tiled.wgsl when they are compiled), with the parameters and output
+// bindings they share. A kernel computes the dot product (x · wᵀ)[t, n] and hands it to
+// store_output, which adds the bias and applies the epilogue to v = (x · wᵀ)[t, n] + bias[n] at
+// i = t · n_out + n; a kernel that has added the bias itself hands v to store_biased (or, four
+// outputs at a time, to store_row of linear_rows.wgsl or linear_rows_vec4.wgsl). Fusing the
+// epilogues here saves the separate passes over memory that a GELU kernel and a residual-add
+// kernel would make.
 //
-//   epilogue 0 (bias):      y[i] = v
-//   epilogue 1 (gelu):      aux_out[i] = v  (mlp.hook_pre),   y[i] = gelu_new(v)  (mlp.hook_post)
-//   epilogue 2 (residual):  y[i] = v  (the sublayer output),  aux_out[i] = aux_in[i] + v  (the new
-//                           residual stream)
+//   EPILOGUE 0 (bias):      y[i] = v
+//   EPILOGUE 1 (gelu):      y[i] = gelu_new(v)                  (mlp.hook_post)
+//   EPILOGUE 2 (residual):  y[i] = aux_in[i] + v                (the new residual stream)
+//   and with WRITE_AUX:     aux_out[i] = v                      (gelu: mlp.hook_pre; residual: the
+//                                                                sublayer output, attn_out or mlp_out)
+//
+// EPILOGUE and WRITE_AUX are pipeline constants (src/kernels/linear.rs makes one pipeline per
+// combination it is asked for), so a kernel carries only its own epilogue: no branch on it at
+// run time, and aux_out is written only when a hook asks for v. (On lavapipe, where a storage
+// access runs lane by lane, the runtime branch and the always-written aux_out took 12% of
+// out_proj's time.)
 //
 // gelu_new(v) = 0.5 · v · (1 + tanh(√(2/π) · (v + 0.044715 · v³))), in the operation order of
 // HF's NewGELUActivation. The tanh argument is clamped to [-15, 15] first: tanh(±15) is ±1 in
@@ -25,7 +33,7 @@ struct Params {
     n_tokens: u32,
     n_in: u32,
     n_out: u32,
-    epilogue: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -33,6 +41,9 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 @group(0) @binding(5) var<storage, read> aux_in: array<f32>;
 @group(0) @binding(6) var<storage, read_write> aux_out: array<f32>;
+
+override EPILOGUE: u32;
+override WRITE_AUX: bool;
 
 const EPILOGUE_BIAS: u32 = 0u;
 const EPILOGUE_GELU: u32 = 1u;
@@ -44,23 +55,18 @@ fn gelu_new(v: vec4<f32>) -> vec4<f32> {
     return 0.5 * v * (1.0 + tanh(inner));
 }
 
-// What the epilogue stores for four outputs v (bias added): y, and aux_out (unused by the bias
-// epilogue). aux_in is the residual stream there (read only by the residual epilogue).
-struct EpilogueOut {
-    y: vec4<f32>,
-    aux_out: vec4<f32>,
-}
-
-fn epilogue(v: vec4<f32>, aux_in: vec4<f32>) -> EpilogueOut {
-    switch params.epilogue {
+// y for four outputs v (bias added); aux_in is the residual stream there (read only by the
+// residual epilogue).
+fn epilogue(v: vec4<f32>, aux_in: vec4<f32>) -> vec4<f32> {
+    switch EPILOGUE {
         case EPILOGUE_GELU: {
-            return EpilogueOut(gelu_new(v), v);
+            return gelu_new(v);
         }
         case EPILOGUE_RESIDUAL: {
-            return EpilogueOut(v, aux_in + v);
+            return aux_in + v;
         }
         default: {
-            return EpilogueOut(v, v);
+            return v;
         }
     }
 }
@@ -73,12 +79,11 @@ fn store_output(t: u32, n: u32, dot_product: f32) {
 fn store_biased(t: u32, n: u32, v: f32) {
     let i = t * params.n_out + n;
     var resid = 0.0;
-    if (params.epilogue == EPILOGUE_RESIDUAL) {
+    if (EPILOGUE == EPILOGUE_RESIDUAL) {
         resid = aux_in[i];
     }
-    let out = epilogue(vec4<f32>(v), vec4<f32>(resid));
-    y[i] = out.y.x;
-    if (params.epilogue != EPILOGUE_BIAS) {
-        aux_out[i] = out.aux_out.x;
+    y[i] = epilogue(vec4<f32>(v), vec4<f32>(resid)).x;
+    if (WRITE_AUX) {
+        aux_out[i] = v;
     }
 }

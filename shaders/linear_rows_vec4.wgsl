@@ -17,12 +17,11 @@ fn bias_row(n: u32) -> vec4<f32> {
 fn store_row(t: u32, n: u32, v: vec4<f32>) {
     let i = (t * params.n_out + n) / 4u;
     var resid = vec4<f32>(0.0);
-    if (params.epilogue == EPILOGUE_RESIDUAL) {
+    if (EPILOGUE == EPILOGUE_RESIDUAL) {
         resid = aux_in_vec4[i];
     }
-    let out = epilogue(v, resid);
-    y_vec4[i] = out.y;
-    if (params.epilogue != EPILOGUE_BIAS) {
-        aux_out_vec4[i] = out.aux_out;
+    y_vec4[i] = epilogue(v, resid);
+    if (WRITE_AUX) {
+        aux_out_vec4[i] = v;
     }
 }

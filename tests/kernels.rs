@@ -247,22 +247,30 @@ fn check_linear(case: &LinearCase) -> Result<f64, String> {
             return Err(fail(format!("upload_linear made {} outputs", layer.n_out)));
         }
         let x_buf = upload("x", &x);
-        let y = output("y", n_tokens * n_out);
-        let aux_out = output("aux out", n_tokens * n_out);
+        let scratch = k.scratch(gpu(), n_tokens, &[n_in]).unwrap();
         let resid = normals(&mut rng.clone(), n_tokens * n_out, 0.0, 1.0);
         let resid_buf = upload("resid", &resid);
-        let scratch = k.scratch(gpu(), n_tokens, &[n_in]).unwrap();
-        let code = match epilogue {
-            EpilogueKind::Bias => Epilogue::Bias,
-            EpilogueKind::Gelu => Epilogue::Gelu { pre: &aux_out },
-            EpilogueKind::Residual => Epilogue::Residual { resid: &resid_buf, sum: &aux_out },
+        // Runs the case's epilogue into fresh outputs, with its optional output `v` written or
+        // not: (y, aux_out).
+        let linear = |write_aux: bool| {
+            let (y, aux_out) = (output("y", n_tokens * n_out), output("aux out", n_tokens * n_out));
+            let aux = write_aux.then_some(&aux_out);
+            let epilogue = match epilogue {
+                EpilogueKind::Bias => Epilogue::Bias,
+                EpilogueKind::Gelu => Epilogue::Gelu { pre: aux },
+                EpilogueKind::Residual => Epilogue::Residual { resid: &resid_buf, sublayer: aux },
+            };
+            run(|rec| {
+                k.linear(rec, &x_buf, &layer, &y, epilogue, n_tokens, &scratch).expect("linear pipeline")
+            });
+            (y, aux_out)
         };
-        run(|rec| k.linear(rec, &x_buf, &layer, &y, code, n_tokens, &scratch));
+        let (y, aux_out) = linear(true);
         let y_got = read_output(&y, n_tokens * n_out).map_err(fail)?;
-        // The linear part: y, or for the GELU epilogue the pre-activation it stores beside y.
+        // The linear part v: y, or for the GELU and residual epilogues the v they store beside y.
         let linear_got = match epilogue {
-            EpilogueKind::Gelu => read_output(&aux_out, n_tokens * n_out).map_err(fail)?,
-            _ => y_got.clone(),
+            EpilogueKind::Bias => y_got.clone(),
+            _ => read_output(&aux_out, n_tokens * n_out).map_err(fail)?,
         };
         let ratio = check(
             &linear_got,
@@ -288,13 +296,23 @@ fn check_linear(case: &LinearCase) -> Result<f64, String> {
             }
             EpilogueKind::Residual => {
                 let want_sum = reference::add(&resid, &linear_got);
-                let got_sum = read_output(&aux_out, n_tokens * n_out).map_err(fail)?;
-                if let Some(i) = (0..got_sum.len()).find(|&i| got_sum[i].to_bits() != want_sum[i].to_bits()) {
+                if let Some(i) = (0..y_got.len()).find(|&i| y_got[i].to_bits() != want_sum[i].to_bits()) {
                     return Err(fail(format!(
                         "resid + v [{i}] = {:e}, reference {:e}",
-                        got_sum[i], want_sum[i]
+                        y_got[i], want_sum[i]
                     )));
                 }
+            }
+        }
+        // Without its optional output (a pipeline of its own) the kernel writes the same y.
+        if epilogue != EpilogueKind::Bias {
+            let (y_alone, _) = linear(false);
+            let y_alone = read_output(&y_alone, n_tokens * n_out).map_err(fail)?;
+            if let Some(i) = (0..y_got.len()).find(|&i| y_alone[i].to_bits() != y_got[i].to_bits()) {
+                return Err(fail(format!(
+                    "y[{i}] = {:e} without the optional output, {:e} with it",
+                    y_alone[i], y_got[i]
+                )));
             }
         }
         println!("measure linear {variant} {n_tokens}×{n_in}→{n_out}: ratio {ratio:.3}");
@@ -815,7 +833,10 @@ fn gpu_gelu(k: &Kernels, x: &[f32]) -> Result<(Vec<f32>, Vec<f32>), String> {
     let x_buf = upload("x", x);
     let (y, pre) = (output("y", x.len()), output("pre", x.len()));
     let scratch = k.scratch(gpu(), x.len(), &[1]).unwrap();
-    run(|rec| k.linear(rec, &x_buf, &layer, &y, Epilogue::Gelu { pre: &pre }, x.len(), &scratch));
+    run(|rec| {
+        k.linear(rec, &x_buf, &layer, &y, Epilogue::Gelu { pre: Some(&pre) }, x.len(), &scratch)
+            .expect("linear pipeline")
+    });
     Ok((read_output(&pre, x.len())?, read_output(&y, x.len())?))
 }
 
@@ -974,10 +995,11 @@ fn check_add(n: usize, seed: u64) -> Result<(), String> {
         let k = kernels(variant);
         let layer = k.upload_linear(gpu(), "one", &[bytemuck::bytes_of(&1.0f32)], None, 1).unwrap();
         let (a_buf, b_buf) = (upload("a", &a), upload("b", &b));
-        let (y, sum) = (output("y", n), output("sum", n));
+        let sum = output("sum", n);
         let scratch = k.scratch(gpu(), n, &[1]).unwrap();
         run(|rec| {
-            k.linear(rec, &a_buf, &layer, &y, Epilogue::Residual { resid: &b_buf, sum: &sum }, n, &scratch)
+            let residual = Epilogue::Residual { resid: &b_buf, sublayer: None };
+            k.linear(rec, &a_buf, &layer, &sum, residual, n, &scratch).expect("linear pipeline")
         });
         let got = read_output(&sum, n).map_err(|e| format!("add {variant} n {n}: {e}"))?;
         if let Some(i) = (0..n).find(|&i| got[i].to_bits() != want[i].to_bits()) {
@@ -1068,12 +1090,11 @@ fn recordings_submitted_in_parts_keep_order_and_parameters() {
         let layer = k.upload_linear(gpu(), "one", &[bytemuck::bytes_of(&1.0f32)], None, 1).unwrap();
         let a_buf = upload("a", &a);
         let sums = [upload("sum 0", &b), output("sum 1", n)];
-        let y = output("y", n);
         let scratch = k.scratch(gpu(), n, &[1]).unwrap();
         let mut rec = Recorder::new(gpu(), false);
         for i in 0..steps {
-            let residual = Epilogue::Residual { resid: &sums[i % 2], sum: &sums[(i + 1) % 2] };
-            k.linear(&mut rec, &a_buf, &layer, &y, residual, n - i % 3, &scratch);
+            let residual = Epilogue::Residual { resid: &sums[i % 2], sublayer: None };
+            k.linear(&mut rec, &a_buf, &layer, &sums[(i + 1) % 2], residual, n - i % 3, &scratch).unwrap();
             if i % 7 == 6 {
                 rec.submit_so_far();
             }

@@ -81,11 +81,11 @@ pub fn timestamps_usable(gpu: &Gpu) -> bool {
 
 /// Times `record` (one recording, submitted and waited for) `repeats` times after a warm-up:
 /// GPU time from timestamps where they are usable, else wall time.
-fn time_op(gpu: &Gpu, repeats: usize, mut record: impl FnMut(&mut Recorder)) -> Result<f64> {
+fn time_op(gpu: &Gpu, repeats: usize, mut record: impl FnMut(&mut Recorder) -> Result<()>) -> Result<f64> {
     let mut samples = Vec::new();
     for i in 0..=repeats {
         let mut rec = Recorder::new(gpu, timestamps_usable(gpu));
-        record(&mut rec);
+        record(&mut rec)?;
         let started = Instant::now();
         let passes: Vec<PassTime> = rec.finish()?;
         let wall = started.elapsed().as_secs_f64();
@@ -121,14 +121,14 @@ pub fn kernels(
             gemm: None,
         };
 
-    // Each linear layer with the epilogue the forward gives it.
-    let resid = gpu.upload("resid", bytemuck::cast_slice(&random_values(t * inter, 8)))?;
-    let aux_out = gpu.storage("aux out", t * inter)?;
+    // Each linear layer with the epilogue the forward gives it in a block no hook asks about:
+    // only the output the next kernel reads is written.
+    let resid = gpu.upload("resid", bytemuck::cast_slice(&random_values(t * h, 8)))?;
     let linears = [
         ("linear qkv", h, 3 * h, Epilogue::Bias),
-        ("linear out_proj+add", h, h, Epilogue::Residual { resid: &resid, sum: &aux_out }),
-        ("linear c_fc+gelu", h, inter, Epilogue::Gelu { pre: &aux_out }),
-        ("linear c_proj+add", inter, h, Epilogue::Residual { resid: &resid, sum: &aux_out }),
+        ("linear out_proj+add", h, h, Epilogue::Residual { resid: &resid, sublayer: None }),
+        ("linear c_fc+gelu", h, inter, Epilogue::Gelu { pre: None }),
+        ("linear c_proj+add", inter, h, Epilogue::Residual { resid: &resid, sublayer: None }),
     ];
     for (name, n_in, n_out, epilogue) in linears {
         let weight: Vec<u8> = bytemuck::cast_slice(&random_values(n_out * n_in, 1)).to_vec();
@@ -156,8 +156,10 @@ pub fn kernels(
         let z = gpu.storage("z", n * h)?;
         let shape =
             AttentionShape { n_tokens: n, n_heads: config.num_heads, head_dim: config.head_dim(), window };
-        let seconds =
-            time_op(gpu, repeats, |rec| kernels.attention(rec, &qkv, &seq_start, &z, shape, &scratch))?;
+        let seconds = time_op(gpu, repeats, |rec| {
+            kernels.attention(rec, &qkv, &seq_start, &z, shape, &scratch);
+            Ok(())
+        })?;
         let keys: usize = (0..n)
             .map(|i| {
                 let first = b.seq_start[i] as usize;
@@ -172,7 +174,10 @@ pub fn kernels(
     let x = gpu.upload("x", bytemuck::cast_slice(&random_values(t * h, 5)))?;
     let out = gpu.storage("out", t * h)?;
     let gamma = gpu.upload("gamma", bytemuck::cast_slice(&random_values(h, 7)))?;
-    let seconds = time_op(gpu, repeats, |rec| kernels.layernorm(rec, &x, &gamma, &gamma, &out, t, h, 1e-5))?;
+    let seconds = time_op(gpu, repeats, |rec| {
+        kernels.layernorm(rec, &x, &gamma, &gamma, &out, t, h, 1e-5);
+        Ok(())
+    })?;
     rows.push(row("layernorm", format!("{t}×{h}"), seconds, None, Some((2 * t * h * 4) as f64)));
     Ok(rows)
 }

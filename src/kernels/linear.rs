@@ -1,4 +1,4 @@
-use super::{groups_for, Kernels, Scratch, TexelLayout, Variant};
+use super::{groups_for, Kernels, LinearPipeline, Scratch, TexelLayout, Variant};
 use crate::gpu::{grid_1d, Bind, Gpu, Recorder};
 use anyhow::{bail, Result};
 
@@ -17,15 +17,31 @@ enum Weight {
     Texels(wgpu::TextureView),
 }
 
-/// What a linear kernel does with `v = x · wᵀ + bias` (shaders/linear_output.wgsl).
+/// What a linear kernel does with `v = x · wᵀ + bias` (shaders/linear_output.wgsl). The optional
+/// buffer of each epilogue receives `v` itself, for a hook that asks for it; without it the
+/// kernel writes one output instead of two.
 #[derive(Clone, Copy)]
 pub enum Epilogue<'a> {
     /// `y = v`.
     Bias,
-    /// `pre = v` and `y = gelu_new(v)`: c_fc with the activation fused in.
-    Gelu { pre: &'a wgpu::Buffer },
-    /// `y = v` and `sum = resid + v`: a projection with the residual add fused in.
-    Residual { resid: &'a wgpu::Buffer, sum: &'a wgpu::Buffer },
+    /// `y = gelu_new(v)` (mlp.hook_post): c_fc with the activation fused in; `pre = v`
+    /// (mlp.hook_pre).
+    Gelu { pre: Option<&'a wgpu::Buffer> },
+    /// `y = resid + v` (the new residual stream): a projection with the residual add fused in;
+    /// `sublayer = v` (attn_out or mlp_out).
+    Residual { resid: &'a wgpu::Buffer, sublayer: Option<&'a wgpu::Buffer> },
+}
+
+impl Epilogue<'_> {
+    /// The pipeline constants of shaders/linear_output.wgsl for this epilogue: (EPILOGUE,
+    /// WRITE_AUX).
+    fn constants(&self) -> (u32, bool) {
+        match self {
+            Epilogue::Bias => (0, false),
+            Epilogue::Gelu { pre } => (1, pre.is_some()),
+            Epilogue::Residual { sublayer, .. } => (2, sublayer.is_some()),
+        }
+    }
 }
 
 #[repr(C)]
@@ -34,7 +50,7 @@ struct Params {
     n_tokens: u32,
     n_in: u32,
     n_out: u32,
-    epilogue: u32,
+    _pad: u32,
 }
 
 /// Outputs per workgroup and tokens per workgroup of linear_texture.wgsl.
@@ -94,7 +110,9 @@ impl Kernels {
     }
 
     /// `y = x · wᵀ + bias` over `n_tokens` rows, then `epilogue` (shaders/linear.wgsl,
-    /// linear_texture.wgsl or linear_cpu.wgsl, each ending with linear_output.wgsl).
+    /// linear_texture.wgsl, linear_cpu.wgsl or linear_tiled.wgsl, each ending with
+    /// linear_output.wgsl). Fails only if the adapter rejects a pipeline this call is the first
+    /// to need.
     #[allow(clippy::too_many_arguments)]
     pub fn linear(
         &self,
@@ -105,19 +123,21 @@ impl Kernels {
         epilogue: Epilogue,
         n_tokens: usize,
         scratch: &Scratch,
-    ) {
+    ) -> Result<()> {
         scratch.check(n_tokens, layer.n_in);
-        let (code, aux_in, aux_out) = match epilogue {
-            Epilogue::Bias => (0, &self.placeholder, &self.placeholder_out),
-            Epilogue::Gelu { pre } => (1, &self.placeholder, pre),
-            Epilogue::Residual { resid, sum } => (2, resid, sum),
+        let (aux_in, aux_out) = match epilogue {
+            Epilogue::Bias | Epilogue::Gelu { pre: None } => (&self.placeholder, &self.placeholder_out),
+            Epilogue::Gelu { pre: Some(pre) } => (&self.placeholder, pre),
+            Epilogue::Residual { resid, sublayer } => (resid, sublayer.unwrap_or(&self.placeholder_out)),
         };
-        let params = Params {
-            n_tokens: n_tokens as u32,
-            n_in: layer.n_in as u32,
-            n_out: layer.n_out as u32,
-            epilogue: code,
-        };
+        let (code, write_aux) = epilogue.constants();
+        // linear_cpu.wgsl and linear_tiled.wgsl store four outputs at a time as one vec4 where
+        // rows are whole vec4s.
+        let key =
+            LinearPipeline { epilogue: code, write_aux, vec4_rows: self.row_stores && layer.n_out % 4 == 0 };
+        let kernel = self.linear_pipeline(rec.gpu(), key)?;
+        let params =
+            Params { n_tokens: n_tokens as u32, n_in: layer.n_in as u32, n_out: layer.n_out as u32, _pad: 0 };
         let x: &dyn Bind = if self.variant.reads_texels() {
             self.texels_of(rec, x, n_tokens, layer.n_in, scratch)
         } else {
@@ -141,12 +161,7 @@ impl Kernels {
             Weight::Rows(w) => w,
             Weight::Texels(w) => w,
         };
-        // linear_cpu.wgsl and linear_tiled.wgsl store four outputs at a time as one vec4 where
-        // rows are whole vec4s.
-        let kernel = match &self.linear_vec4 {
-            Some(kernel) if layer.n_out % 4 == 0 => kernel,
-            _ => &self.linear,
-        };
-        rec.dispatch(kernel, &params, &[x, w, &layer.bias, y, aux_in, aux_out], grid);
+        rec.dispatch(&kernel, &params, &[x, w, &layer.bias, y, aux_in, aux_out], grid);
+        Ok(())
     }
 }

@@ -38,7 +38,9 @@ use unroll::unroll;
 
 use crate::gpu::{Gpu, Kernel};
 use anyhow::{bail, Result};
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 /// Which implementation of the linear and attention kernels to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -133,10 +135,15 @@ pub struct Kernels {
     pub variant: Variant,
     embed: Kernel,
     layernorm: Kernel,
-    linear: Kernel,
-    /// The `cpu` and `tiled` variants' linear kernel for layers whose n_out is a multiple of 4
-    /// (vec4 stores; `linear` is the same kernel with scalar stores).
-    linear_vec4: Option<Kernel>,
+    /// The variant's linear kernel (shaders/linear*.wgsl followed by linear_output.wgsl, loops
+    /// unrolled), compiled into one pipeline per `LinearPipeline` as calls first need them.
+    linear_source: String,
+    linear_name: &'static str,
+    /// Whether the linear kernel stores through `store_row` (`cpu`, `tiled`): then it is
+    /// compiled with linear_rows.wgsl or, for layers whose n_out is a multiple of 4,
+    /// linear_rows_vec4.wgsl.
+    row_stores: bool,
+    linear_pipelines: Mutex<HashMap<LinearPipeline, Arc<Kernel>>>,
     attention: Kernel,
     /// Attention pipelines made for one head size (used instead of `attention` for it).
     attention_by_head_dim: Vec<(usize, Kernel)>,
@@ -146,6 +153,16 @@ pub struct Kernels {
     /// bytes, the least a vec4 array binding takes.
     placeholder: wgpu::Buffer,
     placeholder_out: wgpu::Buffer,
+}
+
+/// What one linear pipeline is specialised for: the pipeline constants of
+/// shaders/linear_output.wgsl (EPILOGUE and WRITE_AUX) and, for the variants with row stores,
+/// whether they are vec4 stores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct LinearPipeline {
+    epilogue: u32,
+    write_aux: bool,
+    vec4_rows: bool,
 }
 
 /// A kernel's source followed by the part it shares with its siblings (WGSL has no includes).
@@ -159,24 +176,23 @@ macro_rules! with_shared {
 }
 
 impl Kernels {
-    /// Compiles the kernels of `variant`.
+    /// Compiles the kernels of `variant`, and the linear pipelines of a forward without hooks
+    /// (plain bias, GELU and residual epilogues, none writing its optional output); the others
+    /// are compiled when first used.
     pub fn new(gpu: &Gpu, variant: Variant) -> Result<Kernels> {
         if let Some(reason) = variant.unsupported_on(gpu) {
             bail!(reason);
         }
         let mut attention_by_head_dim = Vec::new();
-        let mut linear_vec4 = None;
-        let (linear, attention) = match variant {
+        let (linear_name, linear_source, attention) = match variant {
             Variant::Simple => (
-                Kernel::new(gpu, "linear", with_shared!("linear.wgsl", "linear_output.wgsl"))?,
+                "linear",
+                with_shared!("linear.wgsl", "linear_output.wgsl").to_string(),
                 Kernel::new(gpu, "attention", with_shared!("attention.wgsl", "attention_keys.wgsl"))?,
             ),
             Variant::Texture => (
-                Kernel::new(
-                    gpu,
-                    "linear_texture",
-                    with_shared!("linear_texture.wgsl", "linear_output.wgsl"),
-                )?,
+                "linear_texture",
+                with_shared!("linear_texture.wgsl", "linear_output.wgsl").to_string(),
                 Kernel::new(
                     gpu,
                     "attention_texture",
@@ -190,22 +206,19 @@ impl Kernels {
                     let kernel = Kernel::specialized(gpu, "attention_cpu", &attention, &head_dim4)?;
                     attention_by_head_dim.push((head_dim, kernel));
                 }
-                let linear = unroll(with_shared!("linear_cpu.wgsl", "linear_output.wgsl"))?;
-                let (scalar, vec4) = linear_with_row_stores(gpu, "linear_cpu", &linear)?;
-                linear_vec4 = Some(vec4);
-                (scalar, Kernel::new(gpu, "attention_cpu", &attention)?)
-            }
-            Variant::Tiled => {
-                let linear = unroll(with_shared!("linear_tiled.wgsl", "linear_output.wgsl"))?;
-                let (scalar, vec4) = linear_with_row_stores(gpu, "linear_tiled", &linear)?;
-                linear_vec4 = Some(vec4);
                 (
-                    scalar,
-                    Kernel::new(gpu, "attention", with_shared!("attention.wgsl", "attention_keys.wgsl"))?,
+                    "linear_cpu",
+                    unroll(with_shared!("linear_cpu.wgsl", "linear_output.wgsl"))?,
+                    Kernel::new(gpu, "attention_cpu", &attention)?,
                 )
             }
+            Variant::Tiled => (
+                "linear_tiled",
+                unroll(with_shared!("linear_tiled.wgsl", "linear_output.wgsl"))?,
+                Kernel::new(gpu, "attention", with_shared!("attention.wgsl", "attention_keys.wgsl"))?,
+            ),
         };
-        Ok(Kernels {
+        let kernels = Kernels {
             variant,
             embed: Kernel::new(gpu, "embed", include_str!("../../shaders/embed.wgsl"))?,
             layernorm: match variant {
@@ -216,8 +229,10 @@ impl Kernels {
                 )?,
                 _ => Kernel::new(gpu, "layernorm", with_shared!("layernorm.wgsl", "layernorm_rows.wgsl"))?,
             },
-            linear,
-            linear_vec4,
+            linear_source,
+            linear_name,
+            row_stores: matches!(variant, Variant::Cpu | Variant::Tiled),
+            linear_pipelines: Mutex::new(HashMap::new()),
             attention,
             attention_by_head_dim,
             rows_to_texture: variant
@@ -228,20 +243,32 @@ impl Kernels {
                 .transpose()?,
             placeholder: gpu.storage("placeholder", 4)?,
             placeholder_out: gpu.storage("placeholder out", 4)?,
-        })
+        };
+        // GPT-Neo's layers all have an n_out that is a multiple of 4.
+        let vec4_rows = kernels.row_stores;
+        for epilogue in 0..3 {
+            kernels.linear_pipeline(gpu, LinearPipeline { epilogue, write_aux: false, vec4_rows })?;
+        }
+        Ok(kernels)
     }
-}
 
-/// The two pipelines of a linear kernel that stores four outputs at a time through `store_row`:
-/// with the scalar stores of linear_rows.wgsl (any n_out), and with the vec4 stores of
-/// linear_rows_vec4.wgsl (n_out a multiple of 4).
-fn linear_with_row_stores(gpu: &Gpu, name: &'static str, linear: &str) -> Result<(Kernel, Kernel)> {
-    let rows = include_str!("../../shaders/linear_rows.wgsl");
-    let rows_vec4 = include_str!("../../shaders/linear_rows_vec4.wgsl");
-    Ok((
-        Kernel::new(gpu, name, &format!("{linear}{rows}"))?,
-        Kernel::new(gpu, name, &format!("{linear}{rows_vec4}"))?,
-    ))
+    /// The linear pipeline for `key`, compiled on first use.
+    fn linear_pipeline(&self, gpu: &Gpu, key: LinearPipeline) -> Result<Arc<Kernel>> {
+        let mut pipelines = self.linear_pipelines.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(kernel) = pipelines.get(&key) {
+            return Ok(kernel.clone());
+        }
+        let rows = match (self.row_stores, key.vec4_rows) {
+            (false, _) => "",
+            (true, false) => include_str!("../../shaders/linear_rows.wgsl"),
+            (true, true) => include_str!("../../shaders/linear_rows_vec4.wgsl"),
+        };
+        let constants = [("EPILOGUE", key.epilogue as f64), ("WRITE_AUX", key.write_aux as u32 as f64)];
+        let source = format!("{}{rows}", self.linear_source);
+        let kernel = Arc::new(Kernel::specialized(gpu, self.linear_name, &source, &constants)?);
+        pipelines.insert(key, kernel.clone());
+        Ok(kernel)
+    }
 }
 
 /// Workgroups needed to cover `items` items, `per_group` at a time.

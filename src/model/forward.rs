@@ -6,9 +6,11 @@
 //! ln_f(h)
 //! ```
 //! GELU is fused into c_fc and each residual add into the projection before it (the linear
-//! kernels' epilogues), and both values are still written, so every hook point exists. Every
-//! hook point the plan asks for is copied to a host-readable buffer right after the kernel that
-//! produces it, and recording stops at the deepest one: nothing after it is computed.
+//! kernels' epilogues). The value before the fused step (mlp.hook_pre, attn_out, mlp_out) is
+//! written as well only where the plan asks for that hook, so every hook point exists and no
+//! other pass over memory is made. Every hook point the plan asks for is copied to a
+//! host-readable buffer right after the kernel that produces it, and recording stops at the
+//! deepest one: nothing after it is computed.
 
 use super::{BlockWeights, GptNeoConfig, GptNeoWeights, Hook, HookPlan, HookPoint, HostTensor};
 use crate::gpu::{Gpu, PassTime, Recorder};
@@ -172,9 +174,13 @@ impl GpuModel {
             taps: Taps { plan, staged: Vec::new() },
             rec: Recorder::new(gpu, timed),
             submit_in_parts: gpu.info.device_type != wgpu::DeviceType::Cpu,
+            error: None,
         };
         let _ = pass.record();
-        let ForwardPass { taps, rec, .. } = pass;
+        let ForwardPass { taps, rec, error, .. } = pass;
+        if let Some(error) = error {
+            return Err(error);
+        }
         let record = started.elapsed();
         let passes = rec.finish()?;
         let forward = started.elapsed();
@@ -226,6 +232,9 @@ struct ForwardPass<'a> {
     rec: Recorder<'a>,
     /// Whether to submit every SUBMIT_EVERY_BLOCKS blocks (on GPUs) rather than once.
     submit_in_parts: bool,
+    /// Why recording stopped early, when it was not the deepest hook (a pipeline the adapter
+    /// rejected).
+    error: Option<anyhow::Error>,
 }
 
 impl ForwardPass<'_> {
@@ -266,11 +275,24 @@ impl ForwardPass<'_> {
             (self.n_tokens, config.hidden_size, config.intermediate_size, config.layer_norm_epsilon);
         let hook = |point| Hook::block(layer, point);
         let all = |width| Columns::all(n, width);
+        let plan = taps.plan;
+        // The buffer for a fused epilogue's value before its last step, where the plan asks for it.
+        let if_hooked = |point, buffer| plan.wants(hook(point)).then_some(buffer);
+        let error = &mut self.error;
+        let mut linear = |rec: &mut Recorder, x, layer, y, epilogue| match k
+            .linear(rec, x, layer, y, epilogue, n, &b.scratch)
+        {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                *error = Some(e);
+                ControlFlow::Break(())
+            }
+        };
 
         taps.tap(rec, hook(HookPoint::ResidPre), &b.resid, all(h))?;
         k.layernorm(rec, &b.resid, &block.ln_1.weight, &block.ln_1.bias, &b.normed, n, h, eps);
         taps.tap(rec, hook(HookPoint::Ln1Normalized), &b.normed, all(h))?;
-        k.linear(rec, &b.normed, &block.qkv, &b.qkv, Epilogue::Bias, n, &b.scratch);
+        linear(rec, &b.normed, &block.qkv, &b.qkv, Epilogue::Bias)?;
         for (part, point) in [HookPoint::AttnQ, HookPoint::AttnK, HookPoint::AttnV].into_iter().enumerate() {
             let columns = Columns { n_tokens: n, row_width: 3 * h, start: part * h, width: h };
             taps.tap(rec, hook(point), &b.qkv, columns)?;
@@ -283,17 +305,24 @@ impl ForwardPass<'_> {
         };
         k.attention(rec, &b.qkv, &b.seq_start, &b.z, shape, &b.scratch);
         taps.tap(rec, hook(HookPoint::AttnZ), &b.z, all(h))?;
-        let residual = Epilogue::Residual { resid: &b.resid, sum: &b.resid_mid };
-        k.linear(rec, &b.z, &block.out_proj, &b.attn_out, residual, n, &b.scratch);
+        let sublayer = if_hooked(HookPoint::AttnOut, &b.attn_out);
+        linear(rec, &b.z, &block.out_proj, &b.resid_mid, Epilogue::Residual { resid: &b.resid, sublayer })?;
         taps.tap(rec, hook(HookPoint::AttnOut), &b.attn_out, all(h))?;
         taps.tap(rec, hook(HookPoint::ResidMid), &b.resid_mid, all(h))?;
         k.layernorm(rec, &b.resid_mid, &block.ln_2.weight, &block.ln_2.bias, &b.normed, n, h, eps);
         taps.tap(rec, hook(HookPoint::Ln2Normalized), &b.normed, all(h))?;
-        k.linear(rec, &b.normed, &block.c_fc, &b.mlp_post, Epilogue::Gelu { pre: &b.mlp_pre }, n, &b.scratch);
+        let pre = if_hooked(HookPoint::MlpPre, &b.mlp_pre);
+        linear(rec, &b.normed, &block.c_fc, &b.mlp_post, Epilogue::Gelu { pre })?;
         taps.tap(rec, hook(HookPoint::MlpPre), &b.mlp_pre, all(inter))?;
         taps.tap(rec, hook(HookPoint::MlpPost), &b.mlp_post, all(inter))?;
-        let residual = Epilogue::Residual { resid: &b.resid_mid, sum: &b.resid_next };
-        k.linear(rec, &b.mlp_post, &block.c_proj, &b.mlp_out, residual, n, &b.scratch);
+        let sublayer = if_hooked(HookPoint::MlpOut, &b.mlp_out);
+        linear(
+            rec,
+            &b.mlp_post,
+            &block.c_proj,
+            &b.resid_next,
+            Epilogue::Residual { resid: &b.resid_mid, sublayer },
+        )?;
         taps.tap(rec, hook(HookPoint::MlpOut), &b.mlp_out, all(h))?;
         taps.tap(rec, hook(HookPoint::ResidPost), &b.resid_next, all(h))?;
         ControlFlow::Continue(())
