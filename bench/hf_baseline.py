@@ -299,16 +299,17 @@ def gemm_shapes(m, d, d_mlp):
     ]
 
 
-def best_seconds(fn, min_runs=10, min_total=0.3):
+def run_seconds(fn, min_runs=10, min_total=0.3):
+    """Best and median of at least min_runs timed runs lasting min_total seconds in all (after two
+    warm-up runs): the rule neoprobe bench times its kernels with."""
     fn()
     fn()
-    best, runs, total = float("inf"), 0, 0.0
-    while runs < min_runs or total < min_total:
+    samples = []
+    while len(samples) < min_runs or sum(samples) < min_total:
         t0 = time.perf_counter()
         fn()
-        dt = time.perf_counter() - t0
-        best, runs, total = min(best, dt), runs + 1, total + dt
-    return best, runs
+        samples.append(time.perf_counter() - t0)
+    return min(samples), statistics.median(samples), len(samples)
 
 
 def sgemm(m, d, d_mlp):
@@ -318,13 +319,17 @@ def sgemm(m, d, d_mlp):
         a = rng.standard_normal((mm, k), dtype=np.float32)
         b = rng.standard_normal((k, n), dtype=np.float32)
         c = np.empty((mm, n), dtype=np.float32)
-        np_s, np_runs = best_seconds(lambda: np.matmul(a, b, out=c))
+        np_s, np_median_s, np_runs = run_seconds(lambda: np.matmul(a, b, out=c))
         ta, tb, tc = torch.from_numpy(a), torch.from_numpy(b), torch.empty((mm, n))
-        t_s, t_runs = best_seconds(lambda: torch.mm(ta, tb, out=tc))
+        t_s, t_median_s, t_runs = run_seconds(lambda: torch.mm(ta, tb, out=tc))
         gflop = 2.0 * mm * k * n / 1e9
         rows.append({"name": name, "m": mm, "k": k, "n": n, "gflop": gflop,
-                     "numpy_best_s": np_s, "numpy_gflops": gflop / np_s, "numpy_runs": np_runs,
-                     "torch_best_s": t_s, "torch_gflops": gflop / t_s, "torch_runs": t_runs})
+                     "numpy_best_s": np_s, "numpy_gflops": gflop / np_s,
+                     "numpy_median_s": np_median_s, "numpy_median_gflops": gflop / np_median_s,
+                     "numpy_runs": np_runs,
+                     "torch_best_s": t_s, "torch_gflops": gflop / t_s,
+                     "torch_median_s": t_median_s, "torch_median_gflops": gflop / t_median_s,
+                     "torch_runs": t_runs})
     return rows
 
 
@@ -496,7 +501,7 @@ def print_table(r):
     if r["saved_activations"]:
         print(f"saved        {r['saved_activations']}")
     print()
-    print(f"{'sgemm (fp32)':<14}{'M x K @ K x N':>22}{'GFLOP':>9}{'numpy GFLOP/s':>15}{'torch GFLOP/s':>15}")
+    print(f"{'sgemm (fp32)':<14}{'M x K @ K x N':>22}{'GFLOP':>9}{'numpy GFLOP/s':>15}{'torch GFLOP/s':>15}  (best run)")
     for g in r["sgemm"]:
         shape = f"{g['m']}x{g['k']} @ {g['k']}x{g['n']}"
         print(f"{g['name']:<14}{shape:>22}{g['gflop']:>9.3f}{g['numpy_gflops']:>15.1f}{g['torch_gflops']:>15.1f}")
