@@ -148,6 +148,31 @@ impl<'g> Recorder<'g> {
         self.encoder.copy_buffer_to_buffer(source, 0, destination, 0, bytes);
     }
 
+    /// Records a copy of `rows` rows of `texels_wide` rgba32float texels from the start of
+    /// `source`, where they lie row after row with nothing between, into the top left of
+    /// `destination`. The rows' bytes must be a multiple of `wgpu::COPY_BYTES_PER_ROW_ALIGNMENT`.
+    pub fn copy_to_texture(
+        &mut self,
+        source: &wgpu::Buffer,
+        destination: &wgpu::Texture,
+        texels_wide: usize,
+        rows: usize,
+    ) {
+        self.pass = None; // ends the shared pass: copies are recorded outside passes
+        self.encoder.copy_buffer_to_texture(
+            wgpu::TexelCopyBufferInfo {
+                buffer: source,
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: 0,
+                    bytes_per_row: Some(16 * texels_wide as u32),
+                    rows_per_image: Some(rows as u32),
+                },
+            },
+            destination.as_image_copy(),
+            wgpu::Extent3d { width: texels_wide as u32, height: rows as u32, depth_or_array_layers: 1 },
+        );
+    }
+
     /// Submits what has been recorded so far, so that the GPU works on it while the rest is
     /// recorded (a forward on a GPU submits every few blocks: on an NVIDIA H200, recording the
     /// whole forward before submitting any of it made the forward 12% slower).
