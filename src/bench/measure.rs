@@ -204,7 +204,7 @@ pub fn kernels(
     let out = gpu.storage("out", t * h)?;
     let gamma = gpu.upload("gamma", bytemuck::cast_slice(&random_values(h, 7)))?;
     let times = time_op(gpu, repeats, |rec| {
-        kernels.layernorm(rec, &x, &gamma, &gamma, &out, t, h, 1e-5);
+        kernels.layernorm(rec, &x, &gamma, &gamma, &out, t, h, 1e-5, &scratch);
         Ok(())
     })?;
     rows.push(row("layernorm", format!("{t}×{h}"), times, None, Some((2 * t * h * 4) as f64)));

@@ -12,8 +12,9 @@
 //! - `cpu`: the same texel operands, with kernels written for CPU Vulkan drivers (lavapipe), where
 //!   a workgroup of 8 invocations is one 8-lane SIMD register: storage-texture reads,
 //!   constant-lane subgroup broadcasts, register tiles unrolled before compilation, weights in a
-//!   lane-packed texel layout, outputs stored as vec4s, and a barrier-free layernorm
-//!   (shaders/linear_cpu.wgsl, attention_cpu.wgsl, layernorm_cpu.wgsl). On lavapipe, in three
+//!   lane-packed texel layout, outputs stored as vec4s, and a barrier-free layernorm that reads
+//!   texels too (shaders/linear_cpu.wgsl, attention_cpu.wgsl, layernorm_texels.wgsl, with
+//!   layernorm_cpu.wgsl for widths that are not a multiple of 4). On lavapipe, in three
 //!   `bench` runs measuring both: 1.9–3.6 times `texture`'s GFLOP/s on the linear layers, 4.3–6.0
 //!   times as fast on attention at 600 tokens, 0.39–0.42 of its challenge forward.
 //! - `tiled`: storage-buffer operands in HF's layout (no conversion passes), linear layers with
@@ -135,6 +136,8 @@ pub struct Kernels {
     pub variant: Variant,
     embed: Kernel,
     layernorm: Kernel,
+    /// The `cpu` variant's layernorm for widths that are a multiple of 4, reading x as texels.
+    layernorm_texels: Option<Kernel>,
     /// The variant's linear kernel (shaders/linear*.wgsl followed by linear_output.wgsl, loops
     /// unrolled), compiled into one pipeline per `LinearPipeline` as calls first need them.
     linear_source: String,
@@ -147,7 +150,8 @@ pub struct Kernels {
     attention: Kernel,
     /// Attention pipelines made for one head size (used instead of `attention` for it).
     attention_by_head_dim: Vec<(usize, Kernel)>,
-    /// The texel variants' conversion of activations to texels (`None` for the others).
+    /// The texel variants' conversion of activations to texels where a plain copy cannot do it
+    /// (`None` for the other variants; see `Kernels::texels_of`).
     rows_to_texture: Option<Kernel>,
     /// Bound where a kernel's optional input or output is unused (a linear's plain epilogue); 16
     /// bytes, the least a vec4 array binding takes.
@@ -229,6 +233,11 @@ impl Kernels {
                 )?,
                 _ => Kernel::new(gpu, "layernorm", with_shared!("layernorm.wgsl", "layernorm_rows.wgsl"))?,
             },
+            layernorm_texels: (variant == Variant::Cpu)
+                .then(|| {
+                    Kernel::new(gpu, "layernorm_texels", include_str!("../../shaders/layernorm_texels.wgsl"))
+                })
+                .transpose()?,
             linear_source,
             linear_name,
             row_stores: matches!(variant, Variant::Cpu | Variant::Tiled),

@@ -261,7 +261,8 @@ impl ForwardPass<'_> {
         if let Some(ln_f) = &self.model.ln_f {
             let b = &self.buffers;
             let (h, eps) = (config.hidden_size, config.layer_norm_epsilon);
-            self.kernels.layernorm(&mut self.rec, &b.resid, &ln_f.weight, &ln_f.bias, &b.normed, n, h, eps);
+            let (rec, scratch) = (&mut self.rec, &b.scratch);
+            self.kernels.layernorm(rec, &b.resid, &ln_f.weight, &ln_f.bias, &b.normed, n, h, eps, scratch);
             self.taps.tap(&mut self.rec, Hook::LnFinal, &b.normed, Columns::all(n, h))?;
         }
         ControlFlow::Continue(())
@@ -290,7 +291,7 @@ impl ForwardPass<'_> {
         };
 
         taps.tap(rec, hook(HookPoint::ResidPre), &b.resid, all(h))?;
-        k.layernorm(rec, &b.resid, &block.ln_1.weight, &block.ln_1.bias, &b.normed, n, h, eps);
+        k.layernorm(rec, &b.resid, &block.ln_1.weight, &block.ln_1.bias, &b.normed, n, h, eps, &b.scratch);
         taps.tap(rec, hook(HookPoint::Ln1Normalized), &b.normed, all(h))?;
         linear(rec, &b.normed, &block.qkv, &b.qkv, Epilogue::Bias)?;
         for (part, point) in [HookPoint::AttnQ, HookPoint::AttnK, HookPoint::AttnV].into_iter().enumerate() {
@@ -309,7 +310,8 @@ impl ForwardPass<'_> {
         linear(rec, &b.z, &block.out_proj, &b.resid_mid, Epilogue::Residual { resid: &b.resid, sublayer })?;
         taps.tap(rec, hook(HookPoint::AttnOut), &b.attn_out, all(h))?;
         taps.tap(rec, hook(HookPoint::ResidMid), &b.resid_mid, all(h))?;
-        k.layernorm(rec, &b.resid_mid, &block.ln_2.weight, &block.ln_2.bias, &b.normed, n, h, eps);
+        let ln_2 = &block.ln_2;
+        k.layernorm(rec, &b.resid_mid, &ln_2.weight, &ln_2.bias, &b.normed, n, h, eps, &b.scratch);
         taps.tap(rec, hook(HookPoint::Ln2Normalized), &b.normed, all(h))?;
         let pre = if_hooked(HookPoint::MlpPre, &b.mlp_pre);
         linear(rec, &b.normed, &block.c_fc, &b.mlp_post, Epilogue::Gelu { pre })?;
