@@ -34,7 +34,8 @@ pub struct BenchArgs {
     pub model: BenchModel,
     /// Kernel variants to measure (the phases of a whole run use the adapter's default one).
     pub variants: Vec<Variant>,
-    /// Timed repetitions of each measurement (the median is reported).
+    /// Timed repetitions of each measurement (kernels: at least 10 runs and 0.3 s; see
+    /// `measure::time_op`).
     pub repeats: usize,
     /// Run the Python/HF baseline with this interpreter.
     pub baseline_python: Option<String>,
