@@ -178,22 +178,21 @@ impl GptNeoWeights {
     /// Maps `path` and checks every tensor a full forward needs (presence, dtype, shape), then
     /// keeps those of the first `n_blocks` blocks.
     pub fn load(path: &Path, config: &GptNeoConfig, n_blocks: usize) -> Result<GptNeoWeights> {
-        let opened = Arc::new(File::open(path).with_context(|| {
+        let file = Arc::new(File::open(path).with_context(|| {
             format!("cannot open {}: the model folder needs the model's model.safetensors", path.display())
         })?);
         // SAFETY: the map is read-only and neoprobe never writes to the file; as with any mapped
         // file, another process truncating it while it is in use is outside what we can guard.
         let map = Arc::new(
-            unsafe { Mmap::map(opened.as_ref()) }
-                .with_context(|| format!("cannot map {}", path.display()))?,
+            unsafe { Mmap::map(file.as_ref()) }.with_context(|| format!("cannot map {}", path.display()))?,
         );
         let broken = |e: safetensors::SafeTensorError| {
             anyhow!("{} is not a valid safetensors file ({e}); re-download or re-export it", path.display())
         };
-        let file = SafeTensors::deserialize(&map).map_err(broken)?;
+        let tensors = SafeTensors::deserialize(&map).map_err(broken)?;
         let prefix =
-            if file.names().iter().any(|n| n.starts_with("transformer.")) { "transformer." } else { "" };
-        let reader = TensorReader { file: &file, map: &map, opened: &opened, prefix, path };
+            if tensors.names().iter().any(|n| n.starts_with("transformer.")) { "transformer." } else { "" };
+        let reader = TensorReader { tensors: &tensors, map: &map, file: &file, prefix, path };
         let h = config.hidden_size;
         let expected_blocks: Vec<_> =
             (0..config.num_layers).map(|i| reader.block(i, config)).collect::<Result<_>>()?;
@@ -296,9 +295,9 @@ fn standard_normal(rng: &mut impl rand::Rng) -> f32 {
 }
 
 struct TensorReader<'a> {
-    file: &'a SafeTensors<'a>,
+    tensors: &'a SafeTensors<'a>,
     map: &'a Arc<Mmap>,
-    opened: &'a Arc<File>,
+    file: &'a Arc<File>,
     prefix: &'a str,
     path: &'a Path,
 }
@@ -307,7 +306,7 @@ impl TensorReader<'_> {
     /// The tensor `name` (without the `transformer.` prefix), which must have `shape`.
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<HostTensor> {
         let full = format!("{}{name}", self.prefix);
-        let view = self.file.tensor(&full).map_err(|_| {
+        let view = self.tensors.tensor(&full).map_err(|_| {
             anyhow!(
                 "{} has no tensor {full} (expected shape {shape:?}); is it a GPT-Neo checkpoint?",
                 self.path.display()
@@ -328,7 +327,7 @@ impl TensorReader<'_> {
                     shape: shape.to_vec(),
                     data: TensorData::Mapped {
                         map: Arc::clone(self.map),
-                        file: Arc::clone(self.opened),
+                        file: Arc::clone(self.file),
                         bytes: start..start + bytes.len(),
                     },
                 });
