@@ -32,14 +32,19 @@ pub enum Epilogue<'a> {
     Residual { resid: &'a wgpu::Buffer, sublayer: Option<&'a wgpu::Buffer> },
 }
 
+/// The values of the EPILOGUE pipeline constant of shaders/linear_output.wgsl.
+pub(super) const EPILOGUE_BIAS: u32 = 0;
+pub(super) const EPILOGUE_GELU: u32 = 1;
+pub(super) const EPILOGUE_RESIDUAL: u32 = 2;
+
 impl Epilogue<'_> {
     /// The pipeline constants of shaders/linear_output.wgsl for this epilogue: (EPILOGUE,
     /// WRITE_AUX).
     fn constants(&self) -> (u32, bool) {
         match self {
-            Epilogue::Bias => (0, false),
-            Epilogue::Gelu { pre } => (1, pre.is_some()),
-            Epilogue::Residual { sublayer, .. } => (2, sublayer.is_some()),
+            Epilogue::Bias => (EPILOGUE_BIAS, false),
+            Epilogue::Gelu { pre } => (EPILOGUE_GELU, pre.is_some()),
+            Epilogue::Residual { sublayer, .. } => (EPILOGUE_RESIDUAL, sublayer.is_some()),
         }
     }
 }

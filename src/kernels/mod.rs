@@ -255,7 +255,7 @@ impl Kernels {
         };
         // GPT-Neo's layers all have an n_out that is a multiple of 4.
         let vec4_rows = kernels.row_stores;
-        for epilogue in 0..3 {
+        for epilogue in [linear::EPILOGUE_BIAS, linear::EPILOGUE_GELU, linear::EPILOGUE_RESIDUAL] {
             kernels.linear_pipeline(gpu, LinearPipeline { epilogue, write_aux: false, vec4_rows })?;
         }
         Ok(kernels)
