@@ -23,6 +23,8 @@ import argparse
 import os
 import sys
 
+from sgemm import available_cpus, gemm_shapes, run_seconds
+
 SCHEMA = "neoprobe-hf-baseline/1"
 TOLERANCE = 1e-4
 SYNTHETIC = {
@@ -36,13 +38,6 @@ SYNTHETIC = {
 }
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_TOKENIZER = os.path.join(REPO, "fixtures", "tiny-neo", "tokenizer.json")
-
-
-def available_cpus():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def parse_args(argv=None):
@@ -289,29 +284,6 @@ def timed(fn, repeats):
 # ---------------------------------------------------------------------------------------------
 # GEMMs
 
-def gemm_shapes(m, d, d_mlp):
-    return [
-        ("qkv", m, d, 3 * d),        # q, k, v projections as one GEMM (HF runs three of m x d x d)
-        ("out_proj", m, d, d),
-        ("c_fc", m, d, d_mlp),
-        ("c_proj", m, d_mlp, d),
-        ("anchor_256", 256, 768, 3072),  # gpt-neo-notes.md's anchor, fixed whatever the model
-    ]
-
-
-def run_seconds(fn, min_runs=10, min_total=0.3):
-    """Best and median of at least min_runs timed runs lasting min_total seconds in all (after two
-    warm-up runs): the rule neoprobe bench times its kernels with."""
-    fn()
-    fn()
-    samples = []
-    while len(samples) < min_runs or sum(samples) < min_total:
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return min(samples), statistics.median(samples), len(samples)
-
-
 def sgemm(m, d, d_mlp):
     rng = np.random.default_rng(0)
     rows = []
@@ -319,9 +291,11 @@ def sgemm(m, d, d_mlp):
         a = rng.standard_normal((mm, k), dtype=np.float32)
         b = rng.standard_normal((k, n), dtype=np.float32)
         c = np.empty((mm, n), dtype=np.float32)
-        np_s, np_median_s, np_runs = run_seconds(lambda: np.matmul(a, b, out=c))
+        np_samples = run_seconds(lambda: np.matmul(a, b, out=c))
         ta, tb, tc = torch.from_numpy(a), torch.from_numpy(b), torch.empty((mm, n))
-        t_s, t_median_s, t_runs = run_seconds(lambda: torch.mm(ta, tb, out=tc))
+        t_samples = run_seconds(lambda: torch.mm(ta, tb, out=tc))
+        np_s, np_median_s, np_runs = min(np_samples), statistics.median(np_samples), len(np_samples)
+        t_s, t_median_s, t_runs = min(t_samples), statistics.median(t_samples), len(t_samples)
         gflop = 2.0 * mm * k * n / 1e9
         rows.append({"name": name, "m": mm, "k": k, "n": n, "gflop": gflop,
                      "numpy_best_s": np_s, "numpy_gflops": gflop / np_s,

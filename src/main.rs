@@ -96,6 +96,10 @@ struct BenchCli {
     /// Python interpreter with torch and transformers, for --baseline.
     #[arg(long, value_name = "PATH", default_value = "python3")]
     python: String,
+    /// With --baseline: rounds of the GEMM comparison, neoprobe's linear layers and numpy's sgemm
+    /// timed in turn (bench/sgemm.py), so both see the machine in the same moods.
+    #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..))]
+    gemm_rounds: u32,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -272,7 +276,14 @@ fn run_bench(args: BenchCli) -> anyhow::Result<()> {
         None => repo,
     };
     let report = bench::run(
-        &BenchArgs { model, variants, repeats: args.repeats.max(1), baseline_python, repo },
+        &BenchArgs {
+            model,
+            variants,
+            repeats: args.repeats.max(1),
+            baseline_python,
+            gemm_rounds: args.gemm_rounds as usize,
+            repo,
+        },
         &|step| eprintln!("bench: {step}"),
     )?;
     if args.json {

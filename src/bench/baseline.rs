@@ -2,13 +2,18 @@
 //! this machine (`bench/hf_baseline.py`), and the seed's experiment as a whole Python process
 //! (`bench/seed_experiment.py`) against a whole `neoprobe challenge` process.
 
-use super::{ChallengeTiming, KernelTiming};
+use super::measure::{fastest, median, LinearLayers};
+use super::ChallengeTiming;
+use crate::gpu::Gpu;
+use crate::kernels::{Kernels, Variant};
+use crate::model::GptNeoConfig;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use serde_json::Value;
 use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write as _};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
 /// A whole process: its wall time and peak resident memory.
@@ -29,14 +34,17 @@ pub struct Baseline {
     pub neoprobe_process: ProcessRun,
 }
 
-/// One GEMM shape: neoprobe's linear kernel against numpy's sgemm, each at its fastest timed
-/// run (`best`) and at its median run. Both sides are timed by the same rule (at least 10 runs
-/// and 0.3 s), so the two best times are alike: the runs least disturbed by the rest of the
-/// machine.
+/// One GEMM shape: neoprobe's linear kernel against numpy's sgemm, timed in alternating rounds
+/// (`interleaved_gemm`), each side by the same rule (at least 10 runs and 0.3 s per round). `best`
+/// is each side's fastest run of all rounds, the run least disturbed by the rest of the machine;
+/// `median` is over all runs of all rounds.
 #[derive(Clone, Debug, Serialize)]
 pub struct GemmRatio {
     pub variant: String,
     pub shape: (usize, usize, usize),
+    pub rounds: usize,
+    pub neoprobe_runs: usize,
+    pub numpy_runs: usize,
     pub neoprobe_best_gflops: f64,
     pub numpy_best_gflops: f64,
     pub best_ratio: f64,
@@ -90,6 +98,122 @@ pub fn run(python: &str, repo: &Path, model_dir: &Path, temp: &Path) -> Result<B
     Ok(Baseline { hf, seed_process, neoprobe_process })
 }
 
+/// numpy's sgemm in a child process (bench/sgemm.py) that times all shapes once per request.
+struct NumpyRounds {
+    child: Child,
+    requests: ChildStdin,
+    replies: BufReader<ChildStdout>,
+}
+
+impl NumpyRounds {
+    fn start(python: &str, repo: &Path, shapes: &[(usize, usize, usize)]) -> Result<NumpyRounds> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut command = Command::new(python);
+        command.arg(repo.join("bench/sgemm.py")).arg("--threads").arg(threads.to_string()).arg("--shapes");
+        command.args(shapes.iter().map(|(m, k, n)| format!("{m}x{k}x{n}")));
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot run {python}; pass --python PATH to a Python with numpy"))?;
+        let (Some(requests), Some(replies)) = (child.stdin.take(), child.stdout.take()) else {
+            bail!("bench/sgemm.py started without its pipes");
+        };
+        let mut rounds = NumpyRounds { child, requests, replies: BufReader::new(replies) };
+        let ready = rounds.reply()?;
+        if ready.trim() != "ready" {
+            bail!(
+                "bench/sgemm.py did not start (it said {:?}); is numpy installed for {python}?",
+                ready.trim()
+            );
+        }
+        Ok(rounds)
+    }
+
+    fn reply(&mut self) -> Result<String> {
+        let mut line = String::new();
+        if self.replies.read_line(&mut line)? == 0 {
+            bail!("bench/sgemm.py exited ({}); is numpy installed?", self.child.wait()?);
+        }
+        Ok(line)
+    }
+
+    /// One round: the seconds of each timed run, per shape.
+    fn round(&mut self) -> Result<Vec<Vec<f64>>> {
+        self.requests.write_all(b"round\n")?;
+        self.requests.flush()?;
+        let reply: Value =
+            serde_json::from_str(&self.reply()?).context("bench/sgemm.py replied with no JSON")?;
+        serde_json::from_value(reply["samples_s"].clone())
+            .with_context(|| format!("bench/sgemm.py replied {reply} instead of samples"))
+    }
+}
+
+impl Drop for NumpyRounds {
+    fn drop(&mut self) {
+        // Its stdin closes with `requests`; until then it waits for the next request.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// neoprobe's four linear layers of `variant` against numpy's sgemm at the same shapes, in
+/// `rounds` alternating rounds: neoprobe times every layer, then numpy every shape, and again.
+/// The machine's speed drifts (measured here: a kernel at 55 ms for seconds, then at 86 ms for
+/// seconds, numpy less so), so two sides timed minutes apart compare two different machines;
+/// alternating gives each side the same stretches of time.
+pub fn interleaved_gemm(
+    python: &str,
+    repo: &Path,
+    gpu: &Gpu,
+    variant: Variant,
+    config: &GptNeoConfig,
+    n_tokens: usize,
+    rounds: usize,
+) -> Result<Vec<GemmRatio>> {
+    let kernels = Kernels::new(gpu, variant)?;
+    let layers = LinearLayers::new(gpu, &kernels, config, n_tokens)?;
+    let shapes: Vec<(usize, usize, usize)> = layers.shapes().into_iter().map(|(_, shape)| shape).collect();
+    let mut numpy = NumpyRounds::start(python, repo, &shapes)?;
+    let mut ours = vec![Vec::new(); shapes.len()];
+    let mut theirs = vec![Vec::new(); shapes.len()];
+    for _ in 0..rounds {
+        for (index, samples) in ours.iter_mut().enumerate() {
+            samples.extend(layers.time(gpu, index, 1)?);
+        }
+        let round = numpy.round()?;
+        if round.len() != shapes.len() {
+            bail!("bench/sgemm.py timed {} shapes, asked for {}", round.len(), shapes.len());
+        }
+        for (samples, new) in theirs.iter_mut().zip(round) {
+            samples.extend(new);
+        }
+    }
+    let gflops = |(m, k, n): (usize, usize, usize), seconds: f64| 2.0 * (m * k * n) as f64 / seconds / 1e9;
+    Ok(shapes
+        .iter()
+        .zip(ours.into_iter().zip(theirs))
+        .map(|(&shape, (ours, theirs))| {
+            let (ours_best, theirs_best) = (fastest(&ours), fastest(&theirs));
+            let (ours_median, theirs_median) = (median(&ours), median(&theirs));
+            GemmRatio {
+                variant: variant.to_string(),
+                shape,
+                rounds,
+                neoprobe_runs: ours.len(),
+                numpy_runs: theirs.len(),
+                neoprobe_best_gflops: gflops(shape, ours_best),
+                numpy_best_gflops: gflops(shape, theirs_best),
+                best_ratio: theirs_best / ours_best,
+                neoprobe_median_gflops: gflops(shape, ours_median),
+                numpy_median_gflops: gflops(shape, theirs_median),
+                median_ratio: theirs_median / ours_median,
+            }
+        })
+        .collect())
+}
+
 fn measure_twice(command: &mut Command) -> Result<ProcessRun> {
     let (a, b) = (measure_process(command)?, measure_process(command)?);
     Ok(ProcessRun { command: format!("{command:?}"), wall_seconds: a.0.min(b.0), peak_rss_mib: a.1.max(b.1) })
@@ -136,32 +260,7 @@ fn hf_time(hf: &Value, name: &str) -> Option<f64> {
     hf["times"][name]["median_s"].as_f64()
 }
 
-pub fn ratios(
-    baseline: &Baseline,
-    kernels: &[KernelTiming],
-    challenge: &[ChallengeTiming],
-) -> BaselineRatios {
-    let mut gemm = Vec::new();
-    for row in baseline.hf["sgemm"].as_array().into_iter().flatten() {
-        let dims = (row["m"].as_u64(), row["k"].as_u64(), row["n"].as_u64());
-        let numpy = (row["numpy_gflops"].as_f64(), row["numpy_median_gflops"].as_f64());
-        let ((Some(m), Some(k), Some(n)), (Some(numpy_best), Some(numpy_median))) = (dims, numpy) else {
-            continue;
-        };
-        for kernel in kernels.iter().filter(|t| t.gemm == Some((m as usize, k as usize, n as usize))) {
-            let (best, median) = (kernel.best_gflops.unwrap_or(0.0), kernel.gflops.unwrap_or(0.0));
-            gemm.push(GemmRatio {
-                variant: kernel.variant.clone(),
-                shape: (m as usize, k as usize, n as usize),
-                neoprobe_best_gflops: best,
-                numpy_best_gflops: numpy_best,
-                best_ratio: best / numpy_best,
-                neoprobe_median_gflops: median,
-                numpy_median_gflops: numpy_median,
-                median_ratio: median / numpy_median,
-            });
-        }
-    }
+pub fn ratios(baseline: &Baseline, gemm: Vec<GemmRatio>, challenge: &[ChallengeTiming]) -> BaselineRatios {
     let mut forward = Vec::new();
     for c in challenge {
         for name in ["seed_loop", "batched_padded", "batched_h9"] {
@@ -188,9 +287,11 @@ pub fn render(b: &Baseline, r: &BaselineRatios) -> String {
         b.hf["threads"],
         versions["numpy"].as_str().unwrap_or("?")
     );
+    let rounds = r.gemm.first().map_or(0, |g| g.rounds);
     let _ = writeln!(
         out,
-        "  GEMM (neoprobe linear ÷ numpy sgemm, GFLOP/s; best run ÷ best run, median ÷ median):"
+        "  GEMM (neoprobe linear ÷ numpy sgemm, GFLOP/s, {rounds} alternating rounds; best run ÷ best run, \
+         median ÷ median):"
     );
     for g in &r.gemm {
         let (m, k, n) = g.shape;
@@ -221,4 +322,66 @@ pub fn render(b: &Baseline, r: &BaselineRatios) -> String {
     );
     let _ = writeln!(out, "    ratios: wall {:.3}, peak RSS {:.3}", r.process_wall, r.process_peak_rss);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NumpyRounds;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::{Path, PathBuf};
+
+    /// A stand-in for the Python interpreter: a shell script that ignores its arguments (the path
+    /// of bench/sgemm.py and the shapes) and speaks `body`.
+    fn fake_python(dir: &Path, body: &str) -> PathBuf {
+        let path = dir.join("fake-python");
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    const SHAPES: [(usize, usize, usize); 2] = [(2, 3, 4), (5, 6, 7)];
+
+    #[test]
+    fn rounds_return_each_shapes_samples_once_per_request() {
+        let dir = tempfile::tempdir().unwrap();
+        // Answers every "round" with samples that count the rounds, so a reply read twice or a
+        // request left unanswered shows.
+        let python = fake_python(
+            dir.path(),
+            r#"echo ready
+n=0
+while read line; do
+  n=$((n + 1))
+  if [ "$line" = round ]; then echo "{\"samples_s\": [[$n, 0.5], [$n]]}"; else echo '{"error": "?"}'; fi
+done"#,
+        );
+        let mut rounds = NumpyRounds::start(python.to_str().unwrap(), dir.path(), &SHAPES).unwrap();
+        assert_eq!(rounds.round().unwrap(), vec![vec![1.0, 0.5], vec![1.0]]);
+        assert_eq!(rounds.round().unwrap(), vec![vec![2.0, 0.5], vec![2.0]]);
+    }
+
+    #[test]
+    fn a_helper_that_never_starts_is_an_error_naming_numpy() {
+        let dir = tempfile::tempdir().unwrap();
+        let python = fake_python(dir.path(), "echo 'ModuleNotFoundError: numpy' >&2; exit 1");
+        let err = NumpyRounds::start(python.to_str().unwrap(), dir.path(), &SHAPES).err().unwrap();
+        assert!(format!("{err:#}").contains("numpy"), "{err:#}");
+    }
+
+    #[test]
+    fn a_reply_without_samples_is_an_error_quoting_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let python = fake_python(dir.path(), "echo ready; read line; echo '{\"error\": \"out of memory\"}'");
+        let mut rounds = NumpyRounds::start(python.to_str().unwrap(), dir.path(), &SHAPES).unwrap();
+        let err = rounds.round().unwrap_err();
+        assert!(format!("{err:#}").contains("out of memory"), "{err:#}");
+    }
+
+    #[test]
+    fn a_missing_interpreter_is_an_error_naming_the_python_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no-such-python");
+        let err = NumpyRounds::start(missing.to_str().unwrap(), dir.path(), &SHAPES).err().unwrap();
+        assert!(format!("{err:#}").contains("--python"), "{err:#}");
+    }
 }

@@ -3,7 +3,7 @@
 use super::BenchReport;
 use crate::engine::{Engine, LoadedModel};
 use crate::gpu::{Gpu, PassTime, Recorder};
-use crate::kernels::{AttentionShape, Epilogue, Kernels, Variant};
+use crate::kernels::{AttentionShape, Epilogue, GpuLinear, Kernels, Scratch, Variant};
 use crate::model::{Batch, GptNeoConfig, Hook, HookPlan, ModelDir};
 use anyhow::Result;
 use rand::{Rng, SeedableRng};
@@ -68,9 +68,14 @@ pub struct Phases {
     pub readback_seconds: f64,
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[values.len() / 2]
+pub(super) fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    sorted[sorted.len() / 2]
+}
+
+pub(super) fn fastest(values: &[f64]) -> f64 {
+    values.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
 fn random_values(n: usize, seed: u64) -> Vec<f32> {
@@ -92,20 +97,26 @@ struct RunTimes {
     best: f64,
 }
 
+impl RunTimes {
+    fn of(samples: &[f64]) -> RunTimes {
+        RunTimes { median: median(samples), best: fastest(samples) }
+    }
+}
+
 /// Timed runs of each kernel: at least `repeats` and `MIN_KERNEL_RUNS`, and at least
-/// `MIN_KERNEL_SECONDS` in all — the rule bench/hf_baseline.py times numpy's sgemm with, so
-/// the two best times are taken alike.
+/// `MIN_KERNEL_SECONDS` in all — the rule bench/sgemm.py times numpy's sgemm with, so the two
+/// sides' times are taken alike.
 const MIN_KERNEL_RUNS: usize = 10;
 const MIN_KERNEL_SECONDS: f64 = 0.3;
 
 /// Times `record` (one recording, submitted and waited for) after a warm-up, as often as
-/// `MIN_KERNEL_RUNS` and `MIN_KERNEL_SECONDS` ask: GPU time from timestamps where they are
-/// usable, else wall time.
+/// `MIN_KERNEL_RUNS` and `MIN_KERNEL_SECONDS` ask: the seconds of each timed run, GPU time from
+/// timestamps where they are usable, else wall time.
 fn time_op(
     gpu: &Gpu,
     repeats: usize,
     mut record: impl FnMut(&mut Recorder) -> Result<()>,
-) -> Result<RunTimes> {
+) -> Result<Vec<f64>> {
     let mut samples = Vec::new();
     let (mut warm, mut total) = (false, 0.0);
     while !warm || samples.len() < repeats.max(MIN_KERNEL_RUNS) || total < MIN_KERNEL_SECONDS {
@@ -120,8 +131,75 @@ fn time_op(
         }
         warm = true;
     }
-    let best = samples.iter().copied().fold(f64::INFINITY, f64::min);
-    Ok(RunTimes { median: median(samples), best })
+    Ok(samples)
+}
+
+/// What a block does after a linear layer when no hook asks about it, fused into the layer.
+#[derive(Clone, Copy)]
+enum Fused {
+    Nothing,
+    Gelu,
+    ResidualAdd,
+}
+
+struct LinearCase {
+    name: &'static str,
+    layer: GpuLinear,
+    fused: Fused,
+    x: wgpu::Buffer,
+    y: wgpu::Buffer,
+}
+
+/// The four linear layers of a block at the challenge batch's shapes, with random weights and
+/// inputs, each run with the epilogue the forward gives it in a block no hook asks about (only
+/// the output the next kernel reads is written).
+pub struct LinearLayers<'k> {
+    kernels: &'k Kernels,
+    n_tokens: usize,
+    cases: Vec<LinearCase>,
+    resid: wgpu::Buffer,
+    scratch: Scratch,
+}
+
+impl<'k> LinearLayers<'k> {
+    pub fn new(gpu: &Gpu, kernels: &'k Kernels, config: &GptNeoConfig, n_tokens: usize) -> Result<Self> {
+        let (t, h, inter) = (n_tokens, config.hidden_size, config.intermediate_size);
+        let scratch = kernels.scratch(gpu, t, &[h, inter])?;
+        let resid = gpu.upload("resid", bytemuck::cast_slice(&random_values(t * h, 8)))?;
+        let mut cases = Vec::new();
+        for (name, n_in, n_out, fused) in [
+            ("linear qkv", h, 3 * h, Fused::Nothing),
+            ("linear out_proj+add", h, h, Fused::ResidualAdd),
+            ("linear c_fc+gelu", h, inter, Fused::Gelu),
+            ("linear c_proj+add", inter, h, Fused::ResidualAdd),
+        ] {
+            let weight: Vec<u8> = bytemuck::cast_slice(&random_values(n_out * n_in, 1)).to_vec();
+            let bias: Vec<u8> = bytemuck::cast_slice(&random_values(n_out, 2)).to_vec();
+            let layer = kernels.upload_linear(gpu, name, &[&weight], Some(&bias), n_in)?;
+            let x = gpu.upload("x", bytemuck::cast_slice(&random_values(t * n_in, 3)))?;
+            let y = gpu.storage("y", t * n_out)?;
+            cases.push(LinearCase { name, layer, fused, x, y });
+        }
+        Ok(LinearLayers { kernels, n_tokens, cases, resid, scratch })
+    }
+
+    /// (name, (tokens, n_in, n_out)) of each layer.
+    pub fn shapes(&self) -> Vec<(&'static str, (usize, usize, usize))> {
+        self.cases.iter().map(|c| (c.name, (self.n_tokens, c.layer.n_in, c.layer.n_out))).collect()
+    }
+
+    /// The seconds of each timed run of layer `index` (see `time_op`).
+    pub fn time(&self, gpu: &Gpu, index: usize, repeats: usize) -> Result<Vec<f64>> {
+        let case = &self.cases[index];
+        let epilogue = match case.fused {
+            Fused::Nothing => Epilogue::Bias,
+            Fused::Gelu => Epilogue::Gelu { pre: None },
+            Fused::ResidualAdd => Epilogue::Residual { resid: &self.resid, sublayer: None },
+        };
+        time_op(gpu, repeats, |rec| {
+            self.kernels.linear(rec, &case.x, &case.layer, &case.y, epilogue, self.n_tokens, &self.scratch)
+        })
+    }
 }
 
 /// Every kernel of the forward at the model's shapes for the challenge batch (and attention at
@@ -134,11 +212,12 @@ pub fn kernels(
     repeats: usize,
 ) -> Result<Vec<KernelTiming>> {
     let kernels = Kernels::new(gpu, variant)?;
-    let (t, h, inter) = (batch.n_tokens(), config.hidden_size, config.intermediate_size);
-    let scratch = kernels.scratch(gpu, t.max(600), &[h, 3 * h, inter])?;
+    let (t, h) = (batch.n_tokens(), config.hidden_size);
+    let scratch = kernels.scratch(gpu, t.max(600), &[h, 3 * h, config.intermediate_size])?;
     let mut rows = Vec::new();
-    let row =
-        |kernel: &str, shape: String, times: RunTimes, flop: Option<f64>, bytes: Option<f64>| KernelTiming {
+    let row = |kernel: &str, shape: String, samples: Vec<f64>, flop: Option<f64>, bytes: Option<f64>| {
+        let times = RunTimes::of(&samples);
+        KernelTiming {
             variant: variant.to_string(),
             kernel: kernel.to_string(),
             shape,
@@ -149,29 +228,18 @@ pub fn kernels(
             best_gflops: flop.map(|f| f / times.best / 1e9),
             flop,
             gemm: None,
-        };
+        }
+    };
 
-    // Each linear layer with the epilogue the forward gives it in a block no hook asks about:
-    // only the output the next kernel reads is written.
-    let resid = gpu.upload("resid", bytemuck::cast_slice(&random_values(t * h, 8)))?;
-    let linears = [
-        ("linear qkv", h, 3 * h, Epilogue::Bias),
-        ("linear out_proj+add", h, h, Epilogue::Residual { resid: &resid, sublayer: None }),
-        ("linear c_fc+gelu", h, inter, Epilogue::Gelu { pre: None }),
-        ("linear c_proj+add", inter, h, Epilogue::Residual { resid: &resid, sublayer: None }),
-    ];
-    for (name, n_in, n_out, epilogue) in linears {
-        let weight: Vec<u8> = bytemuck::cast_slice(&random_values(n_out * n_in, 1)).to_vec();
-        let bias: Vec<u8> = bytemuck::cast_slice(&random_values(n_out, 2)).to_vec();
-        let layer = kernels.upload_linear(gpu, name, &[&weight], Some(&bias), n_in)?;
-        let x = gpu.upload("x", bytemuck::cast_slice(&random_values(t * n_in, 3)))?;
-        let y = gpu.storage("y", t * n_out)?;
-        let times = time_op(gpu, repeats, |rec| kernels.linear(rec, &x, &layer, &y, epilogue, t, &scratch))?;
+    let linears = LinearLayers::new(gpu, &kernels, config, t)?;
+    for (index, (name, (t, n_in, n_out))) in linears.shapes().into_iter().enumerate() {
+        let samples = linears.time(gpu, index, repeats)?;
         let flop = 2.0 * (t * n_in * n_out) as f64;
-        let mut timing = row(name, format!("{t}×{n_in} → {n_out}"), times, Some(flop), None);
+        let mut timing = row(name, format!("{t}×{n_in} → {n_out}"), samples, Some(flop), None);
         timing.gemm = Some((t, n_in, n_out));
         rows.push(timing);
     }
+    drop(linears);
 
     let long = Batch::pack(&[(0..600u32).collect::<Vec<_>>()], config.max_position_embeddings)?;
     for (label, b, window) in [
@@ -185,7 +253,7 @@ pub fn kernels(
         let z = gpu.storage("z", n * h)?;
         let shape =
             AttentionShape { n_tokens: n, n_heads: config.num_heads, head_dim: config.head_dim(), window };
-        let times = time_op(gpu, repeats, |rec| {
+        let samples = time_op(gpu, repeats, |rec| {
             kernels.attention(rec, &qkv, &seq_start, &z, shape, &scratch);
             Ok(())
         })?;
@@ -197,17 +265,17 @@ pub fn kernels(
             })
             .sum();
         let flop = 4.0 * (config.head_dim() * config.num_heads * keys) as f64;
-        rows.push(row("attention", format!("{label}: {n} tokens"), times, Some(flop), None));
+        rows.push(row("attention", format!("{label}: {n} tokens"), samples, Some(flop), None));
     }
 
     let x = gpu.upload("x", bytemuck::cast_slice(&random_values(t * h, 5)))?;
     let out = gpu.storage("out", t * h)?;
     let gamma = gpu.upload("gamma", bytemuck::cast_slice(&random_values(h, 7)))?;
-    let times = time_op(gpu, repeats, |rec| {
+    let samples = time_op(gpu, repeats, |rec| {
         kernels.layernorm(rec, &x, &gamma, &gamma, &out, t, h, 1e-5, &scratch);
         Ok(())
     })?;
-    rows.push(row("layernorm", format!("{t}×{h}"), times, None, Some((2 * t * h * 4) as f64)));
+    rows.push(row("layernorm", format!("{t}×{h}"), samples, None, Some((2 * t * h * 4) as f64)));
     Ok(rows)
 }
 
@@ -235,12 +303,12 @@ pub fn challenge_forward(
     } else {
         None
     };
-    let forward_seconds = median(forward);
+    let forward_seconds = median(&forward);
     Ok(ChallengeTiming {
         variant: engine.kernels.variant.to_string(),
         forward_seconds,
-        record_seconds: median(record),
-        readback_seconds: median(readback),
+        record_seconds: median(&record),
+        readback_seconds: median(&readback),
         gpu_seconds,
         tokens_per_second: batch.n_tokens() as f64 / forward_seconds,
     })

@@ -39,6 +39,8 @@ pub struct BenchArgs {
     pub repeats: usize,
     /// Run the Python/HF baseline with this interpreter.
     pub baseline_python: Option<String>,
+    /// Alternating rounds of the GEMM comparison against numpy (`baseline::interleaved_gemm`).
+    pub gemm_rounds: usize,
     /// The repository folder holding `bench/` (for the baseline scripts).
     pub repo: PathBuf,
 }
@@ -115,7 +117,23 @@ pub fn run(args: &BenchArgs, progress: &dyn Fn(&str)) -> Result<BenchReport> {
             let started = Instant::now();
             let baseline = baseline::run(python, &args.repo, &model_dir, temp.path())?;
             progress(&format!("baseline done in {:.0} s", started.elapsed().as_secs_f64()));
-            let ratios = baseline::ratios(&baseline, &kernels, &challenge);
+            let mut gemm = Vec::new();
+            for &variant in &args.variants {
+                progress(&format!(
+                    "GEMM against numpy's sgemm, variant {variant}: {} alternating rounds",
+                    args.gemm_rounds
+                ));
+                gemm.extend(baseline::interleaved_gemm(
+                    python,
+                    &args.repo,
+                    &gpu,
+                    variant,
+                    &model.config,
+                    batch.n_tokens(),
+                    args.gemm_rounds,
+                )?);
+            }
+            let ratios = baseline::ratios(&baseline, gemm, &challenge);
             (Some(baseline), Some(ratios))
         }
     };
