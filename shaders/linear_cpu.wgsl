@@ -3,40 +3,41 @@
 //   y[t, n] = Σ_k x[t, k] · w[n, k] + bias[n]      (then the epilogue of linear_output.wgsl)
 //
 // x_tex is a row-major texel matrix (n_tokens high, k4 = ceil(n_in / 4) texels wide, written by
-// rows_to_texture.wgsl) and w_tex the weight in the lane-packed layout (TexelLayout::LanePacked
-// in src/kernels/texels.rs, which places the texels), read as storage textures. params and the
-// epilogue are in linear_output.wgsl; bias_row and store_row, which load and store four
-// consecutive outputs, in linear_rows.wgsl (any n_out) or linear_rows_vec4.wgsl (n_out a
-// multiple of 4: one vec4 access each).
+// rows_to_texture.wgsl or copied) and w_tex the weight in the lane-packed layout
+// (TexelLayout::LanePacked in src/kernels/texels.rs, which places the texels), read as storage
+// textures. params and the epilogue are in linear_output.wgsl; bias_row and store_row, which load
+// and store four consecutive outputs, in linear_rows.wgsl (any n_out) or linear_rows_vec4.wgsl
+// (n_out a multiple of 4: one vec4 access each).
 //
 // A CPU driver runs the 8 invocations of a workgroup as the 8 lanes of one SIMD register, so this
 // kernel is written for exactly that: one subgroup of 8 lanes per workgroup.
-// Work split: a workgroup computes 16 consecutive tokens × 32 consecutive outputs; lane l owns
-// the four outputs n = 32 · wid.y + 4 · l + o (o = 0..3) for all 16 tokens, one vec4 accumulator
-// per token. k advances 8 texels (32 values of k) per iteration:
+// Work split: a workgroup computes 2 · TOKEN_PAIRS consecutive tokens × 32 consecutive outputs
+// (TOKEN_PAIRS is filled in before compilation: src/kernels/linear.rs picks 16 pairs for inputs
+// up to 1024 wide, 8 for wider ones); lane l owns the four outputs n = 32 · wid.y + 4 · l + o
+// (o = 0..3) for all the tokens, one vec4 accumulator per token. k advances 8 texels (32 values
+// of k) per iteration:
 // - each lane reads its 4 rows' texels kb .. kb + 7 (32 reads; in the lane-packed layout the 8
 //   lanes' texels for one (j, o) are 8 neighbouring texels, so the reads stream through memory);
-// - then token by token, lane l reads texel kb + l of the token's row, and for j = 0..8
-//   subgroupBroadcast(·, j) hands every lane texel kb + j (a register shuffle), which the lane
-//   multiplies into its accumulator with its own four rows' texel kb + j.
-// Per iteration a lane makes 32 + 16 texel reads and 128 broadcasts for 16 · 4 · 32
-// multiply-adds, and each token's accumulator stays in registers for its 128 multiply-adds.
+// - then two tokens at a time, lane l reads texel kb + l of each token's row, and for j = 0..8
+//   subgroupBroadcast(·, j) hands every lane texel kb + j of both (a register shuffle), which
+//   the lane multiplies into both tokens' accumulators with its own four rows' texel kb + j.
+// Per iteration a lane makes 32 + 2 · TOKEN_PAIRS texel reads and 256 · TOKEN_PAIRS broadcasts
+// for 2 · TOKEN_PAIRS · 4 · 32 multiply-adds; each pair's two accumulators stay in registers for
+// their 256 multiply-adds, and every weight value read from the stack serves both.
 //
-// What the shape of the code comes from (measured on lavapipe):
+// What the shape of the code comes from (measured on lavapipe, shader variants alternating in
+// one process; README.md, "What limits the CPU driver"):
 // - a storage-texture read of 8 lanes' texels is inlined (≈ 20 cycles) where a sampled-texture
 //   fetch calls a generic sampling function (≈ 63); a storage-buffer access runs lane by lane,
-//   and a vec4 store costs little more than a scalar one (the output stage fell from about 16%
-//   of the kernel's time with four scalar stores per token to about 5% with one vec4 store);
+//   and a vec4 store costs little more than a scalar one;
 // - a broadcast from a constant lane is a register shuffle; a shuffle by a loop counter is not;
 // - the driver keeps loops rolled and puts arrays indexed by loop counters in memory, so the
 //   token, lane and row loops are written as `// unroll` blocks, expanded before compilation
 //   (src/kernels/unroll.rs);
-// - token by token (rather than lane by lane across all 16 tokens) keeps each accumulator in
-//   registers and takes the weights from the stack as memory operands; with 4 outputs per lane
-//   a lane's outputs are one vec4 to store. 16 tokens × 4 outputs measured at or near the
-//   fastest of 8–64 tokens × 2–8 outputs;
-// - the time follows the arithmetic, not the texel reads: tiles of 8, 12 and 16 tokens measured
-//   alike, and a variant doing twice the arithmetic per texel read took 2.3 times as long;
+// - two tokens per block give eight independent chains of additions instead of four; with 32
+//   tokens per workgroup that ran 5–8% faster than one token per block in 16-token tiles on the
+//   768-wide inputs, but 8–10% slower on 3072-wide ones, where 16 tokens in pairs ran about 5%
+//   faster (the tile of each width is what measured fastest);
 // - workgroups advance along tokens first (grid x), so consecutive workgroups reuse the same 32
 //   weight rows from the cache.
 // It needs subgroups of at least 8 lanes holding the workgroup's invocations on lanes 0..7.
@@ -54,11 +55,14 @@ const PACKED_CHUNK: u32 = 1024u;
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
     let k4 = (params.n_in + 3u) / 4u;
     let n_chunks = (k4 + PACKED_CHUNK - 1u) / PACKED_CHUNK;
-    let t0 = wid.x * 16u;
+    let t0 = wid.x * (2u * {TOKEN_PAIRS}u);
     let n = wid.y * 32u + 4u * lane;
-    // unroll r in 0..16
-    let x_row_{r} = min(t0 + {r}u, params.n_tokens - 1u);
-    var acc_{r} = vec4<f32>(0.0);
+    // Pair p holds tokens t0 + 2p (a) and t0 + 2p + 1 (b).
+    // unroll p in 0..{TOKEN_PAIRS}
+    let x_row_{p}a = min(t0 + 2u * {p}u, params.n_tokens - 1u);
+    let x_row_{p}b = min(t0 + 2u * {p}u + 1u, params.n_tokens - 1u);
+    var acc_{p}a = vec4<f32>(0.0);
+    var acc_{p}b = vec4<f32>(0.0);
     // end unroll
     for (var kb = 0u; kb < k4; kb = kb + 8u) {
         // Texel kb + j of row n + o is at (8 · (kb + j mod PACKED_CHUNK) + lane,
@@ -72,20 +76,32 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
         // end unroll
         let own_col = min(kb + lane, k4 - 1u);
         let own_in_range = kb + lane < k4;
-        // unroll r in 0..16
+        // unroll p in 0..{TOKEN_PAIRS}
         {
-            let x_own = select(vec4<f32>(0.0), textureLoad(x_tex, vec2<u32>(own_col, x_row_{r})), own_in_range);
-            var acc = acc_{r};
+            let x_own_a = select(vec4<f32>(0.0), textureLoad(x_tex, vec2<u32>(own_col, x_row_{p}a)), own_in_range);
+            let x_own_b = select(vec4<f32>(0.0), textureLoad(x_tex, vec2<u32>(own_col, x_row_{p}b)), own_in_range);
+            var a = acc_{p}a;
+            var b = acc_{p}b;
             // unroll j in 0..8
             {
-                let x = subgroupBroadcast(x_own, {j}u);
-                acc = acc + x.x * vec4<f32>(w0_{j}.x, w1_{j}.x, w2_{j}.x, w3_{j}.x);
-                acc = acc + x.y * vec4<f32>(w0_{j}.y, w1_{j}.y, w2_{j}.y, w3_{j}.y);
-                acc = acc + x.z * vec4<f32>(w0_{j}.z, w1_{j}.z, w2_{j}.z, w3_{j}.z);
-                acc = acc + x.w * vec4<f32>(w0_{j}.w, w1_{j}.w, w2_{j}.w, w3_{j}.w);
+                let xa = subgroupBroadcast(x_own_a, {j}u);
+                let xb = subgroupBroadcast(x_own_b, {j}u);
+                let w_x = vec4<f32>(w0_{j}.x, w1_{j}.x, w2_{j}.x, w3_{j}.x);
+                a = a + xa.x * w_x;
+                b = b + xb.x * w_x;
+                let w_y = vec4<f32>(w0_{j}.y, w1_{j}.y, w2_{j}.y, w3_{j}.y);
+                a = a + xa.y * w_y;
+                b = b + xb.y * w_y;
+                let w_z = vec4<f32>(w0_{j}.z, w1_{j}.z, w2_{j}.z, w3_{j}.z);
+                a = a + xa.z * w_z;
+                b = b + xb.z * w_z;
+                let w_w = vec4<f32>(w0_{j}.w, w1_{j}.w, w2_{j}.w, w3_{j}.w);
+                a = a + xa.w * w_w;
+                b = b + xb.w * w_w;
             }
             // end unroll
-            acc_{r} = acc;
+            acc_{p}a = a;
+            acc_{p}b = b;
         }
         // end unroll
     }
@@ -93,9 +109,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
         return;
     }
     let bias4 = bias_row(n);
-    // unroll r in 0..16
-    if (t0 + {r}u < params.n_tokens) {
-        store_row(t0 + {r}u, n, acc_{r} + bias4);
+    // unroll p in 0..{TOKEN_PAIRS}
+    if (t0 + 2u * {p}u < params.n_tokens) {
+        store_row(t0 + 2u * {p}u, n, acc_{p}a + bias4);
+    }
+    if (t0 + 2u * {p}u + 1u < params.n_tokens) {
+        store_row(t0 + 2u * {p}u + 1u, n, acc_{p}b + bias4);
     }
     // end unroll
 }

@@ -35,7 +35,7 @@ pub use attention::{AttentionShape, MAX_HEAD_DIM};
 pub use linear::{Epilogue, GpuLinear};
 pub use texels::Scratch;
 use texels::TexelLayout;
-use unroll::unroll;
+use unroll::{unroll, unroll_with};
 
 use crate::gpu::{Gpu, Kernel};
 use anyhow::{bail, Result};
@@ -139,8 +139,9 @@ pub struct Kernels {
     /// The `cpu` variant's layernorm for widths that are a multiple of 4, reading x as texels.
     layernorm_texels: Option<Kernel>,
     /// The variant's linear kernel (shaders/linear*.wgsl followed by linear_output.wgsl, loops
-    /// unrolled), compiled into one pipeline per `LinearPipeline` as calls first need them.
-    linear_source: String,
+    /// not yet unrolled: `cpu`'s depend on its tile), compiled into one pipeline per
+    /// `LinearPipeline` as calls first need them.
+    linear_source: &'static str,
     linear_name: &'static str,
     /// Whether the linear kernel stores through `store_row` (`cpu`, `tiled`): then it is
     /// compiled with linear_rows.wgsl or, for layers whose n_out is a multiple of 4,
@@ -160,13 +161,15 @@ pub struct Kernels {
 }
 
 /// What one linear pipeline is specialised for: the pipeline constants of
-/// shaders/linear_output.wgsl (EPILOGUE and WRITE_AUX) and, for the variants with row stores,
-/// whether they are vec4 stores.
+/// shaders/linear_output.wgsl (EPILOGUE and WRITE_AUX), for the variants with row stores whether
+/// they are vec4 stores, and for `cpu` the token pairs per workgroup (its TOKEN_PAIRS; 0 for the
+/// other variants).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct LinearPipeline {
     epilogue: u32,
     write_aux: bool,
     vec4_rows: bool,
+    token_pairs: usize,
 }
 
 /// A kernel's source followed by the part it shares with its siblings (WGSL has no includes).
@@ -182,102 +185,149 @@ macro_rules! with_shared {
 impl Kernels {
     /// Compiles the kernels of `variant`, and the linear pipelines of a forward without hooks
     /// (plain bias, GELU and residual epilogues, none writing its optional output); the others
-    /// are compiled when first used.
+    /// are compiled when first used. The linear pipelines compile on threads of their own while
+    /// this one compiles the rest: on a CPU driver each compile is LLVM's work on the calling
+    /// thread (and wgpu's error scopes are per thread, so each sees only its own errors).
     pub fn new(gpu: &Gpu, variant: Variant) -> Result<Kernels> {
         if let Some(reason) = variant.unsupported_on(gpu) {
             bail!(reason);
         }
-        let mut attention_by_head_dim = Vec::new();
-        let (linear_name, linear_source, attention) = match variant {
-            Variant::Simple => (
-                "linear",
-                with_shared!("linear.wgsl", "linear_output.wgsl").to_string(),
-                Kernel::new(gpu, "attention", with_shared!("attention.wgsl", "attention_keys.wgsl"))?,
-            ),
-            Variant::Texture => (
-                "linear_texture",
-                with_shared!("linear_texture.wgsl", "linear_output.wgsl").to_string(),
-                Kernel::new(
+        let (linear_name, linear_source) = match variant {
+            Variant::Simple => ("linear", with_shared!("linear.wgsl", "linear_output.wgsl")),
+            Variant::Texture => ("linear_texture", with_shared!("linear_texture.wgsl", "linear_output.wgsl")),
+            Variant::Cpu => ("linear_cpu", with_shared!("linear_cpu.wgsl", "linear_output.wgsl")),
+            Variant::Tiled => ("linear_tiled", with_shared!("linear_tiled.wgsl", "linear_output.wgsl")),
+        };
+        let row_stores = matches!(variant, Variant::Cpu | Variant::Tiled);
+        // GPT-Neo's layers all have an n_out that is a multiple of 4; GPT-Neo-125M's qkv, out_proj
+        // and c_fc take 768 inputs, its c_proj 3072 (for `cpu`, two tiles).
+        let mut plain: Vec<LinearPipeline> = [
+            (linear::EPILOGUE_BIAS, 768),
+            (linear::EPILOGUE_GELU, 768),
+            (linear::EPILOGUE_RESIDUAL, 768),
+            (linear::EPILOGUE_RESIDUAL, 3072),
+        ]
+        .iter()
+        .map(|&(epilogue, n_in)| LinearPipeline {
+            epilogue,
+            write_aux: false,
+            vec4_rows: row_stores,
+            token_pairs: linear::token_pairs(variant, n_in),
+        })
+        .collect();
+        plain.dedup();
+
+        std::thread::scope(|scope| {
+            let linear_compiles: Vec<_> = plain
+                .iter()
+                .map(|&key| {
+                    let compile = move || compile_linear(gpu, linear_name, linear_source, row_stores, key);
+                    (key, scope.spawn(compile))
+                })
+                .collect();
+            let mut attention_by_head_dim = Vec::new();
+            let attention = match variant {
+                Variant::Simple | Variant::Tiled => {
+                    Kernel::new(gpu, "attention", with_shared!("attention.wgsl", "attention_keys.wgsl"))?
+                }
+                Variant::Texture => Kernel::new(
                     gpu,
                     "attention_texture",
                     with_shared!("attention_texture.wgsl", "attention_keys.wgsl"),
                 )?,
-            ),
-            Variant::Cpu => {
-                let attention = unroll(with_shared!("attention_cpu.wgsl", "attention_keys.wgsl"))?;
-                for head_dim in CPU_FIXED_HEAD_DIMS {
-                    let head_dim4 = [("HEAD_DIM4", (head_dim / 4) as f64)];
-                    let kernel = Kernel::specialized(gpu, "attention_cpu", &attention, &head_dim4)?;
-                    attention_by_head_dim.push((head_dim, kernel));
+                Variant::Cpu => {
+                    let attention = unroll(with_shared!("attention_cpu.wgsl", "attention_keys.wgsl"))?;
+                    for head_dim in CPU_FIXED_HEAD_DIMS {
+                        let head_dim4 = [("HEAD_DIM4", (head_dim / 4) as f64)];
+                        let kernel = Kernel::specialized(gpu, "attention_cpu", &attention, &head_dim4)?;
+                        attention_by_head_dim.push((head_dim, kernel));
+                    }
+                    Kernel::new(gpu, "attention_cpu", &attention)?
                 }
-                (
-                    "linear_cpu",
-                    unroll(with_shared!("linear_cpu.wgsl", "linear_output.wgsl"))?,
-                    Kernel::new(gpu, "attention_cpu", &attention)?,
-                )
+            };
+            let kernels = Kernels {
+                variant,
+                embed: Kernel::new(gpu, "embed", include_str!("../../shaders/embed.wgsl"))?,
+                layernorm: match variant {
+                    Variant::Cpu => Kernel::new(
+                        gpu,
+                        "layernorm_cpu",
+                        &unroll(with_shared!("layernorm_cpu.wgsl", "layernorm_rows.wgsl"))?,
+                    )?,
+                    _ => {
+                        Kernel::new(gpu, "layernorm", with_shared!("layernorm.wgsl", "layernorm_rows.wgsl"))?
+                    }
+                },
+                layernorm_texels: (variant == Variant::Cpu)
+                    .then(|| {
+                        Kernel::new(
+                            gpu,
+                            "layernorm_texels",
+                            include_str!("../../shaders/layernorm_texels.wgsl"),
+                        )
+                    })
+                    .transpose()?,
+                linear_source,
+                linear_name,
+                row_stores,
+                linear_pipelines: Mutex::new(HashMap::new()),
+                attention,
+                attention_by_head_dim,
+                rows_to_texture: variant
+                    .reads_texels()
+                    .then(|| {
+                        Kernel::new(
+                            gpu,
+                            "rows_to_texture",
+                            include_str!("../../shaders/rows_to_texture.wgsl"),
+                        )
+                    })
+                    .transpose()?,
+                placeholder: gpu.storage("placeholder", 4)?,
+                placeholder_out: gpu.storage("placeholder out", 4)?,
+            };
+            {
+                let mut pipelines = kernels.linear_pipelines.lock().unwrap_or_else(|p| p.into_inner());
+                for (key, compile) in linear_compiles {
+                    let kernel = compile.join().expect("a linear pipeline compile panicked")?;
+                    pipelines.insert(key, Arc::new(kernel));
+                }
             }
-            Variant::Tiled => (
-                "linear_tiled",
-                unroll(with_shared!("linear_tiled.wgsl", "linear_output.wgsl"))?,
-                Kernel::new(gpu, "attention", with_shared!("attention.wgsl", "attention_keys.wgsl"))?,
-            ),
-        };
-        let kernels = Kernels {
-            variant,
-            embed: Kernel::new(gpu, "embed", include_str!("../../shaders/embed.wgsl"))?,
-            layernorm: match variant {
-                Variant::Cpu => Kernel::new(
-                    gpu,
-                    "layernorm_cpu",
-                    &unroll(with_shared!("layernorm_cpu.wgsl", "layernorm_rows.wgsl"))?,
-                )?,
-                _ => Kernel::new(gpu, "layernorm", with_shared!("layernorm.wgsl", "layernorm_rows.wgsl"))?,
-            },
-            layernorm_texels: (variant == Variant::Cpu)
-                .then(|| {
-                    Kernel::new(gpu, "layernorm_texels", include_str!("../../shaders/layernorm_texels.wgsl"))
-                })
-                .transpose()?,
-            linear_source,
-            linear_name,
-            row_stores: matches!(variant, Variant::Cpu | Variant::Tiled),
-            linear_pipelines: Mutex::new(HashMap::new()),
-            attention,
-            attention_by_head_dim,
-            rows_to_texture: variant
-                .reads_texels()
-                .then(|| {
-                    Kernel::new(gpu, "rows_to_texture", include_str!("../../shaders/rows_to_texture.wgsl"))
-                })
-                .transpose()?,
-            placeholder: gpu.storage("placeholder", 4)?,
-            placeholder_out: gpu.storage("placeholder out", 4)?,
-        };
-        // GPT-Neo's layers all have an n_out that is a multiple of 4.
-        let vec4_rows = kernels.row_stores;
-        for epilogue in [linear::EPILOGUE_BIAS, linear::EPILOGUE_GELU, linear::EPILOGUE_RESIDUAL] {
-            kernels.linear_pipeline(gpu, LinearPipeline { epilogue, write_aux: false, vec4_rows })?;
-        }
-        Ok(kernels)
+            Ok(kernels)
+        })
     }
 
-    /// The linear pipeline for `key`, compiled on first use.
+    /// The linear pipeline for `key`, compiled on first use (without holding the lock: two
+    /// threads asking for the same new key both compile it, and the first to finish is kept).
     fn linear_pipeline(&self, gpu: &Gpu, key: LinearPipeline) -> Result<Arc<Kernel>> {
-        let mut pipelines = self.linear_pipelines.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(kernel) = pipelines.get(&key) {
+        let pipelines = || self.linear_pipelines.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(kernel) = pipelines().get(&key) {
             return Ok(kernel.clone());
         }
-        let rows = match (self.row_stores, key.vec4_rows) {
-            (false, _) => "",
-            (true, false) => include_str!("../../shaders/linear_rows.wgsl"),
-            (true, true) => include_str!("../../shaders/linear_rows_vec4.wgsl"),
-        };
-        let constants = [("EPILOGUE", key.epilogue as f64), ("WRITE_AUX", key.write_aux as u32 as f64)];
-        let source = format!("{}{rows}", self.linear_source);
-        let kernel = Arc::new(Kernel::specialized(gpu, self.linear_name, &source, &constants)?);
-        pipelines.insert(key, kernel.clone());
-        Ok(kernel)
+        let kernel =
+            Arc::new(compile_linear(gpu, self.linear_name, &self.linear_source, self.row_stores, key)?);
+        Ok(pipelines().entry(key).or_insert(kernel).clone())
     }
+}
+
+/// Compiles the linear kernel `source` (named `name`) for `key`, with the row-store helpers
+/// where the kernel stores rows (`row_stores`).
+fn compile_linear(
+    gpu: &Gpu,
+    name: &'static str,
+    source: &str,
+    row_stores: bool,
+    key: LinearPipeline,
+) -> Result<Kernel> {
+    let rows = match (row_stores, key.vec4_rows) {
+        (false, _) => "",
+        (true, false) => include_str!("../../shaders/linear_rows.wgsl"),
+        (true, true) => include_str!("../../shaders/linear_rows_vec4.wgsl"),
+    };
+    let constants = [("EPILOGUE", key.epilogue as f64), ("WRITE_AUX", key.write_aux as u32 as f64)];
+    let tile: &[(&str, usize)] = if key.token_pairs > 0 { &[("TOKEN_PAIRS", key.token_pairs)] } else { &[] };
+    let source = unroll_with(&format!("{source}{rows}"), tile)?;
+    Kernel::specialized(gpu, name, &source, &constants)
 }
 
 /// Workgroups needed to cover `items` items, `per_group` at a time.

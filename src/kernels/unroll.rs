@@ -11,7 +11,9 @@
 //! ```
 //!
 //! and [`unroll`] repeats those lines for NAME = START, …, END − 1, replacing `{NAME}` with the
-//! number. Blocks nest; an inner line sees every enclosing block's name.
+//! number. Blocks nest; an inner line sees every enclosing block's name. [`unroll_with`] also
+//! fills in named constants, `{NAME}` anywhere in the source, block ranges included (a tile size
+//! chosen when the kernel is compiled).
 
 use anyhow::{anyhow, bail, Result};
 
@@ -20,10 +22,26 @@ const END: &str = "// end unroll";
 
 /// `source` with every `// unroll` block expanded.
 pub fn unroll(source: &str) -> Result<String> {
+    unroll_with(source, &[])
+}
+
+/// `source` with `{NAME}` replaced by its value for each `(NAME, value)` of `constants`, and
+/// every `// unroll` block expanded.
+pub fn unroll_with(source: &str, constants: &[(&str, usize)]) -> Result<String> {
     let lines: Vec<&str> = source.lines().collect();
     let mut out = String::with_capacity(source.len() * 4);
-    expand(&lines, 0, &mut Vec::new(), &mut out)?;
+    let mut names = constants.iter().map(|&(name, value)| (name.to_string(), value)).collect();
+    expand(&lines, 0, &mut names, &mut out)?;
     Ok(out)
+}
+
+/// `line` with `{NAME}` replaced by its value for every name bound in `names`.
+fn substitute(line: &str, names: &[(String, usize)]) -> String {
+    let mut line = line.to_string();
+    for (name, value) in names {
+        line = line.replace(&format!("{{{name}}}"), &value.to_string());
+    }
+    line
 }
 
 /// Expands `lines` (which start at line `first` of the source, counted from 0) into `out`, with
@@ -33,7 +51,8 @@ fn expand(lines: &[&str], first: usize, names: &mut Vec<(String, usize)>, out: &
     while i < lines.len() {
         let trimmed = lines[i].trim();
         if let Some(spec) = trimmed.strip_prefix(BEGIN) {
-            let (name, range) = parse_spec(spec).map_err(|e| anyhow!("line {}: {e}", first + i + 1))?;
+            let spec = substitute(spec, names);
+            let (name, range) = parse_spec(&spec).map_err(|e| anyhow!("line {}: {e}", first + i + 1))?;
             let end = matching_end(lines, i)
                 .ok_or_else(|| anyhow!("line {}: `{trimmed}` has no matching `{END}`", first + i + 1))?;
             for value in range {
@@ -45,11 +64,7 @@ fn expand(lines: &[&str], first: usize, names: &mut Vec<(String, usize)>, out: &
         } else if trimmed == END {
             bail!("line {}: `{END}` without an `{BEGIN}` block", first + i + 1);
         } else {
-            let mut line = lines[i].to_string();
-            for (name, value) in names.iter() {
-                line = line.replace(&format!("{{{name}}}"), &value.to_string());
-            }
-            out.push_str(&line);
+            out.push_str(&substitute(lines[i], names));
             out.push('\n');
             i += 1;
         }
@@ -90,7 +105,7 @@ fn matching_end(lines: &[&str], open: usize) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::unroll;
+    use super::{unroll, unroll_with};
 
     #[test]
     fn repeats_a_block_with_its_index() {
@@ -109,6 +124,14 @@ mod tests {
     fn leaves_other_braces_and_plain_sources_alone() {
         let source = "fn f() { let a = vec2<f32>(0.0); }\n";
         assert_eq!(unroll(source).unwrap(), source);
+    }
+
+    #[test]
+    fn constants_fill_in_ranges_and_lines_anywhere() {
+        let source = "let t = {PAIRS}u;\n// unroll p in 0..{PAIRS}\nacc_{p} of {PAIRS}\n// end unroll\n";
+        assert_eq!(unroll_with(source, &[("PAIRS", 2)]).unwrap(), "let t = 2u;\nacc_0 of 2\nacc_1 of 2\n");
+        // Without the constant the range is malformed, not silently empty.
+        assert!(unroll(source).unwrap_err().to_string().contains("expected"));
     }
 
     #[test]
