@@ -305,7 +305,7 @@ impl Kernels {
             return Ok(kernel.clone());
         }
         let kernel =
-            Arc::new(compile_linear(gpu, self.linear_name, &self.linear_source, self.row_stores, key)?);
+            Arc::new(compile_linear(gpu, self.linear_name, self.linear_source, self.row_stores, key)?);
         Ok(pipelines().entry(key).or_insert(kernel).clone())
     }
 }
