@@ -397,8 +397,9 @@ fn linear_matches_reference_past_one_packed_chunk() {
 }
 
 /// The `cpu` variant's linear kernel runs 32-token tiles for inputs up to 1024 wide and 16-token
-/// tiles for wider ones (src/kernels/linear.rs): both sides of that line, with 33 tokens (a last
-/// tile of one token either way) and 36 or 37 outputs (vec4 and scalar stores).
+/// tiles, workgroups advancing along the outputs, for wider ones (`CpuTile` in
+/// src/kernels/linear.rs): both sides of that line, with 33 tokens (a last tile of one token
+/// either way) and 36 or 37 outputs (vec4 and scalar stores).
 #[test]
 fn linear_matches_reference_on_both_sides_of_the_cpu_tile_change() {
     let cases = [(33, 1024, 36, EpilogueKind::Residual, 7), (33, 1025, 37, EpilogueKind::Gelu, 8)];

@@ -61,23 +61,47 @@ struct Params {
 /// Outputs per workgroup and tokens per workgroup of linear_texture.wgsl.
 const TEXTURE_OUTPUTS_PER_GROUP: usize = 128;
 const TEXTURE_TOKENS_PER_GROUP: usize = 8;
-/// Outputs per workgroup (grid y) of linear_cpu.wgsl; its tokens per workgroup (grid x) are
-/// twice `token_pairs`.
+/// Outputs per workgroup of linear_cpu.wgsl (its tokens per workgroup: `CpuTile`).
 const CPU_OUTPUTS_PER_GROUP: usize = 32;
-/// The widest input that linear_cpu.wgsl runs with 16 token pairs per workgroup; wider inputs
-/// get 8 (on lavapipe, 32 tokens ran 5–8% faster than 16 on 768-wide inputs and 8–10% slower on
-/// 3072-wide ones).
-const CPU_WIDE_TILE_MAX_N_IN: usize = 1024;
+/// The widest input that linear_cpu.wgsl runs in its tile for narrow inputs (`CpuTile::for_n_in`).
+const CPU_NARROW_MAX_N_IN: usize = 1024;
 
-/// The TOKEN_PAIRS of linear_cpu.wgsl for a layer with `n_in` inputs (0 for the variants without
-/// that constant).
-pub(super) fn token_pairs(variant: Variant, n_in: usize) -> usize {
-    match variant {
-        Variant::Cpu if n_in <= CPU_WIDE_TILE_MAX_N_IN => 16,
-        Variant::Cpu => 8,
-        _ => 0,
+/// How linear_cpu.wgsl splits a layer: 2 · `token_pairs` tokens per workgroup (its TOKEN_PAIRS),
+/// and whether consecutive workgroups advance along the outputs (OUTPUTS_FIRST) or the tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) struct CpuTile {
+    pub token_pairs: usize,
+    pub outputs_first: bool,
+}
+
+impl CpuTile {
+    /// Measured on lavapipe with the kernel's variants alternating in one process (README.md,
+    /// "What limits the CPU driver"). Inputs up to 1024 wide (GPT-Neo-125M's qkv, out_proj and
+    /// c_fc): 32 tokens, tokens first, so consecutive workgroups reuse the same 32 weight rows
+    /// (32 tokens ran 3–8% faster than 16; outputs first 2–4% slower). Wider inputs (c_proj, 3072
+    /// wide): 16 tokens, outputs first, so consecutive workgroups reuse the same 16 rows of x
+    /// (192 KiB, where the 32 weight rows are 384 KiB): outputs first ran 6–16% faster, 32 tokens
+    /// 8–10% slower.
+    pub fn for_n_in(n_in: usize) -> CpuTile {
+        if n_in <= CPU_NARROW_MAX_N_IN {
+            CpuTile { token_pairs: 16, outputs_first: false }
+        } else {
+            CpuTile { token_pairs: 8, outputs_first: true }
+        }
+    }
+
+    /// The dispatch grid over `n_tokens` tokens and `n_out` outputs.
+    fn grid(self, n_tokens: usize, n_out: usize) -> [u32; 3] {
+        let (tokens, outputs) =
+            (groups_for(n_tokens, 2 * self.token_pairs), groups_for(n_out, CPU_OUTPUTS_PER_GROUP));
+        if self.outputs_first {
+            [outputs, tokens, 1]
+        } else {
+            [tokens, outputs, 1]
+        }
     }
 }
+
 /// Outputs (grid x) and tokens (grid y) per workgroup of linear_tiled.wgsl.
 const TILED_TILE: usize = 32;
 
@@ -152,12 +176,12 @@ impl Kernels {
         let (code, write_aux) = epilogue.constants();
         // linear_cpu.wgsl and linear_tiled.wgsl store four outputs at a time as one vec4 where
         // rows are whole vec4s.
-        let token_pairs = token_pairs(self.variant, layer.n_in);
+        let cpu_tile = (self.variant == Variant::Cpu).then(|| CpuTile::for_n_in(layer.n_in));
         let key = LinearPipeline {
             epilogue: code,
             write_aux,
             vec4_rows: self.row_stores && layer.n_out % 4 == 0,
-            token_pairs,
+            cpu_tile,
         };
         let kernel = self.linear_pipeline(rec.gpu(), key)?;
         let params =
@@ -174,9 +198,7 @@ impl Kernels {
                 groups_for(n_tokens, TEXTURE_TOKENS_PER_GROUP),
                 1,
             ],
-            Variant::Cpu => {
-                [groups_for(n_tokens, 2 * token_pairs), groups_for(layer.n_out, CPU_OUTPUTS_PER_GROUP), 1]
-            }
+            Variant::Cpu => CpuTile::for_n_in(layer.n_in).grid(n_tokens, layer.n_out),
             Variant::Tiled => [groups_for(layer.n_out, TILED_TILE), groups_for(n_tokens, TILED_TILE), 1],
         };
         let w: &dyn Bind = match &layer.weight {

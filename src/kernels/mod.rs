@@ -32,6 +32,7 @@ mod texels;
 mod unroll;
 
 pub use attention::{AttentionShape, MAX_HEAD_DIM};
+use linear::CpuTile;
 pub use linear::{Epilogue, GpuLinear};
 pub use texels::Scratch;
 use texels::TexelLayout;
@@ -162,14 +163,13 @@ pub struct Kernels {
 
 /// What one linear pipeline is specialised for: the pipeline constants of
 /// shaders/linear_output.wgsl (EPILOGUE and WRITE_AUX), for the variants with row stores whether
-/// they are vec4 stores, and for `cpu` the token pairs per workgroup (its TOKEN_PAIRS; 0 for the
-/// other variants).
+/// they are vec4 stores, and for `cpu` its tile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct LinearPipeline {
     epilogue: u32,
     write_aux: bool,
     vec4_rows: bool,
-    token_pairs: usize,
+    cpu_tile: Option<CpuTile>,
 }
 
 /// A kernel's source followed by the part it shares with its siblings (WGSL has no includes).
@@ -212,7 +212,7 @@ impl Kernels {
             epilogue,
             write_aux: false,
             vec4_rows: row_stores,
-            token_pairs: linear::token_pairs(variant, n_in),
+            cpu_tile: (variant == Variant::Cpu).then(|| CpuTile::for_n_in(n_in)),
         })
         .collect();
         plain.dedup();
@@ -324,9 +324,13 @@ fn compile_linear(
         (true, false) => include_str!("../../shaders/linear_rows.wgsl"),
         (true, true) => include_str!("../../shaders/linear_rows_vec4.wgsl"),
     };
-    let constants = [("EPILOGUE", key.epilogue as f64), ("WRITE_AUX", key.write_aux as u32 as f64)];
-    let tile: &[(&str, usize)] = if key.token_pairs > 0 { &[("TOKEN_PAIRS", key.token_pairs)] } else { &[] };
-    let source = unroll_with(&format!("{source}{rows}"), tile)?;
+    let mut constants = vec![("EPILOGUE", key.epilogue as f64), ("WRITE_AUX", key.write_aux as u32 as f64)];
+    let mut tile = Vec::new();
+    if let Some(cpu_tile) = key.cpu_tile {
+        tile.push(("TOKEN_PAIRS", cpu_tile.token_pairs));
+        constants.push(("OUTPUTS_FIRST", cpu_tile.outputs_first as u32 as f64));
+    }
+    let source = unroll_with(&format!("{source}{rows}"), &tile)?;
     Kernel::specialized(gpu, name, &source, &constants)
 }
 
