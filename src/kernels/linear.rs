@@ -102,6 +102,26 @@ impl CpuTile {
     }
 }
 
+impl LinearPipeline {
+    /// The pipeline `variant` runs a layer of `n_in` inputs and `n_out` outputs on, with the
+    /// EPILOGUE and WRITE_AUX constants of its epilogue. linear_cpu.wgsl and linear_tiled.wgsl
+    /// store four outputs at a time as one vec4 where rows are whole vec4s.
+    pub(super) fn for_layer(
+        variant: Variant,
+        epilogue: u32,
+        write_aux: bool,
+        n_in: usize,
+        n_out: usize,
+    ) -> Self {
+        LinearPipeline {
+            epilogue,
+            write_aux,
+            vec4_rows: variant.stores_rows() && n_out % 4 == 0,
+            cpu_tile: (variant == Variant::Cpu).then(|| CpuTile::for_n_in(n_in)),
+        }
+    }
+}
+
 /// Outputs (grid x) and tokens (grid y) per workgroup of linear_tiled.wgsl.
 const TILED_TILE: usize = 32;
 
@@ -174,15 +194,7 @@ impl Kernels {
             Epilogue::Residual { resid, sublayer } => (resid, sublayer.unwrap_or(&self.placeholder_out)),
         };
         let (code, write_aux) = epilogue.constants();
-        // linear_cpu.wgsl and linear_tiled.wgsl store four outputs at a time as one vec4 where
-        // rows are whole vec4s.
-        let cpu_tile = (self.variant == Variant::Cpu).then(|| CpuTile::for_n_in(layer.n_in));
-        let key = LinearPipeline {
-            epilogue: code,
-            write_aux,
-            vec4_rows: self.row_stores && layer.n_out % 4 == 0,
-            cpu_tile,
-        };
+        let key = LinearPipeline::for_layer(self.variant, code, write_aux, layer.n_in, layer.n_out);
         let kernel = self.linear_pipeline(rec.gpu(), key)?;
         let params =
             Params { n_tokens: n_tokens as u32, n_in: layer.n_in as u32, n_out: layer.n_out as u32, _pad: 0 };

@@ -106,6 +106,12 @@ impl Variant {
     pub(super) fn reads_texels(self) -> bool {
         matches!(self, Variant::Texture | Variant::Cpu)
     }
+
+    /// Whether this variant's linear kernel stores through `store_row`: then it is compiled with
+    /// linear_rows.wgsl or, for layers whose n_out is a multiple of 4, linear_rows_vec4.wgsl.
+    fn stores_rows(self) -> bool {
+        matches!(self, Variant::Cpu | Variant::Tiled)
+    }
 }
 
 /// The workgroup memory (bytes) and invocations of shaders/linear_tiled.wgsl: 4 slices × 2 tiles
@@ -144,10 +150,6 @@ pub struct Kernels {
     /// `LinearPipeline` as calls first need them.
     linear_source: &'static str,
     linear_name: &'static str,
-    /// Whether the linear kernel stores through `store_row` (`cpu`, `tiled`): then it is
-    /// compiled with linear_rows.wgsl or, for layers whose n_out is a multiple of 4,
-    /// linear_rows_vec4.wgsl.
-    row_stores: bool,
     linear_pipelines: Mutex<HashMap<LinearPipeline, Arc<Kernel>>>,
     attention: Kernel,
     /// Attention pipelines made for one head size (used instead of `attention` for it).
@@ -198,30 +200,25 @@ impl Kernels {
             Variant::Cpu => ("linear_cpu", with_shared!("linear_cpu.wgsl", "linear_output.wgsl")),
             Variant::Tiled => ("linear_tiled", with_shared!("linear_tiled.wgsl", "linear_output.wgsl")),
         };
-        let row_stores = matches!(variant, Variant::Cpu | Variant::Tiled);
-        // GPT-Neo's layers all have an n_out that is a multiple of 4; GPT-Neo-125M's qkv, out_proj
-        // and c_fc take 768 inputs, its c_proj 3072 (for `cpu`, two tiles).
-        let mut plain: Vec<LinearPipeline> = [
-            (linear::EPILOGUE_BIAS, 768),
-            (linear::EPILOGUE_GELU, 768),
-            (linear::EPILOGUE_RESIDUAL, 768),
-            (linear::EPILOGUE_RESIDUAL, 3072),
-        ]
-        .iter()
-        .map(|&(epilogue, n_in)| LinearPipeline {
-            epilogue,
-            write_aux: false,
-            vec4_rows: row_stores,
-            cpu_tile: (variant == Variant::Cpu).then(|| CpuTile::for_n_in(n_in)),
-        })
-        .collect();
-        plain.dedup();
+        // The layers of GPT-Neo-125M's blocks (epilogue, n_in, n_out): qkv, out_proj, c_fc, c_proj.
+        let mut plain: Vec<LinearPipeline> = Vec::new();
+        for (epilogue, n_in, n_out) in [
+            (linear::EPILOGUE_BIAS, 768, 2304),
+            (linear::EPILOGUE_RESIDUAL, 768, 768),
+            (linear::EPILOGUE_GELU, 768, 3072),
+            (linear::EPILOGUE_RESIDUAL, 3072, 768),
+        ] {
+            let key = LinearPipeline::for_layer(variant, epilogue, false, n_in, n_out);
+            if !plain.contains(&key) {
+                plain.push(key);
+            }
+        }
 
         std::thread::scope(|scope| {
             let linear_compiles: Vec<_> = plain
                 .iter()
                 .map(|&key| {
-                    let compile = move || compile_linear(gpu, linear_name, linear_source, row_stores, key);
+                    let compile = move || compile_linear(gpu, variant, linear_name, linear_source, key);
                     (key, scope.spawn(compile))
                 })
                 .collect();
@@ -269,7 +266,6 @@ impl Kernels {
                     .transpose()?,
                 linear_source,
                 linear_name,
-                row_stores,
                 linear_pipelines: Mutex::new(HashMap::new()),
                 attention,
                 attention_by_head_dim,
@@ -304,22 +300,20 @@ impl Kernels {
         if let Some(kernel) = pipelines().get(&key) {
             return Ok(kernel.clone());
         }
-        let kernel =
-            Arc::new(compile_linear(gpu, self.linear_name, self.linear_source, self.row_stores, key)?);
+        let kernel = Arc::new(compile_linear(gpu, self.variant, self.linear_name, self.linear_source, key)?);
         Ok(pipelines().entry(key).or_insert(kernel).clone())
     }
 }
 
-/// Compiles the linear kernel `source` (named `name`) for `key`, with the row-store helpers
-/// where the kernel stores rows (`row_stores`).
+/// Compiles `variant`'s linear kernel `source` (named `name`) for `key`.
 fn compile_linear(
     gpu: &Gpu,
+    variant: Variant,
     name: &'static str,
     source: &str,
-    row_stores: bool,
     key: LinearPipeline,
 ) -> Result<Kernel> {
-    let rows = match (row_stores, key.vec4_rows) {
+    let rows = match (variant.stores_rows(), key.vec4_rows) {
         (false, _) => "",
         (true, false) => include_str!("../../shaders/linear_rows.wgsl"),
         (true, true) => include_str!("../../shaders/linear_rows_vec4.wgsl"),
