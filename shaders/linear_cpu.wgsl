@@ -33,8 +33,8 @@
 //   and a vec4 store costs little more than a scalar one;
 // - a broadcast from a constant lane is a register shuffle; a shuffle by a loop counter is not;
 // - the driver keeps loops rolled and puts arrays indexed by loop counters in memory, so the
-//   token, lane and row loops are written as `// unroll` blocks, expanded before compilation
-//   (src/kernels/unroll.rs);
+//   token, lane, row and component loops are written as `// unroll` blocks, expanded before
+//   compilation (src/kernels/unroll.rs);
 // - two tokens per block give eight independent chains of additions instead of four; with 32
 //   tokens per workgroup that ran 5–8% faster than one token per block in 16-token tiles on the
 //   768-wide inputs, but 8–10% slower on 3072-wide ones, where 16 tokens in pairs ran about 5%
@@ -42,7 +42,11 @@
 // - consecutive workgroups (grid x) share what they can keep in the cache: for inputs up to 1024
 //   wide the same 32 weight rows (tokens first), for wider ones the same rows of x (outputs
 //   first: 16 tokens of a 3072-wide x are 192 KiB, 32 weight rows 384 KiB), 6–16% faster on
-//   c_proj than tokens first, 2–4% slower on the 768-wide layers.
+//   c_proj than tokens first, 2–4% slower on the 768-wide layers;
+// - the unrolled blocks make the loop body large (88 KB of machine code with 16 pairs), and the
+//   same multiply-adds ran 1.3–1.8 times as fast from a 5 KB loop; but a rolled token loop has
+//   to keep each pair's sums in memory from one pass over k to the next, and those stores run
+//   lane by lane: it ran slower whichever memory held them.
 // It needs subgroups of at least 8 lanes holding the workgroup's invocations on lanes 0..7.
 // Tokens past n_tokens compute on clamped rows and store nothing; k past n_in reads x as zero
 // (whatever w holds there is multiplied by zero); rows past n_out are zero in w_tex.
@@ -94,18 +98,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
             {
                 let xa = subgroupBroadcast(x_own_a, {j}u);
                 let xb = subgroupBroadcast(x_own_b, {j}u);
-                let w_x = vec4<f32>(w0_{j}.x, w1_{j}.x, w2_{j}.x, w3_{j}.x);
-                a = a + xa.x * w_x;
-                b = b + xb.x * w_x;
-                let w_y = vec4<f32>(w0_{j}.y, w1_{j}.y, w2_{j}.y, w3_{j}.y);
-                a = a + xa.y * w_y;
-                b = b + xb.y * w_y;
-                let w_z = vec4<f32>(w0_{j}.z, w1_{j}.z, w2_{j}.z, w3_{j}.z);
-                a = a + xa.z * w_z;
-                b = b + xb.z * w_z;
-                let w_w = vec4<f32>(w0_{j}.w, w1_{j}.w, w2_{j}.w, w3_{j}.w);
-                a = a + xa.w * w_w;
-                b = b + xb.w * w_w;
+                // Component c of texel kb + j is k = 4 · (kb + j) + c; w_c holds w[n + o, k].
+                // unroll c in 0..4
+                {
+                    let w_c = vec4<f32>(w0_{j}[{c}], w1_{j}[{c}], w2_{j}[{c}], w3_{j}[{c}]);
+                    a = a + xa[{c}] * w_c;
+                    b = b + xb[{c}] * w_c;
+                }
+                // end unroll
             }
             // end unroll
             acc_{p}a = a;
