@@ -5,7 +5,7 @@
 use super::measure::{fastest, median, LinearLayers};
 use super::ChallengeTiming;
 use crate::gpu::Gpu;
-use crate::kernels::{Kernels, Variant};
+use crate::kernels::Kernels;
 use crate::model::GptNeoConfig;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -158,7 +158,7 @@ impl Drop for NumpyRounds {
     }
 }
 
-/// neoprobe's four linear layers of `variant` against numpy's sgemm at the same shapes, in
+/// neoprobe's four linear layers on `kernels` against numpy's sgemm at the same shapes, in
 /// `rounds` alternating rounds: neoprobe times every layer, then numpy every shape, and again.
 /// The machine's speed drifts (measured here: a kernel at 55 ms for seconds, then at 86 ms for
 /// seconds, numpy less so), so two sides timed minutes apart compare two different machines;
@@ -167,13 +167,12 @@ pub fn interleaved_gemm(
     python: &str,
     repo: &Path,
     gpu: &Gpu,
-    variant: Variant,
+    kernels: &Kernels,
     config: &GptNeoConfig,
     n_tokens: usize,
     rounds: usize,
 ) -> Result<Vec<GemmRatio>> {
-    let kernels = Kernels::new(gpu, variant)?;
-    let layers = LinearLayers::new(gpu, &kernels, config, n_tokens)?;
+    let layers = LinearLayers::new(gpu, kernels, config, n_tokens)?;
     let shapes: Vec<(usize, usize, usize)> = layers.shapes().into_iter().map(|(_, shape)| shape).collect();
     let mut numpy = NumpyRounds::start(python, repo, &shapes)?;
     let mut ours = vec![Vec::new(); shapes.len()];
@@ -198,7 +197,7 @@ pub fn interleaved_gemm(
             let (ours_best, theirs_best) = (fastest(&ours), fastest(&theirs));
             let (ours_median, theirs_median) = (median(&ours), median(&theirs));
             GemmRatio {
-                variant: variant.to_string(),
+                variant: kernels.variant.to_string(),
                 shape,
                 rounds,
                 neoprobe_runs: ours.len(),

@@ -206,12 +206,12 @@ impl<'k> LinearLayers<'k> {
 /// 600 tokens).
 pub fn kernels(
     gpu: &Gpu,
-    variant: Variant,
+    kernels: &Kernels,
     config: &GptNeoConfig,
     batch: &Batch,
     repeats: usize,
 ) -> Result<Vec<KernelTiming>> {
-    let kernels = Kernels::new(gpu, variant)?;
+    let variant = kernels.variant;
     let (t, h) = (batch.n_tokens(), config.hidden_size);
     let scratch = kernels.scratch(gpu, t.max(600), &[h, 3 * h, config.intermediate_size])?;
     let mut rows = Vec::new();
@@ -231,7 +231,7 @@ pub fn kernels(
         }
     };
 
-    let linears = LinearLayers::new(gpu, &kernels, config, t)?;
+    let linears = LinearLayers::new(gpu, kernels, config, t)?;
     for (index, (name, (t, n_in, n_out))) in linears.shapes().into_iter().enumerate() {
         let samples = linears.time(gpu, index, repeats)?;
         let flop = 2.0 * (t * n_in * n_out) as f64;

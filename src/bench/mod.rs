@@ -11,7 +11,7 @@ pub use measure::{ChallengeTiming, KernelTiming, Phases, TimingSource};
 use crate::challenge::run::WordSource;
 use crate::engine::{Engine, LoadedModel};
 use crate::gpu::Gpu;
-use crate::kernels::Variant;
+use crate::kernels::{Kernels, Variant};
 use crate::model::{Batch, GptNeoConfig, GptNeoWeights, Hook, HookPlan, HookPoint, ModelDir};
 use crate::tokenize::Tokenizer;
 use anyhow::{bail, Context, Result};
@@ -100,11 +100,14 @@ pub fn run(args: &BenchArgs, progress: &dyn Fn(&str)) -> Result<BenchReport> {
     let timing_source =
         if measure::timestamps_usable(&gpu) { TimingSource::GpuTimestamps } else { TimingSource::WallClock };
 
+    // Each variant's kernels are compiled once, for its kernel table and its GEMM rounds.
+    let variant_kernels =
+        args.variants.iter().map(|&variant| Kernels::new(&gpu, variant)).collect::<Result<Vec<_>>>()?;
     let mut kernels = Vec::new();
     let mut challenge = Vec::new();
-    for &variant in &args.variants {
+    for (&variant, compiled) in args.variants.iter().zip(&variant_kernels) {
         progress(&format!("kernels, variant {variant}"));
-        kernels.extend(measure::kernels(&gpu, variant, &model.config, &batch, args.repeats)?);
+        kernels.extend(measure::kernels(&gpu, compiled, &model.config, &batch, args.repeats)?);
         progress(&format!("challenge forward, variant {variant}"));
         let engine = Engine::new(&model.weights, Some(variant), model.load_time)?;
         challenge.push(measure::challenge_forward(&engine, &batch, &plan, args.repeats)?);
@@ -118,16 +121,16 @@ pub fn run(args: &BenchArgs, progress: &dyn Fn(&str)) -> Result<BenchReport> {
             let baseline = baseline::run(python, &args.repo, &model_dir, temp.path())?;
             progress(&format!("baseline done in {:.0} s", started.elapsed().as_secs_f64()));
             let mut gemm = Vec::new();
-            for &variant in &args.variants {
+            for compiled in &variant_kernels {
                 progress(&format!(
-                    "GEMM against numpy's sgemm, variant {variant}: {} alternating rounds",
-                    args.gemm_rounds
+                    "GEMM against numpy's sgemm, variant {}: {} alternating rounds",
+                    compiled.variant, args.gemm_rounds
                 ));
                 gemm.extend(baseline::interleaved_gemm(
                     python,
                     &args.repo,
                     &gpu,
-                    variant,
+                    compiled,
                     &model.config,
                     batch.n_tokens(),
                     args.gemm_rounds,
