@@ -160,9 +160,9 @@ impl Drop for NumpyRounds {
 
 /// neoprobe's four linear layers on `kernels` against numpy's sgemm at the same shapes, in
 /// `rounds` alternating rounds: neoprobe times every layer, then numpy every shape, and again.
-/// The machine's speed drifts (measured here: a kernel at 55 ms for seconds, then at 86 ms for
-/// seconds, numpy less so), so two sides timed minutes apart compare two different machines;
-/// alternating gives each side the same stretches of time.
+/// A shared machine's speed drifts by more than the ratio measured (bench/README.md), so two
+/// sides timed minutes apart compare two different machines; alternating gives each side the
+/// same stretches of time.
 pub fn interleaved_gemm(
     python: &str,
     repo: &Path,
@@ -338,6 +338,21 @@ mod tests {
         path
     }
 
+    /// Starts the rounds with a script just written. Another test thread that forks while the
+    /// script is still open for writing keeps it open in its child until that child execs, and
+    /// running the script then fails with "Text file busy": such starts are retried.
+    fn start(python: &Path, dir: &Path) -> anyhow::Result<NumpyRounds> {
+        for _ in 0..100 {
+            match NumpyRounds::start(python.to_str().unwrap(), dir, &SHAPES) {
+                Err(e) if format!("{e:#}").contains("Text file busy") => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                started => return started,
+            }
+        }
+        panic!("{} stayed busy", python.display())
+    }
+
     const SHAPES: [(usize, usize, usize); 2] = [(2, 3, 4), (5, 6, 7)];
 
     #[test]
@@ -354,7 +369,7 @@ while read line; do
   if [ "$line" = round ]; then echo "{\"samples_s\": [[$n, 0.5], [$n]]}"; else echo '{"error": "?"}'; fi
 done"#,
         );
-        let mut rounds = NumpyRounds::start(python.to_str().unwrap(), dir.path(), &SHAPES).unwrap();
+        let mut rounds = start(&python, dir.path()).unwrap();
         assert_eq!(rounds.round().unwrap(), vec![vec![1.0, 0.5], vec![1.0]]);
         assert_eq!(rounds.round().unwrap(), vec![vec![2.0, 0.5], vec![2.0]]);
     }
@@ -363,7 +378,7 @@ done"#,
     fn a_helper_that_never_starts_is_an_error_naming_numpy() {
         let dir = tempfile::tempdir().unwrap();
         let python = fake_python(dir.path(), "echo 'ModuleNotFoundError: numpy' >&2; exit 1");
-        let err = NumpyRounds::start(python.to_str().unwrap(), dir.path(), &SHAPES).err().unwrap();
+        let err = start(&python, dir.path()).err().unwrap();
         assert!(format!("{err:#}").contains("numpy"), "{err:#}");
     }
 
@@ -371,7 +386,7 @@ done"#,
     fn a_reply_without_samples_is_an_error_quoting_it() {
         let dir = tempfile::tempdir().unwrap();
         let python = fake_python(dir.path(), "echo ready; read line; echo '{\"error\": \"out of memory\"}'");
-        let mut rounds = NumpyRounds::start(python.to_str().unwrap(), dir.path(), &SHAPES).unwrap();
+        let mut rounds = start(&python, dir.path()).unwrap();
         let err = rounds.round().unwrap_err();
         assert!(format!("{err:#}").contains("out of memory"), "{err:#}");
     }
