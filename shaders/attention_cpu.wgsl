@@ -1,16 +1,18 @@
-// Causal self-attention of GPT-Neo for CPU Vulkan drivers (lavapipe); same math and the same
-// single-pass online softmax as attention_texture.wgsl:
+// Causal self-attention of GPT-Neo for CPU Vulkan drivers (lavapipe): the math of
+// attention.wgsl in one pass over the keys, with an online softmax:
 //
-//   s_j = q_t · k_j  (unscaled),  z_t = Σ_j softmax(s)_j v_j  over j = first_key(t) ..= t
-//   (attention_keys.wgsl).
+//   for j = first_key(t) ..= t  (attention_keys.wgsl):
+//     s = q_t · k_j  (unscaled);  m' = max(m, s);  r = exp(m − m');  p = exp(s − m')
+//     total = total · r + p;  acc = acc · r + p · v_j;  m = m'
+//   z_t = acc / total
 //
 // q, k and v are read from the qkv texel matrix (n_tokens high, 3·width/4 texels wide; see
 // rows_to_texture.wgsl) as a storage texture, and the head's vec4s (d4 = head_dim / 4 of them, at
 // most MAX_HEAD_DIM4) are `// unroll` blocks (src/kernels/unroll.rs) guarded by e < d4, so that q
 // and the running sum stay in registers: on a CPU driver, arrays indexed by a loop counter live
-// in memory and sampled-texture fetches are calls (see linear_cpu.wgsl). The guards themselves
-// cost as much again, so pipelines are also made with HEAD_DIM4 fixed (an override constant):
-// then d4 is a constant and the driver drops the guards and the blocks past d4.
+// in memory (see linear_cpu.wgsl). Pipelines are made per head size with HEAD_DIM4 fixed (an
+// override constant), so that d4 is a constant and the driver drops the guards and the blocks
+// past d4.
 // seq_start [n_tokens] u32 and z [n_tokens, width] are row-major storage buffers; head_dim is a
 // multiple of 4, at most 128.
 // Bindings: params (0, attention_keys.wgsl), qkv texels (1), seq_start (2), z (3).
@@ -19,7 +21,7 @@
 
 @group(0) @binding(1) var qkv: texture_storage_2d<rgba32float, read>;
 
-// head_dim / 4 when fixed at pipeline creation; 0: taken from params at run time.
+// head_dim / 4, fixed at pipeline creation; 0: taken from params at run time.
 override HEAD_DIM4: u32 = 0u;
 
 @compute @workgroup_size(64)

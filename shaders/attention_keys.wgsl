@@ -1,4 +1,4 @@
-// Shared by attention.wgsl, attention_texture.wgsl and attention_cpu.wgsl (appended to each when
+// Shared by attention.wgsl and attention_cpu.wgsl (appended to each when
 // compiled): their parameters, the one rule for which keys a query sees, and which query an
 // invocation computes.
 //

@@ -11,9 +11,9 @@
 // layernorm.wgsl would (columns c ≡ lane + 8i mod 64), folds them in that kernel's tree order,
 // and subgroupAdd combines the 8 lanes: no workgroup memory and no barriers. layernorm.wgsl's
 // 64 invocations per row need a barrier at every step of their tree reduction, and on lavapipe
-// each barrier switches between the workgroup's 8 SIMD strands: 279 rows of 768 take 8.3 ms
-// there and 4.9–5.3 ms here. (With one running sum per lane instead, a row of 922 values near
-// 1000 lost 8 times the rounding budget of the layernorm test.)
+// each barrier switches between the workgroup's 8 SIMD strands (docs/cpu-driver.md). The 64
+// partial sums keep the rounding of layernorm.wgsl: one running sum per lane fails the layernorm
+// test's case of 922 values near 1000.
 // It needs subgroups of at least 8 lanes holding the workgroup on lanes 0..7, like linear_cpu.wgsl.
 // Rows are on the flat 2-D grid of grid_1d.
 

@@ -4,8 +4,8 @@
 //
 // Layouts (row-major f32 storage buffers): x [n_tokens, n_in], w [n_out, n_in]; params, bias and
 // y are declared in linear_output.wgsl.
-// This is the plain version, kept as the readable definition and the baseline the tuned
-// variants are measured against: one invocation per output element, looping over k in f32.
+// This is the plain version, kept as the readable definition and the baseline for the tuned
+// variants: one invocation per output element, looping over k in f32.
 // Work split: a workgroup covers 64 consecutive outputs n of one token t; the
 // ceil(n_out / 64) · n_tokens workgroups lie on the flat 2-D grid of grid_1d.
 

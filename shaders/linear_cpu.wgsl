@@ -26,27 +26,12 @@
 // for 2 · TOKEN_PAIRS · 4 · 32 multiply-adds; each pair's two accumulators stay in registers for
 // their 256 multiply-adds, and every weight value read from the stack serves both.
 //
-// What the shape of the code comes from (measured on lavapipe, shader variants alternating in
-// one process; README.md, "What limits the CPU driver"):
-// - a storage-texture read of 8 lanes' texels is inlined (≈ 20 cycles) where a sampled-texture
-//   fetch calls a generic sampling function (≈ 63); a storage-buffer access runs lane by lane,
-//   and a vec4 store costs little more than a scalar one;
-// - a broadcast from a constant lane is a register shuffle; a shuffle by a loop counter is not;
-// - the driver keeps loops rolled and puts arrays indexed by loop counters in memory, so the
-//   token, lane, row and component loops are written as `// unroll` blocks, expanded before
-//   compilation (src/kernels/unroll.rs);
-// - two tokens per block give eight independent chains of additions instead of four; with 32
-//   tokens per workgroup that ran 5–8% faster than one token per block in 16-token tiles on the
-//   768-wide inputs, but 8–10% slower on 3072-wide ones, where 16 tokens in pairs ran about 5%
-//   faster (the tile of each width is what measured fastest);
-// - consecutive workgroups (grid x) share what they can keep in the cache: for inputs up to 1024
-//   wide the same 32 weight rows (tokens first), for wider ones the same rows of x (outputs
-//   first: 16 tokens of a 3072-wide x are 192 KiB, 32 weight rows 384 KiB), 6–16% faster on
-//   c_proj than tokens first, 2–4% slower on the 768-wide layers;
-// - the unrolled blocks make the loop body large (88 KB of machine code with 16 pairs), and the
-//   same multiply-adds ran 1.3–1.8 times as fast from a 5 KB loop; but a rolled token loop has
-//   to keep each pair's sums in memory from one pass over k to the next, and those stores run
-//   lane by lane: it ran slower whichever memory held them.
+// Why the code has this shape (docs/cpu-driver.md has the measurements): on lavapipe a
+// storage-texture read of 8 lanes' texels is inlined where a sampled fetch is a call, and a
+// storage-buffer access runs lane by lane; a broadcast from a constant lane is a register shuffle;
+// the driver keeps loops rolled and puts arrays indexed by loop counters in memory, hence the
+// `// unroll` blocks (src/kernels/unroll.rs); two tokens per block give eight independent chains
+// of additions; and consecutive workgroups share the operand that fits the cache (CpuTile).
 // It needs subgroups of at least 8 lanes holding the workgroup's invocations on lanes 0..7.
 // Tokens past n_tokens compute on clamped rows and store nothing; k past n_in reads x as zero
 // (whatever w holds there is multiplied by zero); rows past n_out are zero in w_tex.

@@ -1,5 +1,5 @@
-// The output stage of every linear kernel (appended to linear.wgsl, linear_texture.wgsl,
-// linear_cpu.wgsl and linear_tiled.wgsl when they are compiled), with the parameters and output
+// The output stage of every linear kernel (appended to linear.wgsl, linear_cpu.wgsl and
+// linear_tiled.wgsl when they are compiled), with the parameters and output
 // bindings they share. A kernel computes the dot product (x · wᵀ)[t, n] and hands it to
 // store_output, which adds the bias and applies the epilogue to v = (x · wᵀ)[t, n] + bias[n] at
 // i = t · n_out + n; a kernel that has added the bias itself hands v to store_biased (or, four
@@ -15,9 +15,7 @@
 //
 // EPILOGUE and WRITE_AUX are pipeline constants (src/kernels/linear.rs makes one pipeline per
 // combination it is asked for), so a kernel carries only its own epilogue: no branch on it at
-// run time, and aux_out is written only when a hook asks for v. (On lavapipe, where a storage
-// access runs lane by lane, the runtime branch and the always-written aux_out took 12% of
-// out_proj's time.)
+// run time, and aux_out is written only when a hook asks for v.
 //
 // gelu_new(v) = 0.5 · v · (1 + tanh(√(2/π) · (v + 0.044715 · v³))), in the operation order of
 // HF's NewGELUActivation. The tanh argument is clamped to [-15, 15] first: tanh(±15) is ±1 in

@@ -2,8 +2,7 @@
 // outputs n .. n + 3 (n a multiple of 4) of one token at a time, as one vec4 load or store. The
 // bindings of linear_output.wgsl are declared again here as vec4 arrays (a kernel uses one
 // declaration or the other, never both). On lavapipe a storage-buffer store runs lane by lane
-// whatever its width, so this stores four outputs for about the price of one (measured: the
-// output stage of linear_cpu.wgsl shrank from about 16% of its time to about 5%).
+// whatever its width, so this stores four outputs for about the price of one.
 
 @group(0) @binding(3) var<storage, read> bias_vec4: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> y_vec4: array<vec4<f32>>;

@@ -2,9 +2,9 @@
 //
 //   texels[t][i] = (m[t, 4i], m[t, 4i+1], m[t, 4i+2], m[t, 4i+3])     (columns ≥ width read as 0)
 //
-// The texture kernels read their operands this way because, on CPU Vulkan drivers such as
-// lavapipe, a texel fetch costs about as much as one scalar storage-buffer load but brings four
-// values (measured: storage-buffer loads run lane by lane there).
+// The texel variant (`cpu`) reads its operands this way because, on CPU Vulkan drivers such as
+// lavapipe, a storage-buffer load runs lane by lane while a texel read brings four values. Used
+// only where a row is not whole, copy-aligned texels; otherwise a buffer-to-texture copy does it.
 // Layouts: m [n_rows, width] f32; texels: texture n_rows high, ceil(width / 4) wide.
 // Work split: one invocation per texel, 256 per workgroup, on the flat 2-D grid of grid_1d.
 
