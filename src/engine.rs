@@ -4,7 +4,8 @@
 use crate::gpu::Gpu;
 use crate::kernels::{Kernels, Variant};
 use crate::model::{
-    Activations, Batch, ForwardTimes, GptNeoConfig, GptNeoWeights, GpuModel, HookPlan, ModelDir,
+    kernel_shapes, Activations, Batch, ForwardTimes, GptNeoConfig, GptNeoWeights, GpuModel, HookPlan,
+    ModelDir,
 };
 use crate::tokenize::Tokenizer;
 use anyhow::Result;
@@ -34,7 +35,8 @@ impl Engine {
     pub fn new(weights: &GptNeoWeights, variant: Option<Variant>, load: Duration) -> Result<Engine> {
         let started = Instant::now();
         let gpu = Gpu::new()?;
-        let kernels = Kernels::new(&gpu, variant.unwrap_or_else(|| Variant::best_for(&gpu)))?;
+        let variant = variant.unwrap_or_else(|| Variant::best_for(&gpu));
+        let kernels = Kernels::new(&gpu, variant, &kernel_shapes(&weights.config))?;
         let pipelines = started.elapsed();
         let started = Instant::now();
         let model = GpuModel::upload(&gpu, &kernels, weights)?;

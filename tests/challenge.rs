@@ -292,7 +292,7 @@ fn default_run_writes_every_file_and_matches_hf() {
     assert_eq!(meta["pooling"], "mean");
     assert_eq!(meta["prefix_space"], "false");
     assert_eq!(meta["model_dir"], tiny_model().display().to_string());
-    assert!(["simple", "texture", "cpu"].contains(&meta["kernel_variant"].as_str()), "{meta:?}");
+    assert!(["simple", "cpu", "tiled"].contains(&meta["kernel_variant"].as_str()), "{meta:?}");
     assert!(!meta["adapter"].is_empty());
     assert_eq!(meta["neoprobe_version"], env!("CARGO_PKG_VERSION"));
 

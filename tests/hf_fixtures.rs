@@ -40,23 +40,21 @@ fn tolerance(hook: Hook) -> f32 {
     }
 }
 
-fn check_against_hf(input: &str, sequences: Vec<Vec<u32>>) {
+fn check_against_hf(variant: Variant, input: &str, sequences: Vec<Vec<u32>>) {
     let dir = ModelDir::open(Path::new("fixtures/tiny-neo")).unwrap();
     let (model, plan) = LoadedModel::load(&dir, |_| HookPlan::new(&fixture_hooks())).unwrap();
     let batch = Batch::pack(&sequences, model.config.max_position_embeddings).unwrap();
     let bytes = std::fs::read("fixtures/hf_activations.safetensors").unwrap();
     let hf = SafeTensors::deserialize(&bytes).unwrap();
     let mut failures = Vec::new();
-    for variant in Variant::ALL {
-        let (gpu, _) = engine(&model.weights, variant).forward(&batch, &plan, false).unwrap();
-        for hook in fixture_hooks() {
-            let expected: Vec<f32> =
-                bytemuck::pod_collect_to_vec(hf.tensor(&format!("{input}.{hook}")).unwrap().data());
-            let err = max_abs_diff(gpu.get(hook).unwrap(), &expected);
-            println!("{variant} {input} {hook}: max abs error {err:.2e}");
-            if err > tolerance(hook) {
-                failures.push(format!("{variant} {hook}: {err:e} > {:e}", tolerance(hook)));
-            }
+    let (gpu, _) = engine(&model.weights, variant).forward(&batch, &plan, false).unwrap();
+    for hook in fixture_hooks() {
+        let expected: Vec<f32> =
+            bytemuck::pod_collect_to_vec(hf.tensor(&format!("{input}.{hook}")).unwrap().data());
+        let err = max_abs_diff(gpu.get(hook).unwrap(), &expected);
+        println!("{variant} {input} {hook}: max abs error {err:.2e}");
+        if err > tolerance(hook) {
+            failures.push(format!("{variant} {hook}: {err:e} > {:e}", tolerance(hook)));
         }
     }
     assert!(failures.is_empty(), "{input}: GPU differs from HF at {failures:?}");
@@ -70,18 +68,18 @@ fn fixture_words() -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn words_match_hf_at_every_hook() {
+crate::test_each_variant!(words_match_hf_at_every_hook, long_text_matches_hf_at_every_hook);
+
+fn words_match_hf_at_every_hook(variant: Variant) {
     let dir = ModelDir::open(Path::new("fixtures/tiny-neo")).unwrap();
     let tokenizer = neoprobe::tokenize::Tokenizer::load(&dir.tokenizer_path()).unwrap();
     let sequences = fixture_words().iter().map(|w| tokenizer.encode_word(w, false).unwrap()).collect();
-    check_against_hf("words", sequences);
+    check_against_hf(variant, "words", sequences);
 }
 
-#[test]
-fn long_text_matches_hf_at_every_hook() {
+fn long_text_matches_hf_at_every_hook(variant: Variant) {
     let dir = ModelDir::open(Path::new("fixtures/tiny-neo")).unwrap();
     let tokenizer = neoprobe::tokenize::Tokenizer::load(&dir.tokenizer_path()).unwrap();
     let text = std::fs::read_to_string("fixtures/text.txt").unwrap();
-    check_against_hf("text", vec![tokenizer.encode(&text).unwrap()]);
+    check_against_hf(variant, "text", vec![tokenizer.encode(&text).unwrap()]);
 }

@@ -1,5 +1,7 @@
 //! Every kernel of every variant against the CPU reference (`neoprobe::reference`, f64
-//! accumulation), on random shapes chosen by proptest and values drawn from a seeded RNG.
+//! accumulation), on random shapes chosen by proptest and values drawn from a seeded RNG. Each
+//! test runs once per variant, under the variant's name (`simple::`, `cpu::`, `tiled::`: the
+//! `variant_tests!` at the end).
 //!
 //! Tolerances are relative to an error scale computed from each case's own inputs (how large the
 //! f32 rounding of that computation can get), times a constant set a small factor above the
@@ -7,7 +9,7 @@
 //! a bug it still catches. Run with `--nocapture` to see the measured ratios of every case, and
 //! with `PROPTEST_CASES=n` to run more cases. The bounds were measured on lavapipe and hold on
 //! an NVIDIA H200 through Vulkan too (subgroups of 32), where 800 cases per property gave the
-//! maxima linear 2.91 (simple) / 1.78 (texture), attention 0.49, layernorm 2.57, gelu_new 1.37.
+//! maxima linear 2.91 (simple), attention 0.49, layernorm 2.57, gelu_new 1.37.
 //!
 //! Every output buffer is filled with a sentinel NaN and followed by a guard region: an output
 //! element left unwritten, or a write past the end, is a failure of its own.
@@ -16,7 +18,7 @@ mod common;
 
 use common::{gpu, kernels};
 use neoprobe::gpu::Recorder;
-use neoprobe::kernels::{AttentionShape, Epilogue, Kernels, Variant};
+use neoprobe::kernels::{AttentionShape, Epilogue, GpuLayerNorm, GpuPositions, Kernels, Rows, Variant};
 use neoprobe::model::Batch;
 use neoprobe::reference;
 use proptest::prelude::*;
@@ -152,8 +154,8 @@ fn log_uniform(lo: f64, hi: f64) -> impl Strategy<Value = f64> {
 /// Σ_k |x_k·w_nk| + |b_n| bounds every partial sum of the f32 dot product, so each of its n_in
 /// roundings is at most ε/2 of it: the worst case is n_in/2 of these units, the typical one
 /// (random signs) well under 1 on average. Measured maximum over 3500 random cases plus the
-/// model's shapes (n_in up to 3072), on lavapipe: 2.97 (simple), 1.85 (texture); the bound is
-/// about 2.7 times that.
+/// model's shapes (n_in up to 3072), on lavapipe: 2.97 (simple); the bound is about 2.7 times
+/// that.
 /// Catches: a missing bias, a transposed or mis-strided weight, a dropped tail of k (n_in not a
 /// multiple of 4 or of the subgroup block), a token row of a register tile read from its
 /// neighbour, a wrong part offset in upload_linear: each is an error of about one term
@@ -207,8 +209,8 @@ fn linear_case() -> impl Strategy<Value = LinearCase> {
         })
 }
 
-/// Runs one linear case on every variant; returns the largest error ratio.
-fn check_linear(case: &LinearCase) -> Result<f64, String> {
+/// Runs one linear case; returns its largest error ratio.
+fn check_linear(variant: Variant, case: &LinearCase) -> Result<f64, String> {
     let LinearCase { n_tokens, n_in, n_out, n_parts, equal_parts, bias, epilogue, seed } = *case;
     let mut rng = rng(seed);
     let x = normals(&mut rng, n_tokens * n_in, 0.0, 1.0);
@@ -236,103 +238,87 @@ fn check_linear(case: &LinearCase) -> Result<f64, String> {
             EPS * (sum + (b[n] as f64).abs()).max(f64::MIN_POSITIVE)
         })
         .collect();
-    let mut worst = 0.0f64;
-    for variant in Variant::ALL {
-        let k = kernels(variant);
-        let fail = |e: String| format!("linear {variant} {case:?} (cuts {cuts:?}): {e}");
-        let layer = k
-            .upload_linear(gpu(), "w", &parts, bias.then(|| bytemuck::cast_slice(&b[..])), n_in)
-            .map_err(|e| fail(format!("{e:#}")))?;
-        if layer.n_out != n_out {
-            return Err(fail(format!("upload_linear made {} outputs", layer.n_out)));
-        }
-        let x_buf = upload("x", &x);
-        let scratch = k.scratch(gpu(), n_tokens, &[n_in]).unwrap();
-        let resid = normals(&mut rng.clone(), n_tokens * n_out, 0.0, 1.0);
-        let resid_buf = upload("resid", &resid);
-        // Runs the case's epilogue into fresh outputs, with its optional output `v` written or
-        // not: (y, aux_out).
-        let linear = |write_aux: bool| {
-            let (y, aux_out) = (output("y", n_tokens * n_out), output("aux out", n_tokens * n_out));
-            let aux = write_aux.then_some(&aux_out);
-            let epilogue = match epilogue {
-                EpilogueKind::Bias => Epilogue::Bias,
-                EpilogueKind::Gelu => Epilogue::Gelu { pre: aux },
-                EpilogueKind::Residual => Epilogue::Residual { resid: &resid_buf, sublayer: aux },
-            };
-            run(|rec| {
-                k.linear(rec, &x_buf, &layer, &y, epilogue, n_tokens, &scratch).expect("linear pipeline")
-            });
-            (y, aux_out)
-        };
-        let (y, aux_out) = linear(true);
-        let y_got = read_output(&y, n_tokens * n_out).map_err(fail)?;
-        // The linear part v: y, or for the GELU and residual epilogues the v they store beside y.
-        let linear_got = match epilogue {
-            EpilogueKind::Bias => y_got.clone(),
-            _ => read_output(&aux_out, n_tokens * n_out).map_err(fail)?,
-        };
-        let ratio = check(
-            &linear_got,
-            &want,
-            LINEAR_BOUND,
-            |i| scale[i],
-            |i| format!("x·wᵀ + b [token {}, out {}]", i / n_out, i % n_out),
-        )
-        .map_err(fail)?;
-        // The epilogue proper, on the GPU's own linear values.
-        match epilogue {
-            EpilogueKind::Bias => {}
-            EpilogueKind::Gelu => {
-                let want_y = reference::gelu_new(&linear_got);
-                check(
-                    &y_got,
-                    &want_y,
-                    GELU_BOUND,
-                    |i| EPS * (linear_got[i] as f64).abs() + 2f64.powi(-126),
-                    |i| format!("gelu_new(v[{i}] = {:e})", linear_got[i]),
-                )
-                .map_err(fail)?;
-            }
-            EpilogueKind::Residual => {
-                let want_sum = reference::add(&resid, &linear_got);
-                if let Some(i) = (0..y_got.len()).find(|&i| y_got[i].to_bits() != want_sum[i].to_bits()) {
-                    return Err(fail(format!(
-                        "resid + v [{i}] = {:e}, reference {:e}",
-                        y_got[i], want_sum[i]
-                    )));
-                }
-            }
-        }
-        // Without its optional output (a pipeline of its own) the kernel writes the same y.
-        if epilogue != EpilogueKind::Bias {
-            let (y_alone, _) = linear(false);
-            let y_alone = read_output(&y_alone, n_tokens * n_out).map_err(fail)?;
-            if let Some(i) = (0..y_got.len()).find(|&i| y_alone[i].to_bits() != y_got[i].to_bits()) {
-                return Err(fail(format!(
-                    "y[{i}] = {:e} without the optional output, {:e} with it",
-                    y_alone[i], y_got[i]
-                )));
-            }
-        }
-        println!("measure linear {variant} {n_tokens}×{n_in}→{n_out}: ratio {ratio:.3}");
-        worst = worst.max(ratio);
+    let k = kernels(variant);
+    let fail = |e: String| format!("linear {variant} {case:?} (cuts {cuts:?}): {e}");
+    let layer = k
+        .upload_linear(gpu(), "w", &parts, bias.then(|| bytemuck::cast_slice(&b[..])), n_in)
+        .map_err(|e| fail(format!("{e:#}")))?;
+    if layer.n_out != n_out {
+        return Err(fail(format!("upload_linear made {} outputs", layer.n_out)));
     }
-    Ok(worst)
-}
-
-proptest! {
-    #![proptest_config(config(24))]
-
-    #[test]
-    fn linear_matches_reference(case in linear_case()) {
-        check_linear(&case).map_err(TestCaseError::fail)?;
+    let x_buf = upload("x", &x);
+    let scratch = k.scratch(gpu(), n_tokens, &[n_in]).unwrap();
+    let resid = normals(&mut rng.clone(), n_tokens * n_out, 0.0, 1.0);
+    let resid_buf = upload("resid", &resid);
+    // Runs the case's epilogue into fresh outputs, with its optional output `v` written or
+    // not: (y, aux_out).
+    let linear = |write_aux: bool| {
+        let (y, aux_out) = (output("y", n_tokens * n_out), output("aux out", n_tokens * n_out));
+        let aux = write_aux.then_some(&aux_out);
+        let epilogue = match epilogue {
+            EpilogueKind::Bias => Epilogue::Bias,
+            EpilogueKind::Gelu => Epilogue::Gelu { pre: aux },
+            EpilogueKind::Residual => Epilogue::Residual { resid: &resid_buf, sublayer: aux },
+        };
+        run(|rec| {
+            let rows = Rows { n_tokens, scratch: &scratch };
+            k.linear(rec, &layer, &x_buf, &y, epilogue, rows).expect("linear pipeline")
+        });
+        (y, aux_out)
+    };
+    let (y, aux_out) = linear(true);
+    let y_got = read_output(&y, n_tokens * n_out).map_err(fail)?;
+    // The linear part v: y, or for the GELU and residual epilogues the v they store beside y.
+    let linear_got = match epilogue {
+        EpilogueKind::Bias => y_got.clone(),
+        _ => read_output(&aux_out, n_tokens * n_out).map_err(fail)?,
+    };
+    let ratio = check(
+        &linear_got,
+        &want,
+        LINEAR_BOUND,
+        |i| scale[i],
+        |i| format!("x·wᵀ + b [token {}, out {}]", i / n_out, i % n_out),
+    )
+    .map_err(fail)?;
+    // The epilogue proper, on the GPU's own linear values.
+    match epilogue {
+        EpilogueKind::Bias => {}
+        EpilogueKind::Gelu => {
+            let want_y = reference::gelu_new(&linear_got);
+            check(
+                &y_got,
+                &want_y,
+                GELU_BOUND,
+                |i| EPS * (linear_got[i] as f64).abs() + 2f64.powi(-126),
+                |i| format!("gelu_new(v[{i}] = {:e})", linear_got[i]),
+            )
+            .map_err(fail)?;
+        }
+        EpilogueKind::Residual => {
+            let want_sum = reference::add(&resid, &linear_got);
+            if let Some(i) = (0..y_got.len()).find(|&i| y_got[i].to_bits() != want_sum[i].to_bits()) {
+                return Err(fail(format!("resid + v [{i}] = {:e}, reference {:e}", y_got[i], want_sum[i])));
+            }
+        }
     }
+    // Without its optional output (a pipeline of its own) the kernel writes the same y.
+    if epilogue != EpilogueKind::Bias {
+        let (y_alone, _) = linear(false);
+        let y_alone = read_output(&y_alone, n_tokens * n_out).map_err(fail)?;
+        if let Some(i) = (0..y_got.len()).find(|&i| y_alone[i].to_bits() != y_got[i].to_bits()) {
+            return Err(fail(format!(
+                "y[{i}] = {:e} without the optional output, {:e} with it",
+                y_alone[i], y_got[i]
+            )));
+        }
+    }
+    println!("measure linear {variant} {n_tokens}×{n_in}→{n_out}: ratio {ratio:.3}");
+    Ok(ratio)
 }
 
 /// The model's own linear shapes over 37 tokens (GPT-Neo-125M: hidden 768, MLP 3072).
-#[test]
-fn linear_matches_reference_at_model_shapes() {
+fn linear_matches_reference_at_model_shapes(variant: Variant) {
     let cases = [
         // q, k, v stacked, no bias.
         LinearCase {
@@ -378,7 +364,7 @@ fn linear_matches_reference_at_model_shapes() {
         },
     ];
     for case in &cases {
-        check_linear(case).unwrap_or_else(|e| panic!("{e}"));
+        check_linear(variant, case).unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
@@ -386,13 +372,12 @@ fn linear_matches_reference_at_model_shapes() {
 /// weights continue such rows on further texture rows (shaders/rows_to_texture.wgsl), which the
 /// random cases, at most 300 wide, never reach. One case stores vec4s (36 outputs), one scalars
 /// (37, the last row group partial).
-#[test]
-fn linear_matches_reference_past_one_packed_chunk() {
+fn linear_matches_reference_past_one_packed_chunk(variant: Variant) {
     let cases = [(17, 8192, 36, EpilogueKind::Gelu, 5), (3, 4099, 37, EpilogueKind::Residual, 6)];
     for (n_tokens, n_in, n_out, epilogue, seed) in cases {
         let case =
             LinearCase { n_tokens, n_in, n_out, n_parts: 1, equal_parts: true, bias: true, epilogue, seed };
-        check_linear(&case).unwrap_or_else(|e| panic!("{e}"));
+        check_linear(variant, &case).unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
@@ -400,13 +385,12 @@ fn linear_matches_reference_past_one_packed_chunk() {
 /// tiles, workgroups advancing along the outputs, for wider ones (`CpuTile` in
 /// src/kernels/linear.rs): both sides of that line, with 33 tokens (a last tile of one token
 /// either way) and 36 or 37 outputs (vec4 and scalar stores).
-#[test]
-fn linear_matches_reference_on_both_sides_of_the_cpu_tile_change() {
+fn linear_matches_reference_on_both_sides_of_the_cpu_tile_change(variant: Variant) {
     let cases = [(33, 1024, 36, EpilogueKind::Residual, 7), (33, 1025, 37, EpilogueKind::Gelu, 8)];
     for (n_tokens, n_in, n_out, epilogue, seed) in cases {
         let case =
             LinearCase { n_tokens, n_in, n_out, n_parts: 2, equal_parts: false, bias: true, epilogue, seed };
-        check_linear(&case).unwrap_or_else(|e| panic!("{e}"));
+        check_linear(variant, &case).unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
@@ -521,7 +505,7 @@ fn gpu_attention(
     let starts = upload_u32("seq_start", seq_start);
     let z = output("z", shape.n_tokens * width);
     let scratch = k.scratch(gpu(), shape.n_tokens, &[3 * width]).unwrap();
-    run(|rec| k.attention(rec, &qkv_buf, &starts, &z, shape, &scratch));
+    run(|rec| k.attention(rec, &qkv_buf, &starts, &z, shape, &scratch).expect("attention pipeline"));
     read_output(&z, shape.n_tokens * width)
 }
 
@@ -544,7 +528,7 @@ fn qkv_values(
         .collect()
 }
 
-fn check_attention(case: &AttentionCase) -> Result<f64, String> {
+fn check_attention(variant: Variant, case: &AttentionCase) -> Result<f64, String> {
     let AttentionCase { n_heads, head_dim, ref lengths, window, score_std, seed } = *case;
     let batch = pack(lengths);
     let n_tokens = batch.n_tokens();
@@ -577,40 +561,26 @@ fn check_attention(case: &AttentionCase) -> Result<f64, String> {
             head_scale[t * n_heads + h] = EPS * v.max(f64::MIN_POSITIVE) * (1.0 + s + n_keys.sqrt());
         }
     }
-    let mut worst = 0.0f64;
-    for variant in Variant::ALL {
-        let fail = |e: String| format!("attention {variant} {shape:?} lengths {lengths:?} ({case:?}): {e}");
-        let got = gpu_attention(kernels(variant), &qkv, &batch.seq_start, shape).map_err(fail)?;
-        let ratio = check(
-            &got,
-            &want,
-            ATTENTION_BOUND,
-            |i| head_scale[i / head_dim],
-            |i| format!("z[token {}, head {}, dim {}]", i / width, i % width / head_dim, i % head_dim),
-        )
-        .map_err(fail)?;
-        println!(
-            "measure attention {variant} heads {n_heads} dim {head_dim} lengths {lengths:?} window {window:?} \
-             score_std {score_std}: ratio {ratio:.3}"
-        );
-        worst = worst.max(ratio);
-    }
-    Ok(worst)
-}
-
-proptest! {
-    #![proptest_config(config(20))]
-
-    #[test]
-    fn attention_matches_reference(case in attention_case()) {
-        check_attention(&case).map_err(TestCaseError::fail)?;
-    }
+    let fail = |e: String| format!("attention {variant} {shape:?} lengths {lengths:?} ({case:?}): {e}");
+    let got = gpu_attention(kernels(variant), &qkv, &batch.seq_start, shape).map_err(fail)?;
+    let ratio = check(
+        &got,
+        &want,
+        ATTENTION_BOUND,
+        |i| head_scale[i / head_dim],
+        |i| format!("z[token {}, head {}, dim {}]", i / width, i % width / head_dim, i % head_dim),
+    )
+    .map_err(fail)?;
+    println!(
+        "measure attention {variant} heads {n_heads} dim {head_dim} lengths {lengths:?} window {window:?} \
+         score_std {score_std}: ratio {ratio:.3}"
+    );
+    Ok(ratio)
 }
 
 /// GPT-Neo-125M's attention shape (12 heads of 64) with its local window 256, on a sequence
 /// longer than the window packed with short ones; and one wide head over 600 tokens.
-#[test]
-fn attention_matches_reference_at_model_shapes() {
+fn attention_matches_reference_at_model_shapes(variant: Variant) {
     let cases = [
         AttentionCase {
             n_heads: 12,
@@ -630,15 +600,14 @@ fn attention_matches_reference_at_model_shapes() {
         },
     ];
     for case in &cases {
-        check_attention(case).unwrap_or_else(|e| panic!("{e}"));
+        check_attention(variant, case).unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
 /// Scores rising steeply along the sequence: every key raises the running maximum (the online
 /// softmax rescales at every step), or fall: the spread of scores overflows exp unless the
 /// maximum is subtracted first (scores span ±110; e^89 is past f32).
-#[test]
-fn attention_survives_scores_that_rise_at_every_key() {
+fn attention_survives_scores_that_rise_at_every_key(variant: Variant) {
     let (n_heads, head_dim, n_tokens) = (2, 8, 90);
     let width = n_heads * head_dim;
     let mut rng = rng(7);
@@ -661,29 +630,26 @@ fn attention_survives_scores_that_rise_at_every_key() {
         let starts = vec![0u32; n_tokens];
         let want = reference::attention(&qkv, &starts, n_heads, head_dim, window);
         let shape = AttentionShape { n_tokens, n_heads, head_dim, window };
-        for variant in Variant::ALL {
-            let got = gpu_attention(kernels(variant), &qkv, &starts, shape)
-                .unwrap_or_else(|e| panic!("{variant} {shape:?}: {e}"));
-            // Scores are exact small integers times 2.5 (exact in f32), so only exp and the sums
-            // round: the same scale as the random cases with S = 0.
-            let ratio = check(
-                &got,
-                &want,
-                ATTENTION_BOUND,
-                |_| EPS * v_max * (1.0 + (n_tokens as f64).sqrt()),
-                |i| format!("z[token {}, column {}]", i / width, i % width),
-            )
+        let got = gpu_attention(kernels(variant), &qkv, &starts, shape)
             .unwrap_or_else(|e| panic!("{variant} {shape:?}: {e}"));
-            println!("measure attention-rise {variant} window {window:?}: ratio {ratio:.3}");
-        }
+        // Scores are exact small integers times 2.5 (exact in f32), so only exp and the sums
+        // round: the same scale as the random cases with S = 0.
+        let ratio = check(
+            &got,
+            &want,
+            ATTENTION_BOUND,
+            |_| EPS * v_max * (1.0 + (n_tokens as f64).sqrt()),
+            |i| format!("z[token {}, column {}]", i / width, i % width),
+        )
+        .unwrap_or_else(|e| panic!("{variant} {shape:?}: {e}"));
+        println!("measure attention-rise {variant} window {window:?}: ratio {ratio:.3}");
     }
 }
 
 /// Changing every q, k and v of the sequences before and after sequence B leaves B's output
 /// bit for bit as it was: attention never crosses a sequence boundary, in either direction, even
 /// with a window longer than every sequence.
-#[test]
-fn attention_never_crosses_a_sequence_boundary() {
+fn attention_never_crosses_a_sequence_boundary(variant: Variant) {
     let (n_heads, head_dim) = (3, 16);
     let width = n_heads * head_dim;
     let lengths = [23, 17, 30];
@@ -697,22 +663,17 @@ fn attention_never_crosses_a_sequence_boundary() {
         .copy_from_slice(&before[b_rows.start * 3 * width..b_rows.end * 3 * width]);
     for window in [None, Some(17), Some(100)] {
         let shape = AttentionShape { n_tokens, n_heads, head_dim, window };
-        for variant in Variant::ALL {
-            let k = kernels(variant);
-            let z_before = gpu_attention(k, &before, &batch.seq_start, shape).unwrap();
-            let z_after = gpu_attention(k, &after, &batch.seq_start, shape).unwrap();
-            let b_cols = b_rows.start * width..b_rows.end * width;
-            assert!(
-                z_before[b_cols.clone()]
-                    .iter()
-                    .zip(&z_after[b_cols])
-                    .all(|(x, y)| x.to_bits() == y.to_bits()),
-                "{variant} {shape:?}: sequence B (tokens {b_rows:?}) changed when only sequences A and C did"
-            );
-            // The other sequences' outputs did change: the test can see a change at all.
-            assert_ne!(z_before[..b_rows.start * width], z_after[..b_rows.start * width]);
-            assert_ne!(z_before[b_rows.end * width..], z_after[b_rows.end * width..]);
-        }
+        let k = kernels(variant);
+        let z_before = gpu_attention(k, &before, &batch.seq_start, shape).unwrap();
+        let z_after = gpu_attention(k, &after, &batch.seq_start, shape).unwrap();
+        let b_cols = b_rows.start * width..b_rows.end * width;
+        assert!(
+            z_before[b_cols.clone()].iter().zip(&z_after[b_cols]).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{variant} {shape:?}: sequence B (tokens {b_rows:?}) changed when only sequences A and C did"
+        );
+        // The other sequences' outputs did change: the test can see a change at all.
+        assert_ne!(z_before[..b_rows.start * width], z_after[..b_rows.start * width]);
+        assert_ne!(z_before[b_rows.end * width..], z_after[b_rows.end * width..]);
     }
 }
 
@@ -773,7 +734,7 @@ fn layernorm_case() -> impl Strategy<Value = LayernormCase> {
         })
 }
 
-fn check_layernorm(case: &LayernormCase) -> Result<f64, String> {
+fn check_layernorm(variant: Variant, case: &LayernormCase) -> Result<f64, String> {
     let LayernormCase { n_rows, width, eps, offset, sigma, constant_rows, seed } = *case;
     let mut rng = rng(seed);
     let x: Vec<f32> = if constant_rows {
@@ -797,35 +758,26 @@ fn check_layernorm(case: &LayernormCase) -> Result<f64, String> {
         let c = i % width;
         EPS * ((gamma[c] as f64).abs() * row_scale[i / width] + (beta[c] as f64).abs()).max(f64::MIN_POSITIVE)
     };
-    let mut worst = 0.0f64;
-    for variant in Variant::ALL {
-        let fail = |e: String| format!("layernorm {variant} {case:?}: {e}");
-        let k = kernels(variant);
-        let (x_buf, g_buf, b_buf) = (upload("x", &x), upload("gamma", &gamma), upload("beta", &beta));
-        let y = output("y", n_rows * width);
-        // `cpu` reads x as texels where the width is a multiple of 4 (the folded-grid case below,
-        // 3 wide, has more rows than a texture may).
-        let texel_widths: &[usize] = if width % 4 == 0 { &[width] } else { &[] };
-        let scratch = k.scratch(gpu(), n_rows, texel_widths).unwrap();
-        run(|rec| k.layernorm(rec, &x_buf, &g_buf, &b_buf, &y, n_rows, width, eps, &scratch));
-        let got = read_output(&y, n_rows * width).map_err(fail)?;
-        let ratio = check(&got, &want, LAYERNORM_BOUND, scale, |i| {
-            format!("y[row {}, column {}]", i / width, i % width)
-        })
-        .map_err(fail)?;
-        println!("measure layernorm {variant} {n_rows}×{width} offset {offset:.0} sigma {sigma:.3}: ratio {ratio:.3}");
-        worst = worst.max(ratio);
-    }
-    Ok(worst)
-}
-
-proptest! {
-    #![proptest_config(config(24))]
-
-    #[test]
-    fn layernorm_matches_reference(case in layernorm_case()) {
-        check_layernorm(&case).map_err(TestCaseError::fail)?;
-    }
+    let fail = |e: String| format!("layernorm {variant} {case:?}: {e}");
+    let k = kernels(variant);
+    let x_buf = upload("x", &x);
+    let ln =
+        GpuLayerNorm::upload(gpu(), "ln", bytemuck::cast_slice(&gamma), bytemuck::cast_slice(&beta), eps)
+            .unwrap();
+    let y = output("y", n_rows * width);
+    // `cpu` reads x as texels where the width is a multiple of 4 (the folded-grid case below,
+    // 3 wide, has more rows than a texture may).
+    let texel_widths: &[usize] = if width % 4 == 0 { &[width] } else { &[] };
+    let scratch = k.scratch(gpu(), n_rows, texel_widths).unwrap();
+    run(|rec| k.layernorm(rec, &ln, &x_buf, &y, Rows { n_tokens: n_rows, scratch: &scratch }));
+    let got = read_output(&y, n_rows * width).map_err(fail)?;
+    let ratio =
+        check(&got, &want, LAYERNORM_BOUND, scale, |i| format!("y[row {}, column {}]", i / width, i % width))
+            .map_err(fail)?;
+    println!(
+        "measure layernorm {variant} {n_rows}×{width} offset {offset:.0} sigma {sigma:.3}: ratio {ratio:.3}"
+    );
+    Ok(ratio)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -853,49 +805,33 @@ fn gpu_gelu(k: &Kernels, x: &[f32]) -> Result<(Vec<f32>, Vec<f32>), String> {
     let (y, pre) = (output("y", x.len()), output("pre", x.len()));
     let scratch = k.scratch(gpu(), x.len(), &[1]).unwrap();
     run(|rec| {
-        k.linear(rec, &x_buf, &layer, &y, Epilogue::Gelu { pre: Some(&pre) }, x.len(), &scratch)
-            .expect("linear pipeline")
+        let rows = Rows { n_tokens: x.len(), scratch: &scratch };
+        k.linear(rec, &layer, &x_buf, &y, Epilogue::Gelu { pre: Some(&pre) }, rows).expect("linear pipeline")
     });
     Ok((read_output(&pre, x.len())?, read_output(&y, x.len())?))
 }
 
-fn check_gelu(x: &[f32], what: &str) -> Result<f64, String> {
-    let mut worst = 0.0f64;
-    for variant in Variant::ALL {
-        let fail = |e: String| format!("gelu_new {variant} {what}: {e}");
-        let (pre, got) = gpu_gelu(kernels(variant), x).map_err(fail)?;
-        // v = x · 1 + 0 is exact, up to a driver flushing subnormal inputs to zero.
-        if let Some(i) = (0..x.len()).find(|&i| pre[i] != x[i] && x[i].is_normal()) {
-            return Err(fail(format!("v[{i}] = {:e}, not x = {:e}", pre[i], x[i])));
-        }
-        let want = reference::gelu_new(&pre);
-        let ratio = check(
-            &got,
-            &want,
-            GELU_BOUND,
-            |i| EPS * (x[i] as f64).abs() + 2f64.powi(-126),
-            |i| format!("gelu_new(x[{i}] = {:e})", x[i]),
-        )
-        .map_err(fail)?;
-        println!("measure gelu_new {variant} {what}: ratio {ratio:.3}");
-        worst = worst.max(ratio);
+fn check_gelu(variant: Variant, x: &[f32], what: &str) -> Result<f64, String> {
+    let fail = |e: String| format!("gelu_new {variant} {what}: {e}");
+    let (pre, got) = gpu_gelu(kernels(variant), x).map_err(fail)?;
+    // v = x · 1 + 0 is exact, up to a driver flushing subnormal inputs to zero.
+    if let Some(i) = (0..x.len()).find(|&i| pre[i] != x[i] && x[i].is_normal()) {
+        return Err(fail(format!("v[{i}] = {:e}, not x = {:e}", pre[i], x[i])));
     }
-    Ok(worst)
+    let want = reference::gelu_new(&pre);
+    let ratio = check(
+        &got,
+        &want,
+        GELU_BOUND,
+        |i| EPS * (x[i] as f64).abs() + 2f64.powi(-126),
+        |i| format!("gelu_new(x[{i}] = {:e})", x[i]),
+    )
+    .map_err(fail)?;
+    println!("measure gelu_new {variant} {what}: ratio {ratio:.3}");
+    Ok(ratio)
 }
 
-proptest! {
-    #![proptest_config(config(24))]
-
-    /// Values N(0, σ²) with σ from 10⁻³ to 10³, across the tanh's whole range.
-    #[test]
-    fn gelu_new_matches_reference(n in 1usize..=5000, sigma in log_uniform(-3.0, 3.0), seed in any::<u64>()) {
-        let x = normals(&mut rng(seed), n, 0.0, sigma);
-        check_gelu(&x, &format!("n {n} sigma {sigma:.3e} seed {seed}")).map_err(TestCaseError::fail)?;
-    }
-}
-
-#[test]
-fn gelu_new_is_finite_and_exact_at_extremes() {
+fn gelu_new_is_finite_and_exact_at_extremes(variant: Variant) {
     let tiny = f32::from_bits(1); // the smallest subnormal
     let x = [
         1e4f32,
@@ -920,21 +856,19 @@ fn gelu_new_is_finite_and_exact_at_extremes() {
         1e-20,
         -1e-20,
     ];
-    check_gelu(&x, "fixed extremes").unwrap_or_else(|e| panic!("{e}"));
-    for variant in Variant::ALL {
-        let (_, y) = gpu_gelu(kernels(variant), &x).unwrap();
-        for (&x, &y) in x.iter().zip(&y) {
-            assert!(y.is_finite(), "{variant}: gelu_new({x:e}) = {y}");
-        }
-        // Past the clamp tanh is exactly ±1: large positive x passes through, large negative
-        // gives zero (of either sign).
-        for i in 0..8 {
-            let expected = if x[i] > 0.0 { x[i] } else { 0.0 };
-            assert_eq!(y[i], expected, "{variant}: gelu_new({:e}) = {:e}", x[i], y[i]);
-        }
-        assert_eq!(y[8], 0.0, "{variant}: gelu_new(0)");
-        assert_eq!(y[9], 0.0, "{variant}: gelu_new(-0)");
+    check_gelu(variant, &x, "fixed extremes").unwrap_or_else(|e| panic!("{e}"));
+    let (_, y) = gpu_gelu(kernels(variant), &x).unwrap();
+    for (&x, &y) in x.iter().zip(&y) {
+        assert!(y.is_finite(), "{variant}: gelu_new({x:e}) = {y}");
     }
+    // Past the clamp tanh is exactly ±1: large positive x passes through, large negative
+    // gives zero (of either sign).
+    for i in 0..8 {
+        let expected = if x[i] > 0.0 { x[i] } else { 0.0 };
+        assert_eq!(y[i], expected, "{variant}: gelu_new({:e}) = {:e}", x[i], y[i]);
+    }
+    assert_eq!(y[8], 0.0, "{variant}: gelu_new(0)");
+    assert_eq!(y[9], 0.0, "{variant}: gelu_new(-0)");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -958,104 +892,87 @@ fn embed_case() -> impl Strategy<Value = EmbedCase> {
 
 /// Embeds `batch` on every variant; exact equality with the reference. Catches positions that do
 /// not restart per sequence (the packed token index used as the wpe row), a wrong row stride.
-fn check_embed(batch: &Batch, width: usize, n_positions: usize, seed: u64, what: &str) -> Result<(), String> {
+fn check_embed(
+    variant: Variant,
+    batch: &Batch,
+    width: usize,
+    n_positions: usize,
+    seed: u64,
+    what: &str,
+) -> Result<(), String> {
     let n_tokens = batch.n_tokens();
     let mut rng = rng(seed);
     let token_rows = normals(&mut rng, n_tokens * width, 0.0, 1.0);
     let wpe = normals(&mut rng, n_positions * width, 0.0, 1.0);
     let want = reference::embed(&token_rows, &wpe, &batch.positions, width);
-    for variant in Variant::ALL {
-        let k = kernels(variant);
-        let (rows, table, positions) = (
-            upload("token_rows", &token_rows),
-            upload("wpe", &wpe),
-            upload_u32("positions", &batch.positions),
-        );
-        let hidden = output("hidden", n_tokens * width);
-        run(|rec| k.embed(rec, &rows, &table, &positions, &hidden, n_tokens, width));
-        let got =
-            read_output(&hidden, n_tokens * width).map_err(|e| format!("embed {variant} {what}: {e}"))?;
-        if let Some(i) = (0..got.len()).find(|&i| got[i].to_bits() != want[i].to_bits()) {
-            let t = i / width;
-            return Err(format!(
-                "embed {variant} {what}: hidden[token {t} (position {}), column {}] = {:e}, reference {:e}",
-                batch.positions[t],
-                i % width,
-                got[i],
-                want[i]
-            ));
-        }
+    let k = kernels(variant);
+    let (rows, positions) = (upload("token_rows", &token_rows), upload_u32("positions", &batch.positions));
+    let table = GpuPositions::upload(gpu(), "wpe", bytemuck::cast_slice(&wpe), width).unwrap();
+    let hidden = output("hidden", n_tokens * width);
+    run(|rec| k.embed(rec, &table, &rows, &positions, &hidden, n_tokens));
+    let got = read_output(&hidden, n_tokens * width).map_err(|e| format!("embed {variant} {what}: {e}"))?;
+    if let Some(i) = (0..got.len()).find(|&i| got[i].to_bits() != want[i].to_bits()) {
+        let t = i / width;
+        return Err(format!(
+            "embed {variant} {what}: hidden[token {t} (position {}), column {}] = {:e}, reference {:e}",
+            batch.positions[t],
+            i % width,
+            got[i],
+            want[i]
+        ));
     }
     Ok(())
 }
 
-proptest! {
-    #![proptest_config(config(24))]
-
-    #[test]
-    fn embed_matches_reference_on_packed_sequences(case in embed_case()) {
-        let longest = case.lengths.iter().copied().max().unwrap();
-        let n_positions = longest + case.spare_positions;
-        let sequences: Vec<Vec<u32>> = case.lengths.iter().map(|&n| vec![0; n]).collect();
-        let batch = Batch::pack(&sequences, n_positions).unwrap();
-        check_embed(&batch, case.width, n_positions, case.seed, &format!("{case:?}"))
-            .map_err(TestCaseError::fail)?;
-    }
+fn check_embed_case(variant: Variant, case: &EmbedCase) -> Result<(), String> {
+    let longest = case.lengths.iter().copied().max().unwrap();
+    let n_positions = longest + case.spare_positions;
+    let sequences: Vec<Vec<u32>> = case.lengths.iter().map(|&n| vec![0; n]).collect();
+    let batch = Batch::pack(&sequences, n_positions).unwrap();
+    check_embed(variant, &batch, case.width, n_positions, case.seed, &format!("{case:?}"))
 }
 
-fn check_add(n: usize, seed: u64) -> Result<(), String> {
+fn check_add(variant: Variant, n: usize, seed: u64) -> Result<(), String> {
     let mut rng = rng(seed);
     let a = normals(&mut rng, n, 0.0, 1.0);
     let b = normals(&mut rng, n, 0.0, 1.0);
     let want = reference::add(&a, &b);
-    for variant in Variant::ALL {
-        // A 1-wide linear layer with weight 1 and no bias (v = a exactly), then the residual
-        // epilogue: sum = b + v.
-        let k = kernels(variant);
-        let layer = k.upload_linear(gpu(), "one", &[bytemuck::bytes_of(&1.0f32)], None, 1).unwrap();
-        let (a_buf, b_buf) = (upload("a", &a), upload("b", &b));
-        let sum = output("sum", n);
-        let scratch = k.scratch(gpu(), n, &[1]).unwrap();
-        run(|rec| {
-            let residual = Epilogue::Residual { resid: &b_buf, sublayer: None };
-            k.linear(rec, &a_buf, &layer, &sum, residual, n, &scratch).expect("linear pipeline")
-        });
-        let got = read_output(&sum, n).map_err(|e| format!("add {variant} n {n}: {e}"))?;
-        if let Some(i) = (0..n).find(|&i| got[i].to_bits() != want[i].to_bits()) {
-            return Err(format!("add {variant} n {n}: sum[{i}] = {:e}, reference {:e}", got[i], want[i]));
-        }
+    // A 1-wide linear layer with weight 1 and no bias (v = a exactly), then the residual
+    // epilogue: sum = b + v.
+    let k = kernels(variant);
+    let layer = k.upload_linear(gpu(), "one", &[bytemuck::bytes_of(&1.0f32)], None, 1).unwrap();
+    let (a_buf, b_buf) = (upload("a", &a), upload("b", &b));
+    let sum = output("sum", n);
+    let scratch = k.scratch(gpu(), n, &[1]).unwrap();
+    run(|rec| {
+        let residual = Epilogue::Residual { resid: &b_buf, sublayer: None };
+        k.linear(rec, &layer, &a_buf, &sum, residual, Rows { n_tokens: n, scratch: &scratch })
+            .expect("linear pipeline")
+    });
+    let got = read_output(&sum, n).map_err(|e| format!("add {variant} n {n}: {e}"))?;
+    if let Some(i) = (0..n).find(|&i| got[i].to_bits() != want[i].to_bits()) {
+        return Err(format!("add {variant} n {n}: sum[{i}] = {:e}, reference {:e}", got[i], want[i]));
     }
     Ok(())
-}
-
-proptest! {
-    #![proptest_config(config(24))]
-
-    /// Exact: catches an element skipped or doubled at a workgroup edge (n not a multiple of 256).
-    #[test]
-    fn add_matches_reference(n in 1usize..=5000, seed in any::<u64>()) {
-        check_add(n, seed).map_err(TestCaseError::fail)?;
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Past 65 535 workgroups: grid_1d folds the workgroups into a 2-D grid, and every kernel must
 // rebuild its flat index as wid.y · num_workgroups.x + wid.x and ignore the overhanging last row.
 // Not attention: folding needs over 64 · 65 535 (query, head) items, a qkv of at least 201 MB,
-// past lavapipe's 128 MiB storage binding (and the texture variant's 16 384-token texel matrix).
+// past lavapipe's 128 MiB storage binding.
 
 /// Workgroups per grid dimension (WebGPU's default limit, where grid_1d folds).
 const MAX_GROUPS: usize = 65_535;
 
-#[test]
-fn kernels_cover_grids_folded_past_65535_workgroups() {
+fn kernels_cover_grids_folded_past_65535_workgroups(variant: Variant) {
     // embed: 256 elements per workgroup, over sequences of 2048 positions (GPT-Neo's).
     let width = 1000;
     let lengths = [2048, 2048, 2048, 2048, 2048, 2048, 2048, 2048, 416];
     let sequences: Vec<Vec<u32>> = lengths.iter().map(|&n| vec![0; n]).collect();
     let batch = Batch::pack(&sequences, 2048).unwrap();
     assert!(batch.n_tokens() * width > MAX_GROUPS * 256);
-    check_embed(&batch, width, 2048, 11, &format!("lengths {lengths:?} width {width}"))
+    check_embed(variant, &batch, width, 2048, 11, &format!("lengths {lengths:?} width {width}"))
         .unwrap_or_else(|e| panic!("{e}"));
     // layernorm: one workgroup per row.
     let case = LayernormCase {
@@ -1067,7 +984,7 @@ fn kernels_cover_grids_folded_past_65535_workgroups() {
         constant_rows: false,
         seed: 12,
     };
-    check_layernorm(&case).unwrap_or_else(|e| panic!("{e}"));
+    check_layernorm(variant, &case).unwrap_or_else(|e| panic!("{e}"));
     // linear (simple): ⌈n_out / 64⌉ workgroups per token.
     let case = LinearCase {
         n_tokens: 600,
@@ -1080,7 +997,7 @@ fn kernels_cover_grids_folded_past_65535_workgroups() {
         seed: 13,
     };
     assert!(case.n_out.div_ceil(64) * case.n_tokens > MAX_GROUPS);
-    check_linear(&case).unwrap_or_else(|e| panic!("{e}"));
+    check_linear(variant, &case).unwrap_or_else(|e| panic!("{e}"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1088,8 +1005,7 @@ fn kernels_cover_grids_folded_past_65535_workgroups() {
 // results of the parts before it, and every dispatch its own parameters, also past the first
 // uniform buffer of parameter slots.
 
-#[test]
-fn recordings_submitted_in_parts_keep_order_and_parameters() {
+fn recordings_submitted_in_parts_keep_order_and_parameters(variant: Variant) {
     let (n, steps) = (97, 300);
     let mut rng = rng(21);
     let a = normals(&mut rng, n, 0.0, 1.0);
@@ -1104,26 +1020,139 @@ fn recordings_submitted_in_parts_keep_order_and_parameters() {
             want[to][e] = want[from][e] + a[e];
         }
     }
-    for variant in Variant::ALL {
-        let k = kernels(variant);
-        let layer = k.upload_linear(gpu(), "one", &[bytemuck::bytes_of(&1.0f32)], None, 1).unwrap();
-        let a_buf = upload("a", &a);
-        let sums = [upload("sum 0", &b), output("sum 1", n)];
-        let scratch = k.scratch(gpu(), n, &[1]).unwrap();
-        let mut rec = Recorder::new(gpu(), false);
-        for i in 0..steps {
-            let residual = Epilogue::Residual { resid: &sums[i % 2], sublayer: None };
-            k.linear(&mut rec, &a_buf, &layer, &sums[(i + 1) % 2], residual, n - i % 3, &scratch).unwrap();
-            if i % 7 == 6 {
-                rec.submit_so_far();
-            }
-        }
-        rec.finish().unwrap();
-        for (buffer, want) in sums.iter().zip(&want) {
-            let got = gpu().read(buffer, n).unwrap();
-            if let Some(e) = (0..n).find(|&e| got[e].to_bits() != want[e].to_bits()) {
-                panic!("{variant}: element {e} is {:e}, expected {:e}", got[e], want[e]);
-            }
+    let k = kernels(variant);
+    let layer = k.upload_linear(gpu(), "one", &[bytemuck::bytes_of(&1.0f32)], None, 1).unwrap();
+    let a_buf = upload("a", &a);
+    let sums = [upload("sum 0", &b), output("sum 1", n)];
+    let scratch = k.scratch(gpu(), n, &[1]).unwrap();
+    let mut rec = Recorder::new(gpu(), false);
+    for i in 0..steps {
+        let residual = Epilogue::Residual { resid: &sums[i % 2], sublayer: None };
+        let rows = Rows { n_tokens: n - i % 3, scratch: &scratch };
+        k.linear(&mut rec, &layer, &a_buf, &sums[(i + 1) % 2], residual, rows).unwrap();
+        if i % 7 == 6 {
+            rec.submit_so_far();
         }
     }
+    rec.finish().unwrap();
+    for (buffer, want) in sums.iter().zip(&want) {
+        let got = gpu().read(buffer, n).unwrap();
+        if let Some(e) = (0..n).find(|&e| got[e].to_bits() != want[e].to_bits()) {
+            panic!("{variant}: element {e} is {:e}, expected {:e}", got[e], want[e]);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tests, once per variant, each under the variant's name: `cargo test --test kernels cpu::`
+// runs one variant alone.
+
+macro_rules! variant_tests {
+    ($($name:ident => $variant:expr),+ $(,)?) => {$(
+        mod $name {
+            use super::*;
+
+            const VARIANT: Variant = $variant;
+
+            proptest! {
+                #![proptest_config(config(24))]
+
+                #[test]
+                fn linear_matches_reference(case in linear_case()) {
+                    check_linear(VARIANT, &case).map_err(TestCaseError::fail)?;
+                }
+
+                #[test]
+                fn layernorm_matches_reference(case in layernorm_case()) {
+                    check_layernorm(VARIANT, &case).map_err(TestCaseError::fail)?;
+                }
+
+                /// Values N(0, σ²) with σ from 10⁻³ to 10³, across the tanh's whole range.
+                #[test]
+                fn gelu_new_matches_reference(
+                    n in 1usize..=5000,
+                    sigma in log_uniform(-3.0, 3.0),
+                    seed in any::<u64>(),
+                ) {
+                    let x = normals(&mut rng(seed), n, 0.0, sigma);
+                    let what = format!("n {n} sigma {sigma:.3e} seed {seed}");
+                    check_gelu(VARIANT, &x, &what).map_err(TestCaseError::fail)?;
+                }
+
+                #[test]
+                fn embed_matches_reference_on_packed_sequences(case in embed_case()) {
+                    check_embed_case(VARIANT, &case).map_err(TestCaseError::fail)?;
+                }
+
+                /// Exact: catches an element skipped or doubled at a workgroup edge (n not a
+                /// multiple of 256).
+                #[test]
+                fn add_matches_reference(n in 1usize..=5000, seed in any::<u64>()) {
+                    check_add(VARIANT, n, seed).map_err(TestCaseError::fail)?;
+                }
+            }
+
+            proptest! {
+                #![proptest_config(config(20))]
+
+                #[test]
+                fn attention_matches_reference(case in attention_case()) {
+                    check_attention(VARIANT, &case).map_err(TestCaseError::fail)?;
+                }
+            }
+
+            #[test]
+            fn linear_at_model_shapes() {
+                linear_matches_reference_at_model_shapes(VARIANT);
+            }
+
+            #[test]
+            fn linear_past_one_packed_chunk() {
+                linear_matches_reference_past_one_packed_chunk(VARIANT);
+            }
+
+            #[test]
+            fn linear_on_both_sides_of_the_cpu_tile_change() {
+                linear_matches_reference_on_both_sides_of_the_cpu_tile_change(VARIANT);
+            }
+
+            #[test]
+            fn attention_at_model_shapes() {
+                attention_matches_reference_at_model_shapes(VARIANT);
+            }
+
+            #[test]
+            fn attention_with_scores_rising_at_every_key() {
+                attention_survives_scores_that_rise_at_every_key(VARIANT);
+            }
+
+            #[test]
+            fn attention_within_sequences() {
+                attention_never_crosses_a_sequence_boundary(VARIANT);
+            }
+
+            #[test]
+            fn gelu_new_at_extremes() {
+                gelu_new_is_finite_and_exact_at_extremes(VARIANT);
+            }
+
+            #[test]
+            fn grids_folded_past_65535_workgroups() {
+                kernels_cover_grids_folded_past_65535_workgroups(VARIANT);
+            }
+
+            #[test]
+            fn recording_submitted_in_parts() {
+                recordings_submitted_in_parts_keep_order_and_parameters(VARIANT);
+            }
+        }
+    )+};
+}
+
+variant_tests!(simple => Variant::Simple, cpu => Variant::Cpu, tiled => Variant::Tiled);
+
+/// Every shipped variant has its module of tests above.
+#[test]
+fn every_variant_is_tested() {
+    assert_eq!(Variant::ALL, [Variant::Simple, Variant::Cpu, Variant::Tiled]);
 }

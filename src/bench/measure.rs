@@ -3,7 +3,9 @@
 use super::BenchReport;
 use crate::engine::{Engine, LoadedModel};
 use crate::gpu::{Gpu, PassTime, Recorder};
-use crate::kernels::{AttentionShape, Epilogue, GpuLinear, Kernels, Scratch, Variant};
+use crate::kernels::{
+    AttentionShape, Epilogue, Fused, GpuLayerNorm, GpuLinear, Kernels, Rows, Scratch, Variant,
+};
 use crate::model::{Batch, GptNeoConfig, Hook, HookPlan, ModelDir};
 use anyhow::Result;
 use rand::{Rng, SeedableRng};
@@ -84,8 +86,8 @@ fn random_values(n: usize, seed: u64) -> Vec<f32> {
 }
 
 /// Whether GPU timestamps measure kernels on `gpu`. On CPU drivers they do not: lavapipe writes
-/// them when it records a dispatch, not around its execution (measured: a 1.6 s forward whose
-/// timestamped dispatches add up to milliseconds), and there the host wall clock is exact anyway.
+/// them when it records a dispatch, not around its execution (a forward's timestamped
+/// dispatches add up to a tiny part of its wall time), and there the host wall clock is exact.
 pub fn timestamps_usable(gpu: &Gpu) -> bool {
     gpu.has_timestamps && gpu.info.device_type != wgpu::DeviceType::Cpu
 }
@@ -132,14 +134,6 @@ fn time_op(
         warm = true;
     }
     Ok(samples)
-}
-
-/// What a block does after a linear layer when no hook asks about it, fused into the layer.
-#[derive(Clone, Copy)]
-enum Fused {
-    Nothing,
-    Gelu,
-    ResidualAdd,
 }
 
 struct LinearCase {
@@ -196,9 +190,8 @@ impl<'k> LinearLayers<'k> {
             Fused::Gelu => Epilogue::Gelu { pre: None },
             Fused::ResidualAdd => Epilogue::Residual { resid: &self.resid, sublayer: None },
         };
-        time_op(gpu, repeats, |rec| {
-            self.kernels.linear(rec, &case.x, &case.layer, &case.y, epilogue, self.n_tokens, &self.scratch)
-        })
+        let rows = Rows { n_tokens: self.n_tokens, scratch: &self.scratch };
+        time_op(gpu, repeats, |rec| self.kernels.linear(rec, &case.layer, &case.x, &case.y, epilogue, rows))
     }
 }
 
@@ -253,10 +246,8 @@ pub fn kernels(
         let z = gpu.storage("z", n * h)?;
         let shape =
             AttentionShape { n_tokens: n, n_heads: config.num_heads, head_dim: config.head_dim(), window };
-        let samples = time_op(gpu, repeats, |rec| {
-            kernels.attention(rec, &qkv, &seq_start, &z, shape, &scratch);
-            Ok(())
-        })?;
+        let samples =
+            time_op(gpu, repeats, |rec| kernels.attention(rec, &qkv, &seq_start, &z, shape, &scratch))?;
         let keys: usize = (0..n)
             .map(|i| {
                 let first = b.seq_start[i] as usize;
@@ -270,9 +261,11 @@ pub fn kernels(
 
     let x = gpu.upload("x", bytemuck::cast_slice(&random_values(t * h, 5)))?;
     let out = gpu.storage("out", t * h)?;
-    let gamma = gpu.upload("gamma", bytemuck::cast_slice(&random_values(h, 7)))?;
+    let gamma = random_values(h, 7);
+    let ln =
+        GpuLayerNorm::upload(gpu, "ln", bytemuck::cast_slice(&gamma), bytemuck::cast_slice(&gamma), 1e-5)?;
     let samples = time_op(gpu, repeats, |rec| {
-        kernels.layernorm(rec, &x, &gamma, &gamma, &out, t, h, 1e-5, &scratch);
+        kernels.layernorm(rec, &ln, &x, &out, Rows { n_tokens: t, scratch: &scratch });
         Ok(())
     })?;
     rows.push(row("layernorm", format!("{t}×{h}"), samples, None, Some((2 * t * h * 4) as f64)));

@@ -12,7 +12,7 @@ use crate::challenge::run::WordSource;
 use crate::engine::{Engine, LoadedModel};
 use crate::gpu::Gpu;
 use crate::kernels::{Kernels, Variant};
-use crate::model::{Batch, GptNeoConfig, GptNeoWeights, Hook, HookPlan, HookPoint, ModelDir};
+use crate::model::{kernel_shapes, Batch, GptNeoConfig, GptNeoWeights, Hook, HookPlan, HookPoint, ModelDir};
 use crate::tokenize::Tokenizer;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -101,8 +101,12 @@ pub fn run(args: &BenchArgs, progress: &dyn Fn(&str)) -> Result<BenchReport> {
         if measure::timestamps_usable(&gpu) { TimingSource::GpuTimestamps } else { TimingSource::WallClock };
 
     // Each variant's kernels are compiled once, for its kernel table and its GEMM rounds.
-    let variant_kernels =
-        args.variants.iter().map(|&variant| Kernels::new(&gpu, variant)).collect::<Result<Vec<_>>>()?;
+    let shapes = kernel_shapes(&model.config);
+    let variant_kernels = args
+        .variants
+        .iter()
+        .map(|&variant| Kernels::new(&gpu, variant, &shapes))
+        .collect::<Result<Vec<_>>>()?;
     let mut kernels = Vec::new();
     let mut challenge = Vec::new();
     for (&variant, compiled) in args.variants.iter().zip(&variant_kernels) {

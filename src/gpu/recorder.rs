@@ -174,8 +174,7 @@ impl<'g> Recorder<'g> {
     }
 
     /// Submits what has been recorded so far, so that the GPU works on it while the rest is
-    /// recorded (a forward on a GPU submits every few blocks: on an NVIDIA H200, recording the
-    /// whole forward before submitting any of it made the forward 12% slower).
+    /// recorded (a forward on a GPU submits every few blocks; docs/kernels.md).
     pub fn submit_so_far(&mut self) {
         self.pass = None;
         self.params.write_new(&self.gpu.queue);

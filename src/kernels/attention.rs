@@ -1,5 +1,7 @@
-use super::{groups_for, Kernels, Scratch, Variant};
-use crate::gpu::{grid_1d, Recorder};
+use super::variants::{groups_for, Operands};
+use super::{Kernels, Scratch};
+use crate::gpu::{grid_1d, Bind, Recorder};
+use anyhow::Result;
 
 /// The sizes of one attention call over a packed batch.
 #[derive(Clone, Copy, Debug)]
@@ -26,8 +28,10 @@ struct Params {
 pub const MAX_HEAD_DIM: usize = 128;
 
 impl Kernels {
-    /// Causal (optionally windowed) attention of the packed `qkv` rows into `z`
-    /// (shaders/attention.wgsl, attention_texture.wgsl). `seq_start[t]` is the first token of t's sequence.
+    /// Causal (optionally windowed) attention of the packed `qkv` rows into `z` (the variant's
+    /// attention kernel followed by shaders/attention_keys.wgsl). `seq_start[t]` is the first
+    /// token of t's sequence. Fails only if the adapter rejects a pipeline this call is the first
+    /// to need.
     pub fn attention(
         &self,
         rec: &mut Recorder,
@@ -36,7 +40,7 @@ impl Kernels {
         z: &wgpu::Buffer,
         shape: AttentionShape,
         scratch: &Scratch,
-    ) {
+    ) -> Result<()> {
         assert!(shape.window != Some(0), "an attention window must hold at least the query itself");
         scratch.check(shape.n_tokens, 3 * shape.n_heads * shape.head_dim);
         assert!(
@@ -52,20 +56,13 @@ impl Kernels {
             width: (shape.n_heads * shape.head_dim) as u32,
             _pad: [0; 3],
         };
+        let kernel = self.attention_pipeline(rec.gpu(), shape.head_dim)?;
+        let qkv: &dyn Bind = match self.spec.operands {
+            Operands::Buffers => qkv,
+            Operands::Texels => self.texels_of(rec, qkv, shape.n_tokens, 3 * params.width as usize, scratch),
+        };
         let grid = grid_1d(groups_for(shape.n_tokens * shape.n_heads, 64));
-        match self.variant {
-            Variant::Simple | Variant::Tiled => {
-                rec.dispatch(&self.attention, &params, &[qkv, seq_start, z], grid)
-            }
-            Variant::Texture | Variant::Cpu => {
-                let kernel = self
-                    .attention_by_head_dim
-                    .iter()
-                    .find(|(head_dim, _)| *head_dim == shape.head_dim)
-                    .map_or(&self.attention, |(_, kernel)| kernel);
-                let qkv = self.texels_of(rec, qkv, shape.n_tokens, 3 * params.width as usize, scratch);
-                rec.dispatch(kernel, &params, &[qkv, seq_start, z], grid);
-            }
-        }
+        rec.dispatch(&kernel, &params, &[qkv, seq_start, z], grid);
+        Ok(())
     }
 }

@@ -1,10 +1,10 @@
-use super::{groups_for, Kernels, LinearPipeline, Scratch, TexelLayout, Variant};
-use crate::gpu::{grid_1d, Bind, Gpu, Recorder};
+use super::variants::{CpuTile, LinearSplit, Operands, Source, VariantSpec};
+use super::{compile, Kernels, Rows, TexelLayout};
+use crate::gpu::{Bind, Gpu, Kernel, Recorder};
 use anyhow::{bail, Result};
 
 /// A linear layer's weights on the GPU, stored the way the variant reads them: HF's `[out, in]`
-/// rows in a storage buffer (`simple`) or as a texel matrix, in rows (`texture`) or lane-packed
-/// (`cpu`; see `TexelLayout`).
+/// rows in a storage buffer, or as a lane-packed texel matrix (see `TexelLayout`).
 pub struct GpuLinear {
     pub n_in: usize,
     pub n_out: usize,
@@ -17,36 +17,52 @@ enum Weight {
     Texels(wgpu::TextureView),
 }
 
-/// What a linear kernel does with `v = x · wᵀ + bias` (shaders/linear_output.wgsl). The optional
-/// buffer of each epilogue receives `v` itself, for a hook that asks for it; without it the
-/// kernel writes one output instead of two.
+/// What a linear kernel does with `v = x · wᵀ + bias` after computing it: the EPILOGUE pipeline
+/// constant of shaders/linear_output.wgsl.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Fused {
+    /// `y = v`.
+    Nothing = 0,
+    /// `y = gelu_new(v)`.
+    Gelu = 1,
+    /// `y = resid + v`.
+    ResidualAdd = 2,
+}
+
+/// One call's epilogue with the buffers it reads and writes. The optional buffer of each receives
+/// `v` itself, for a hook that asks for it; without it the kernel writes one output instead of
+/// two.
 #[derive(Clone, Copy)]
 pub enum Epilogue<'a> {
     /// `y = v`.
     Bias,
-    /// `y = gelu_new(v)` (mlp.hook_post): c_fc with the activation fused in; `pre = v`
-    /// (mlp.hook_pre).
+    /// `y = gelu_new(v)` (c_fc with the activation fused in); `pre = v`.
     Gelu { pre: Option<&'a wgpu::Buffer> },
-    /// `y = resid + v` (the new residual stream): a projection with the residual add fused in;
-    /// `sublayer = v` (attn_out or mlp_out).
+    /// `y = resid + v` (a projection with the residual add fused in); `sublayer = v`.
     Residual { resid: &'a wgpu::Buffer, sublayer: Option<&'a wgpu::Buffer> },
 }
 
-/// The values of the EPILOGUE pipeline constant of shaders/linear_output.wgsl.
-pub(super) const EPILOGUE_BIAS: u32 = 0;
-pub(super) const EPILOGUE_GELU: u32 = 1;
-pub(super) const EPILOGUE_RESIDUAL: u32 = 2;
-
 impl Epilogue<'_> {
-    /// The pipeline constants of shaders/linear_output.wgsl for this epilogue: (EPILOGUE,
-    /// WRITE_AUX).
-    fn constants(&self) -> (u32, bool) {
+    pub fn fused(&self) -> Fused {
         match self {
-            Epilogue::Bias => (EPILOGUE_BIAS, false),
-            Epilogue::Gelu { pre } => (EPILOGUE_GELU, pre.is_some()),
-            Epilogue::Residual { sublayer, .. } => (EPILOGUE_RESIDUAL, sublayer.is_some()),
+            Epilogue::Bias => Fused::Nothing,
+            Epilogue::Gelu { .. } => Fused::Gelu,
+            Epilogue::Residual { .. } => Fused::ResidualAdd,
         }
     }
+
+    /// Whether the kernel also writes `v` (the WRITE_AUX pipeline constant).
+    fn writes_v(&self) -> bool {
+        matches!(self, Epilogue::Gelu { pre: Some(_) } | Epilogue::Residual { sublayer: Some(_), .. })
+    }
+}
+
+/// A linear layer a model runs: its shape and epilogue (see `Shapes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinearUse {
+    pub fused: Fused,
+    pub n_in: usize,
+    pub n_out: usize,
 }
 
 #[repr(C)]
@@ -58,72 +74,62 @@ struct Params {
     _pad: u32,
 }
 
-/// Outputs per workgroup and tokens per workgroup of linear_texture.wgsl.
-const TEXTURE_OUTPUTS_PER_GROUP: usize = 128;
-const TEXTURE_TOKENS_PER_GROUP: usize = 8;
-/// Outputs per workgroup of linear_cpu.wgsl (its tokens per workgroup: `CpuTile`).
-const CPU_OUTPUTS_PER_GROUP: usize = 32;
-/// The widest input that linear_cpu.wgsl runs in its tile for narrow inputs (`CpuTile::for_n_in`).
-const CPU_NARROW_MAX_N_IN: usize = 1024;
-
-/// How linear_cpu.wgsl splits a layer: 2 · `token_pairs` tokens per workgroup (its TOKEN_PAIRS),
-/// and whether consecutive workgroups advance along the outputs (OUTPUTS_FIRST) or the tokens.
+/// What one linear pipeline is specialised for: the pipeline constants of
+/// shaders/linear_output.wgsl (EPILOGUE and WRITE_AUX), for the kernels with row stores whether
+/// they are vec4 stores, and for linear_cpu.wgsl its tile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(super) struct CpuTile {
-    pub token_pairs: usize,
-    pub outputs_first: bool,
+pub(super) struct LinearPipeline {
+    fused: Fused,
+    writes_v: bool,
+    row_stores: RowStores,
+    cpu_tile: Option<CpuTile>,
 }
 
-impl CpuTile {
-    /// Measured on lavapipe with the kernel's variants alternating in one process (README.md,
-    /// "What limits the CPU driver"). Inputs up to 1024 wide (GPT-Neo-125M's qkv, out_proj and
-    /// c_fc): 32 tokens, tokens first, so consecutive workgroups reuse the same 32 weight rows
-    /// (32 tokens ran 3–8% faster than 16; outputs first 2–4% slower). Wider inputs (c_proj, 3072
-    /// wide): 16 tokens, outputs first, so consecutive workgroups reuse the same 16 rows of x
-    /// (192 KiB, where the 32 weight rows are 384 KiB): outputs first ran 6–16% faster, 32 tokens
-    /// 8–10% slower.
-    pub fn for_n_in(n_in: usize) -> CpuTile {
-        if n_in <= CPU_NARROW_MAX_N_IN {
-            CpuTile { token_pairs: 16, outputs_first: false }
-        } else {
-            CpuTile { token_pairs: 8, outputs_first: true }
-        }
-    }
-
-    /// The dispatch grid over `n_tokens` tokens and `n_out` outputs.
-    fn grid(self, n_tokens: usize, n_out: usize) -> [u32; 3] {
-        let (tokens, outputs) =
-            (groups_for(n_tokens, 2 * self.token_pairs), groups_for(n_out, CPU_OUTPUTS_PER_GROUP));
-        if self.outputs_first {
-            [outputs, tokens, 1]
-        } else {
-            [tokens, outputs, 1]
-        }
-    }
+/// Which `store_row` a kernel that stores four outputs at a time is compiled with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum RowStores {
+    /// The kernel stores outputs one by one.
+    None,
+    /// shaders/linear_rows.wgsl: any n_out.
+    Scalar,
+    /// shaders/linear_rows_vec4.wgsl: n_out a multiple of 4, one vec4 access each.
+    Vec4,
 }
 
 impl LinearPipeline {
-    /// The pipeline `variant` runs a layer of `n_in` inputs and `n_out` outputs on, with the
-    /// EPILOGUE and WRITE_AUX constants of its epilogue. linear_cpu.wgsl and linear_tiled.wgsl
-    /// store four outputs at a time as one vec4 where rows are whole vec4s.
-    pub(super) fn for_layer(
-        variant: Variant,
-        epilogue: u32,
-        write_aux: bool,
-        n_in: usize,
-        n_out: usize,
-    ) -> Self {
+    /// The pipeline `spec`'s linear kernel runs a layer of `n_in` inputs and `n_out` outputs on.
+    pub(super) fn new(spec: &VariantSpec, fused: Fused, writes_v: bool, n_in: usize, n_out: usize) -> Self {
+        let split = spec.linear_split;
         LinearPipeline {
-            epilogue,
-            write_aux,
-            vec4_rows: variant.stores_rows() && n_out % 4 == 0,
-            cpu_tile: (variant == Variant::Cpu).then(|| CpuTile::for_n_in(n_in)),
+            fused,
+            writes_v,
+            row_stores: match (split.stores_rows(), n_out % 4 == 0) {
+                (false, _) => RowStores::None,
+                (true, false) => RowStores::Scalar,
+                (true, true) => RowStores::Vec4,
+            },
+            cpu_tile: (split == LinearSplit::CpuTiles).then(|| CpuTile::for_n_in(n_in)),
         }
     }
-}
 
-/// Outputs (grid x) and tokens (grid y) per workgroup of linear_tiled.wgsl.
-const TILED_TILE: usize = 32;
+    /// Compiles `linear` (the variant's kernel, ending with linear_output.wgsl) for this key,
+    /// followed by the row stores it uses.
+    pub(super) fn compile(self, gpu: &Gpu, linear: &Source) -> Result<Kernel> {
+        let rows = match self.row_stores {
+            RowStores::None => "",
+            RowStores::Scalar => include_str!("../../shaders/linear_rows.wgsl"),
+            RowStores::Vec4 => include_str!("../../shaders/linear_rows_vec4.wgsl"),
+        };
+        let mut constants =
+            vec![("EPILOGUE", self.fused as u32 as f64), ("WRITE_AUX", self.writes_v as u32 as f64)];
+        let mut tile = Vec::new();
+        if let Some(cpu_tile) = self.cpu_tile {
+            tile.push(("TOKEN_PAIRS", cpu_tile.token_pairs));
+            constants.push(("OUTPUTS_FIRST", cpu_tile.outputs_first as u32 as f64));
+        }
+        compile(gpu, linear.file, &format!("{}{rows}", linear.text), &tile, &constants)
+    }
+}
 
 impl Kernels {
     /// Uploads a linear layer whose `[out, in]` weight is `parts` stacked row-wise (each part
@@ -152,8 +158,8 @@ impl Kernels {
             Some(bytes) => gpu.upload(&format!("{label}.bias"), bytes)?,
             None => gpu.upload(&format!("{label}.bias"), &vec![0u8; n_out * 4])?,
         };
-        let weight = match self.variant {
-            Variant::Simple | Variant::Tiled => {
+        let weight = match self.spec.operands {
+            Operands::Buffers => {
                 let rows = gpu.storage(&format!("{label}.weight"), n_out * n_in)?;
                 let mut offset = 0;
                 for part in parts {
@@ -162,61 +168,47 @@ impl Kernels {
                 }
                 Weight::Rows(rows)
             }
-            Variant::Texture | Variant::Cpu => {
-                let layout =
-                    if self.variant == Variant::Cpu { TexelLayout::LanePacked } else { TexelLayout::Rows };
+            Operands::Texels => {
                 let label = format!("{label}.weight texels");
-                Weight::Texels(layout.upload(gpu, &label, parts, n_in)?)
+                Weight::Texels(TexelLayout::LanePacked.upload(gpu, &label, parts, n_in)?)
             }
         };
         Ok(GpuLinear { n_in, n_out, weight, bias })
     }
 
-    /// `y = x · wᵀ + bias` over `n_tokens` rows, then `epilogue` (shaders/linear.wgsl,
-    /// linear_texture.wgsl, linear_cpu.wgsl or linear_tiled.wgsl, each ending with
-    /// linear_output.wgsl). Fails only if the adapter rejects a pipeline this call is the first
-    /// to need.
-    #[allow(clippy::too_many_arguments)]
+    /// `y = x · wᵀ + bias` over `rows.n_tokens` rows of `x`, then `epilogue` (the variant's
+    /// linear kernel followed by shaders/linear_output.wgsl). Fails only if the adapter rejects a
+    /// pipeline this call is the first to need.
     pub fn linear(
         &self,
         rec: &mut Recorder,
-        x: &wgpu::Buffer,
         layer: &GpuLinear,
+        x: &wgpu::Buffer,
         y: &wgpu::Buffer,
         epilogue: Epilogue,
-        n_tokens: usize,
-        scratch: &Scratch,
+        rows: Rows,
     ) -> Result<()> {
-        scratch.check(n_tokens, layer.n_in);
+        let n_tokens = rows.n_tokens;
+        rows.scratch.check(n_tokens, layer.n_in);
         let (aux_in, aux_out) = match epilogue {
             Epilogue::Bias | Epilogue::Gelu { pre: None } => (&self.placeholder, &self.placeholder_out),
             Epilogue::Gelu { pre: Some(pre) } => (&self.placeholder, pre),
             Epilogue::Residual { resid, sublayer } => (resid, sublayer.unwrap_or(&self.placeholder_out)),
         };
-        let (code, write_aux) = epilogue.constants();
-        let key = LinearPipeline::for_layer(self.variant, code, write_aux, layer.n_in, layer.n_out);
+        let key =
+            LinearPipeline::new(self.spec, epilogue.fused(), epilogue.writes_v(), layer.n_in, layer.n_out);
         let kernel = self.linear_pipeline(rec.gpu(), key)?;
         let params =
             Params { n_tokens: n_tokens as u32, n_in: layer.n_in as u32, n_out: layer.n_out as u32, _pad: 0 };
-        let x: &dyn Bind = if self.variant.reads_texels() {
-            self.texels_of(rec, x, n_tokens, layer.n_in, scratch)
-        } else {
-            x
-        };
-        let grid = match self.variant {
-            Variant::Simple => grid_1d(groups_for(layer.n_out, 64) * n_tokens as u32),
-            Variant::Texture => [
-                groups_for(layer.n_out, TEXTURE_OUTPUTS_PER_GROUP),
-                groups_for(n_tokens, TEXTURE_TOKENS_PER_GROUP),
-                1,
-            ],
-            Variant::Cpu => CpuTile::for_n_in(layer.n_in).grid(n_tokens, layer.n_out),
-            Variant::Tiled => [groups_for(layer.n_out, TILED_TILE), groups_for(n_tokens, TILED_TILE), 1],
+        let x: &dyn Bind = match self.spec.operands {
+            Operands::Buffers => x,
+            Operands::Texels => self.texels_of(rec, x, n_tokens, layer.n_in, rows.scratch),
         };
         let w: &dyn Bind = match &layer.weight {
             Weight::Rows(w) => w,
             Weight::Texels(w) => w,
         };
+        let grid = self.spec.linear_split.grid(n_tokens, layer.n_in, layer.n_out);
         rec.dispatch(&kernel, &params, &[x, w, &layer.bias, y, aux_in, aux_out], grid);
         Ok(())
     }

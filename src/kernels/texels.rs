@@ -1,4 +1,5 @@
-use super::{groups_for, Kernels};
+use super::variants::{groups_for, Operands};
+use super::Kernels;
 use crate::gpu::{grid_1d, Gpu, Recorder};
 use anyhow::Result;
 
@@ -14,10 +15,9 @@ struct Params {
 /// columns per texel, each row k4 = ceil(width / 4) texels long (`position` places them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TexelLayout {
-    /// Texel i of row t at (i, t): activations (shaders/rows_to_texture.wgsl), and the `texture`
-    /// variant's weights.
+    /// Texel i of row t at (i, t): activations (shaders/rows_to_texture.wgsl or a plain copy).
     Rows,
-    /// The `cpu` variant's weights (shaders/linear_cpu.wgsl). Rows are taken in groups of 32 (a
+    /// Weights of linear_cpu.wgsl. Rows are taken in groups of 32 (a
     /// workgroup's outputs), row n = 32 · g + 4 · l + o being output o of lane l; texel i of row
     /// n is at (8 · (i mod PACKED_CHUNK) + l, (4 · g + o) · chunks + i / PACKED_CHUNK), with
     /// chunks = ceil(k4 / PACKED_CHUNK). The 8 lanes' texels i of one o sit side by side, so a
@@ -99,7 +99,7 @@ impl TexelLayout {
 
 /// Textures a forward reuses for the operands the texel variants read as texels: one
 /// `[n_tokens, width]` texel matrix per operand width. Empty for the variants that read storage
-/// buffers (`simple`, `tiled`).
+/// buffers.
 pub struct Scratch {
     n_tokens: usize,
     widths: Vec<usize>,
@@ -129,7 +129,7 @@ impl Kernels {
     /// Scratch space for a forward over `n_tokens` tokens whose texel operands have the given widths.
     pub fn scratch(&self, gpu: &Gpu, n_tokens: usize, widths: &[usize]) -> Result<Scratch> {
         let mut textures: Vec<(usize, wgpu::Texture, wgpu::TextureView)> = Vec::new();
-        if self.variant.reads_texels() {
+        if self.spec.operands == Operands::Texels {
             for &width in widths {
                 if !textures.iter().any(|(w, ..)| *w == width) {
                     let (wide, high) = TexelLayout::Rows.extent(n_tokens, width);
@@ -143,11 +143,10 @@ impl Kernels {
     }
 
     /// Copies `m` (`[n_rows, width]`) into the scratch texel matrix of that width and returns it.
-    /// Where a row is whole texels and a multiple of the copy alignment (every width of GPT-Neo:
-    /// 768, 2304, 3072 and 8192 values), `m`'s bytes already are the texel rows and a plain
-    /// buffer-to-texture copy moves them; otherwise shaders/rows_to_texture.wgsl converts them.
-    /// On lavapipe the copy is a memcpy, where the kernel's lane-by-lane loads and stores took
-    /// 1.5 ms for 279 × 768 values and 5.5–6.3 ms for 279 × 3072 (about a tenth of c_proj).
+    /// Where a row is whole texels and a multiple of the copy alignment (every width of GPT-Neo),
+    /// `m`'s bytes already are the texel rows and a plain buffer-to-texture copy moves them, which
+    /// on a CPU driver is a memcpy rather than lane-by-lane loads and stores; otherwise
+    /// shaders/rows_to_texture.wgsl converts them.
     pub(super) fn texels_of<'s>(
         &self,
         rec: &mut Recorder,

@@ -10,20 +10,15 @@
 //! // end unroll
 //! ```
 //!
-//! and [`unroll`] repeats those lines for NAME = START, …, END − 1, replacing `{NAME}` with the
-//! number. Blocks nest; an inner line sees every enclosing block's name. [`unroll_with`] also
-//! fills in named constants, `{NAME}` anywhere in the source, block ranges included (a tile size
-//! chosen when the kernel is compiled).
+//! and [`unroll_with`] repeats those lines for NAME = START, …, END − 1, replacing `{NAME}` with
+//! the number. Blocks nest; an inner line sees every enclosing block's name. It also fills in
+//! named constants, `{NAME}` anywhere in the source, block ranges included (a tile size chosen
+//! when the kernel is compiled).
 
 use anyhow::{anyhow, bail, Result};
 
 const BEGIN: &str = "// unroll ";
 const END: &str = "// end unroll";
-
-/// `source` with every `// unroll` block expanded.
-pub fn unroll(source: &str) -> Result<String> {
-    unroll_with(source, &[])
-}
 
 /// `source` with `{NAME}` replaced by its value for each `(NAME, value)` of `constants`, and
 /// every `// unroll` block expanded.
@@ -105,7 +100,12 @@ fn matching_end(lines: &[&str], open: usize) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::{unroll, unroll_with};
+    use super::unroll_with;
+    use anyhow::Result;
+
+    fn unroll(source: &str) -> Result<String> {
+        unroll_with(source, &[])
+    }
 
     #[test]
     fn repeats_a_block_with_its_index() {

@@ -1,105 +1,112 @@
-//! The GPT-Neo forward pass on the GPU, reading hook points back as it goes.
+//! The GPT-Neo forward pass on the GPU, reading hook points back as it goes. Each layer is a value
+//! that records its kernels, in the order of HF's modules (`modeling_gpt_neo.py`):
 //!
 //! ```text
-//! h = wte[ids] + wpe[positions]
-//! for each block:  h = h + attn(ln_1(h));  h = h + mlp(ln_2(h))      (mlp = c_proj ∘ gelu_new ∘ c_fc)
-//! ln_f(h)
+//! GPTNeoModel:  h = wte[ids] + wpe[positions];  for each block: h = block(h);  ln_f(h)
+//! GPTNeoBlock:  h = h + attn(ln_1(h));  h = h + mlp(ln_2(h))
+//! GPTNeoMLP:    c_proj(gelu_new(c_fc(x)))
 //! ```
+//!
 //! GELU is fused into c_fc and each residual add into the projection before it (the linear
 //! kernels' epilogues). The value before the fused step (mlp.hook_pre, attn_out, mlp_out) is
-//! written as well only where the plan asks for that hook, so every hook point exists and no
-//! other pass over memory is made. Every hook point the plan asks for is copied to a
+//! written as well only where a hook asks for it. Every requested hook is copied to a
 //! host-readable buffer right after the kernel that produces it, and recording stops at the
 //! deepest one: nothing after it is computed.
 
 use super::{BlockWeights, GptNeoConfig, GptNeoWeights, Hook, HookPlan, HookPoint, HostTensor};
 use crate::gpu::{Gpu, PassTime, Recorder};
-use crate::kernels::{AttentionShape, Epilogue, GpuLinear, Kernels, Scratch};
+use crate::kernels::{
+    AttentionShape, Epilogue, Fused, GpuLayerNorm, GpuLinear, GpuPositions, Kernels, LinearUse, Rows, Shapes,
+};
 use crate::model::Batch;
 use anyhow::{bail, Result};
 use std::collections::HashMap;
-use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
-
-struct GpuLayerNorm {
-    weight: wgpu::Buffer,
-    bias: wgpu::Buffer,
-}
-
-struct GpuBlock {
-    ln_1: GpuLayerNorm,
-    /// q, k and v projections stacked into one `[3·hidden, hidden]` weight (rows q, then k, then
-    /// v) with a zero bias, so one linear produces the `[tokens, 3·hidden]` rows attention reads.
-    qkv: GpuLinear,
-    out_proj: GpuLinear,
-    ln_2: GpuLayerNorm,
-    c_fc: GpuLinear,
-    c_proj: GpuLinear,
-}
 
 /// GPT-Neo weights uploaded to the GPU: the blocks up to the deepest hook, `wpe`, `ln_f` when all
 /// blocks are there. `wte` stays on the host: a batch uploads only its tokens' rows.
 pub struct GpuModel {
     pub config: GptNeoConfig,
     wte: HostTensor,
-    wpe: wgpu::Buffer,
-    blocks: Vec<GpuBlock>,
+    wpe: GpuPositions,
+    blocks: Vec<Block>,
     ln_f: Option<GpuLayerNorm>,
 }
 
-/// Hook activations read back from a forward: each `[n_tokens, width]`, row-major.
-pub struct Activations {
-    pub n_tokens: usize,
-    values: HashMap<Hook, Vec<f32>>,
+/// HF's GPTNeoBlock.
+struct Block {
+    layer: usize,
+    ln_1: GpuLayerNorm,
+    attn: Attention,
+    ln_2: GpuLayerNorm,
+    mlp: Mlp,
 }
 
-impl Activations {
-    pub fn get(&self, hook: Hook) -> Option<&[f32]> {
-        self.values.get(&hook).map(Vec::as_slice)
-    }
-
-    pub fn take(&mut self, hook: Hook) -> Option<Vec<f32>> {
-        self.values.remove(&hook)
-    }
+/// HF's GPTNeoSelfAttention, with q, k and v stacked into one `[3·hidden, hidden]` linear (rows
+/// q, then k, then v; no bias) so one kernel produces the `[tokens, 3·hidden]` rows attention reads.
+struct Attention {
+    layer: usize,
+    qkv: GpuLinear,
+    n_heads: usize,
+    head_dim: usize,
+    /// Keys a query sees on a local layer; `None` on a global one.
+    window: Option<usize>,
+    out_proj: GpuLinear,
 }
 
-/// Where a forward's time went.
-#[derive(Clone, Debug, Default)]
-pub struct ForwardTimes {
-    /// Recording, submitting and running every kernel (host wall time until the GPU is done).
-    pub forward: Duration,
-    /// The part of `forward` spent on the host until the last part is submitted: allocating the
-    /// activation buffers, uploading the batch, recording the dispatches (on a GPU, blocks are
-    /// submitted a few at a time and run meanwhile).
-    pub record: Duration,
-    /// Mapping the hook buffers and copying them out.
-    pub readback: Duration,
-    /// GPU time of each dispatch, when timing was asked for and the adapter has timestamps.
-    pub passes: Vec<PassTime>,
+/// HF's GPTNeoMLP.
+struct Mlp {
+    layer: usize,
+    c_fc: GpuLinear,
+    c_proj: GpuLinear,
+}
+
+/// The pipelines a forward of `config` runs, compiled before its first forward.
+pub fn kernel_shapes(config: &GptNeoConfig) -> Shapes {
+    let (h, inter) = (config.hidden_size, config.intermediate_size);
+    let linear = |fused, n_in, n_out| LinearUse { fused, n_in, n_out };
+    Shapes {
+        linears: vec![
+            linear(Fused::Nothing, h, 3 * h),
+            linear(Fused::ResidualAdd, h, h),
+            linear(Fused::Gelu, h, inter),
+            linear(Fused::ResidualAdd, inter, h),
+        ],
+        head_dims: vec![config.head_dim()],
+    }
 }
 
 impl GpuModel {
     /// Uploads `weights` (every block it holds) in the layout `kernels` read.
     pub fn upload(gpu: &Gpu, kernels: &Kernels, weights: &GptNeoWeights) -> Result<GpuModel> {
-        let h = weights.config.hidden_size;
+        let config = &weights.config;
+        let eps = config.layer_norm_epsilon;
+        let layernorm = |name: &str, w: &super::LayerNormWeights| {
+            GpuLayerNorm::upload(gpu, name, w.weight.bytes(), w.bias.bytes(), eps)
+        };
         let linear = |name: &str, w: &super::LinearWeights, n_in: usize| {
             kernels.upload_linear(gpu, name, &[w.weight.bytes()], Some(w.bias.bytes()), n_in)
         };
-        let layernorm = |name: &str, w: &super::LayerNormWeights| -> Result<GpuLayerNorm> {
-            Ok(GpuLayerNorm {
-                weight: gpu.upload(&format!("{name}.weight"), w.weight.bytes())?,
-                bias: gpu.upload(&format!("{name}.bias"), w.bias.bytes())?,
-            })
-        };
-        let upload_block = |i: usize, b: &BlockWeights| -> Result<GpuBlock> {
+        let upload_block = |layer: usize, b: &BlockWeights| -> Result<Block> {
+            let (h, name) = (config.hidden_size, format!("h.{layer}"));
             let qkv = [b.q_proj.bytes(), b.k_proj.bytes(), b.v_proj.bytes()];
-            let block = GpuBlock {
-                ln_1: layernorm(&format!("h.{i}.ln_1"), &b.ln_1)?,
-                qkv: kernels.upload_linear(gpu, &format!("h.{i}.qkv"), &qkv, None, h)?,
-                out_proj: linear(&format!("h.{i}.out_proj"), &b.out_proj, h)?,
-                ln_2: layernorm(&format!("h.{i}.ln_2"), &b.ln_2)?,
-                c_fc: linear(&format!("h.{i}.c_fc"), &b.c_fc, h)?,
-                c_proj: linear(&format!("h.{i}.c_proj"), &b.c_proj, weights.config.intermediate_size)?,
+            let block = Block {
+                layer,
+                ln_1: layernorm(&format!("{name}.ln_1"), &b.ln_1)?,
+                attn: Attention {
+                    layer,
+                    qkv: kernels.upload_linear(gpu, &format!("{name}.qkv"), &qkv, None, h)?,
+                    n_heads: config.num_heads,
+                    head_dim: config.head_dim(),
+                    window: config.window(layer),
+                    out_proj: linear(&format!("{name}.out_proj"), &b.out_proj, h)?,
+                },
+                ln_2: layernorm(&format!("{name}.ln_2"), &b.ln_2)?,
+                mlp: Mlp {
+                    layer,
+                    c_fc: linear(&format!("{name}.c_fc"), &b.c_fc, h)?,
+                    c_proj: linear(&format!("{name}.c_proj"), &b.c_proj, config.intermediate_size)?,
+                },
             };
             // The block is on the GPU: neither the writes' staging copies nor its pages of the
             // mapped file need stay in memory.
@@ -107,10 +114,12 @@ impl GpuModel {
             b.release_pages();
             Ok(block)
         };
+        let wpe = GpuPositions::upload(gpu, "wpe", weights.wpe.bytes(), config.hidden_size)?;
+        weights.wpe.release_pages();
         let model = GpuModel {
-            config: weights.config.clone(),
+            config: config.clone(),
             wte: weights.wte.clone(),
-            wpe: gpu.upload("wpe", weights.wpe.bytes()).inspect(|_| weights.wpe.release_pages())?,
+            wpe,
             blocks: weights
                 .blocks
                 .iter()
@@ -145,13 +154,165 @@ impl GpuModel {
             );
         }
         let started = Instant::now();
-        let n = batch.n_tokens();
-        let h = config.hidden_size;
-        let inter = config.intermediate_size;
+        let n_tokens = batch.n_tokens();
+        let (h, inter) = (config.hidden_size, config.intermediate_size);
         let ids: Vec<usize> = batch.ids.iter().map(|&id| id as usize).collect();
-        let token_rows = self.wte.gather_rows(&ids)?;
-        let buffers = Buffers {
-            token_rows: gpu.upload("token rows", &token_rows)?,
+        let mut buffers = Buffers::new(gpu, batch, &self.wte.gather_rows(&ids)?, h, inter)?;
+        let scratch = kernels.scratch(gpu, n_tokens, &[h, 3 * h, inter])?;
+        let mut f = Recording {
+            kernels,
+            rec: Recorder::new(gpu, timed),
+            rows: Rows { n_tokens, scratch: &scratch },
+            taps: Taps { plan, staged: Vec::new() },
+        };
+        match self.record(&mut f, &mut buffers) {
+            Ok(()) | Err(Stop::Reached) => {}
+            Err(Stop::Failed(error)) => return Err(error),
+        }
+        let Recording { taps, rec, .. } = f;
+        let record = started.elapsed();
+        let passes = rec.finish()?;
+        let forward = started.elapsed();
+
+        let started = Instant::now();
+        let staging: Vec<&wgpu::Buffer> = taps.staged.iter().map(|s| &s.buffer).collect();
+        let mut values = HashMap::new();
+        for (staged, rows) in taps.staged.iter().zip(gpu.read_staging(&staging)?) {
+            values.insert(staged.hook, staged.columns.select(&rows));
+        }
+        let readback = started.elapsed();
+        Ok((Activations { n_tokens, values }, ForwardTimes { forward, record, readback, passes }))
+    }
+
+    /// HF's GPTNeoModel.forward: the embeddings, every block, ln_f.
+    fn record(&self, f: &mut Recording, a: &mut Buffers) -> Step {
+        f.kernels.embed(&mut f.rec, &self.wpe, &a.token_rows, &a.positions, &a.resid, f.rows.n_tokens);
+        for block in &self.blocks {
+            block.record(f, a)?;
+            f.block_recorded(block.layer);
+            std::mem::swap(&mut a.resid, &mut a.resid_next);
+        }
+        if let Some(ln_f) = &self.ln_f {
+            f.layernorm(ln_f, &a.resid, Out::new(&a.normed, Hook::LnFinal))?;
+        }
+        Ok(())
+    }
+}
+
+impl Block {
+    /// HF's GPTNeoBlock.forward: `h = h + attn(ln_1(h));  h = h + mlp(ln_2(h))`, each residual
+    /// add fused into the projection before it. Reads `a.resid`, leaves the block's output in
+    /// `a.resid_next`.
+    fn record(&self, f: &mut Recording, a: &Buffers) -> Step {
+        let at = |point| Hook::block(self.layer, point);
+        f.tap(Out::new(&a.resid, at(HookPoint::ResidPre)))?;
+        f.layernorm(&self.ln_1, &a.resid, Out::new(&a.normed, at(HookPoint::Ln1Normalized)))?;
+        self.attn.record(f, a, &a.normed, &a.resid, Out::new(&a.resid_mid, at(HookPoint::ResidMid)))?;
+        f.layernorm(&self.ln_2, &a.resid_mid, Out::new(&a.normed, at(HookPoint::Ln2Normalized)))?;
+        self.mlp.record(f, a, &a.normed, &a.resid_mid, Out::new(&a.resid_next, at(HookPoint::ResidPost)))
+    }
+}
+
+impl Attention {
+    /// `resid + out_proj(attention(q, k, v))` with q, k, v projected from `x`: HF's
+    /// GPTNeoSelfAttention.forward (scores unscaled, causal, windowed on local layers).
+    fn record(
+        &self,
+        f: &mut Recording,
+        a: &Buffers,
+        x: &wgpu::Buffer,
+        resid: &wgpu::Buffer,
+        out: Out,
+    ) -> Step {
+        let at = |point| Hook::block(self.layer, point);
+        f.linear(&self.qkv, x, Then::Nothing, Out::untapped(&a.qkv))?;
+        for (part, point) in [HookPoint::AttnQ, HookPoint::AttnK, HookPoint::AttnV].into_iter().enumerate() {
+            f.tap(Out::columns(&a.qkv, at(point), part, 3))?;
+        }
+        f.attention(self, &a.qkv, &a.seq_start, Out::new(&a.z, at(HookPoint::AttnZ)))?;
+        let sublayer = Out::new(&a.attn_out, at(HookPoint::AttnOut));
+        f.linear(&self.out_proj, &a.z, Then::AddTo { resid, sublayer }, out)
+    }
+}
+
+impl Mlp {
+    /// `resid + c_proj(gelu_new(c_fc(x)))`: HF's GPTNeoMLP.forward, GELU fused into c_fc.
+    fn record(
+        &self,
+        f: &mut Recording,
+        a: &Buffers,
+        x: &wgpu::Buffer,
+        resid: &wgpu::Buffer,
+        out: Out,
+    ) -> Step {
+        let at = |point| Hook::block(self.layer, point);
+        let pre = Out::new(&a.mlp_pre, at(HookPoint::MlpPre));
+        f.linear(&self.c_fc, x, Then::Gelu { pre }, Out::new(&a.mlp_post, at(HookPoint::MlpPost)))?;
+        let sublayer = Out::new(&a.mlp_out, at(HookPoint::MlpOut));
+        f.linear(&self.c_proj, &a.mlp_post, Then::AddTo { resid, sublayer }, out)
+    }
+}
+
+/// Hook activations read back from a forward: each `[n_tokens, width]`, row-major.
+pub struct Activations {
+    pub n_tokens: usize,
+    values: HashMap<Hook, Vec<f32>>,
+}
+
+impl Activations {
+    pub fn get(&self, hook: Hook) -> Option<&[f32]> {
+        self.values.get(&hook).map(Vec::as_slice)
+    }
+
+    pub fn take(&mut self, hook: Hook) -> Option<Vec<f32>> {
+        self.values.remove(&hook)
+    }
+}
+
+/// Where a forward's time went.
+#[derive(Clone, Debug, Default)]
+pub struct ForwardTimes {
+    /// Recording, submitting and running every kernel (host wall time until the GPU is done).
+    pub forward: Duration,
+    /// The part of `forward` spent on the host until the last part is submitted: allocating the
+    /// activation buffers, uploading the batch, recording the dispatches (on a GPU, blocks are
+    /// submitted a few at a time and run meanwhile).
+    pub record: Duration,
+    /// Mapping the hook buffers and copying them out.
+    pub readback: Duration,
+    /// GPU time of each dispatch, when timing was asked for and the adapter has timestamps.
+    pub passes: Vec<PassTime>,
+}
+
+/// How many blocks a forward on a GPU records before submitting them, so that the GPU runs them
+/// while the next are recorded; the count that measured fastest (docs/kernels.md). A CPU driver
+/// runs a submission's work before it returns, so there the forward is submitted once.
+const SUBMIT_EVERY_BLOCKS: usize = 3;
+
+/// The activation buffers of one forward, reused by every block.
+struct Buffers {
+    token_rows: wgpu::Buffer,
+    positions: wgpu::Buffer,
+    seq_start: wgpu::Buffer,
+    /// The residual stream entering the block, and leaving it (swapped after each block).
+    resid: wgpu::Buffer,
+    resid_next: wgpu::Buffer,
+    /// ln_1's and then ln_2's output.
+    normed: wgpu::Buffer,
+    qkv: wgpu::Buffer,
+    z: wgpu::Buffer,
+    attn_out: wgpu::Buffer,
+    resid_mid: wgpu::Buffer,
+    mlp_pre: wgpu::Buffer,
+    mlp_post: wgpu::Buffer,
+    mlp_out: wgpu::Buffer,
+}
+
+impl Buffers {
+    fn new(gpu: &Gpu, batch: &Batch, token_rows: &[u8], h: usize, inter: usize) -> Result<Buffers> {
+        let n = batch.n_tokens();
+        Ok(Buffers {
+            token_rows: gpu.upload("token rows", token_rows)?,
             positions: gpu.upload("positions", bytemuck::cast_slice(&batch.positions))?,
             seq_start: gpu.upload("sequence starts", bytemuck::cast_slice(&batch.seq_start))?,
             resid: gpu.storage("resid", n * h)?,
@@ -164,171 +325,121 @@ impl GpuModel {
             mlp_pre: gpu.storage("mlp_pre", n * inter)?,
             mlp_post: gpu.storage("mlp_post", n * inter)?,
             mlp_out: gpu.storage("mlp_out", n * h)?,
-            scratch: kernels.scratch(gpu, n, &[h, 3 * h, inter])?,
-        };
-        let mut pass = ForwardPass {
-            kernels,
-            model: self,
-            n_tokens: n,
-            buffers,
-            taps: Taps { plan, staged: Vec::new() },
-            rec: Recorder::new(gpu, timed),
-            submit_in_parts: gpu.info.device_type != wgpu::DeviceType::Cpu,
-            error: None,
-        };
-        let _ = pass.record();
-        let ForwardPass { taps, rec, error, .. } = pass;
-        if let Some(error) = error {
-            return Err(error);
-        }
-        let record = started.elapsed();
-        let passes = rec.finish()?;
-        let forward = started.elapsed();
-
-        let started = Instant::now();
-        let staging: Vec<&wgpu::Buffer> = taps.staged.iter().map(|s| &s.buffer).collect();
-        let mut values = HashMap::new();
-        for (staged, rows) in taps.staged.iter().zip(gpu.read_staging(&staging)?) {
-            values.insert(staged.hook, staged.columns.select(&rows));
-        }
-        let readback = started.elapsed();
-        Ok((Activations { n_tokens: n, values }, ForwardTimes { forward, record, readback, passes }))
+        })
     }
 }
 
-/// How many blocks a forward on a GPU records before submitting them, so that the GPU runs them
-/// while the next are recorded. Measured on an NVIDIA H200 (`tiled`, the challenge batch, medians
-/// of 60 forwards): 3.44 ms submitting every block, 3.32 ms every 3 blocks, 3.71 ms submitting
-/// once at the end (each submission costs about 60 µs of host time there). On a CPU driver a
-/// submission runs its work before it returns, so there is nothing to overlap and the forward is
-/// submitted once (lavapipe, the full-shape model, alternating in one process: 1.34–1.54 s in
-/// parts against 1.20–1.47 s at once).
-const SUBMIT_EVERY_BLOCKS: usize = 3;
-
-/// The activation buffers of one forward, reused by every block.
-struct Buffers {
-    token_rows: wgpu::Buffer,
-    positions: wgpu::Buffer,
-    seq_start: wgpu::Buffer,
-    resid: wgpu::Buffer,
-    resid_next: wgpu::Buffer,
-    normed: wgpu::Buffer,
-    qkv: wgpu::Buffer,
-    z: wgpu::Buffer,
-    attn_out: wgpu::Buffer,
-    resid_mid: wgpu::Buffer,
-    mlp_pre: wgpu::Buffer,
-    mlp_post: wgpu::Buffer,
-    mlp_out: wgpu::Buffer,
-    scratch: Scratch,
+/// Why recording stopped before the end: the deepest requested hook was reached (nothing after
+/// it is needed), or the adapter rejected a pipeline.
+enum Stop {
+    Reached,
+    Failed(anyhow::Error),
 }
 
-struct ForwardPass<'a> {
+impl From<anyhow::Error> for Stop {
+    fn from(error: anyhow::Error) -> Stop {
+        Stop::Failed(error)
+    }
+}
+
+/// The result of recording a step of the forward.
+type Step = std::result::Result<(), Stop>;
+
+/// A kernel's output buffer, and the hook it is (if any) with the columns of the buffer the hook
+/// takes.
+#[derive(Clone, Copy)]
+struct Out<'b> {
+    buffer: &'b wgpu::Buffer,
+    hook: Option<Hook>,
+    /// Part `part` of `parts` equal column blocks of each row (q, k or v of the qkv rows).
+    part: (usize, usize),
+}
+
+impl<'b> Out<'b> {
+    fn new(buffer: &'b wgpu::Buffer, hook: Hook) -> Self {
+        Out { buffer, hook: Some(hook), part: (0, 1) }
+    }
+
+    fn untapped(buffer: &'b wgpu::Buffer) -> Self {
+        Out { buffer, hook: None, part: (0, 1) }
+    }
+
+    fn columns(buffer: &'b wgpu::Buffer, hook: Hook, part: usize, parts: usize) -> Self {
+        Out { buffer, hook: Some(hook), part: (part, parts) }
+    }
+}
+
+/// What a linear kernel does after `v = x · wᵀ + bias`, with where `v` itself goes when a hook
+/// asks for it.
+enum Then<'b> {
+    Nothing,
+    Gelu { pre: Out<'b> },
+    AddTo { resid: &'b wgpu::Buffer, sublayer: Out<'b> },
+}
+
+/// A forward being recorded: the kernels, the recording, the batch's rows and the hook taps.
+struct Recording<'a> {
     kernels: &'a Kernels,
-    model: &'a GpuModel,
-    n_tokens: usize,
-    buffers: Buffers,
-    taps: Taps<'a>,
     rec: Recorder<'a>,
-    /// Whether to submit every SUBMIT_EVERY_BLOCKS blocks (on GPUs) rather than once.
-    submit_in_parts: bool,
-    /// Why recording stopped early, when it was not the deepest hook (a pipeline the adapter
-    /// rejected).
-    error: Option<anyhow::Error>,
+    rows: Rows<'a>,
+    taps: Taps<'a>,
 }
 
-impl ForwardPass<'_> {
-    /// Records the forward; `Break` once the deepest requested hook has been captured.
-    fn record(&mut self) -> ControlFlow<()> {
-        let (n, config) = (self.n_tokens, &self.model.config);
-        let b = &self.buffers;
-        self.kernels.embed(
-            &mut self.rec,
-            &b.token_rows,
-            &self.model.wpe,
-            &b.positions,
-            &b.resid,
-            n,
-            config.hidden_size,
-        );
-        for layer in 0..self.model.blocks.len() {
-            self.record_block(layer)?;
-            if self.submit_in_parts && (layer + 1) % SUBMIT_EVERY_BLOCKS == 0 {
-                self.rec.submit_so_far();
-            }
-            std::mem::swap(&mut self.buffers.resid, &mut self.buffers.resid_next);
-        }
-        if let Some(ln_f) = &self.model.ln_f {
-            let b = &self.buffers;
-            let (h, eps) = (config.hidden_size, config.layer_norm_epsilon);
-            let (rec, scratch) = (&mut self.rec, &b.scratch);
-            self.kernels.layernorm(rec, &b.resid, &ln_f.weight, &ln_f.bias, &b.normed, n, h, eps, scratch);
-            self.taps.tap(&mut self.rec, Hook::LnFinal, &b.normed, Columns::all(n, h))?;
-        }
-        ControlFlow::Continue(())
+impl Recording<'_> {
+    fn layernorm(&mut self, ln: &GpuLayerNorm, x: &wgpu::Buffer, y: Out) -> Step {
+        self.kernels.layernorm(&mut self.rec, ln, x, y.buffer, self.rows);
+        self.tap(y)
     }
 
-    fn record_block(&mut self, layer: usize) -> ControlFlow<()> {
-        let config = &self.model.config;
-        let block = &self.model.blocks[layer];
-        let (k, b, rec, taps) = (self.kernels, &self.buffers, &mut self.rec, &mut self.taps);
-        let (n, h, inter, eps) =
-            (self.n_tokens, config.hidden_size, config.intermediate_size, config.layer_norm_epsilon);
-        let hook = |point| Hook::block(layer, point);
-        let all = |width| Columns::all(n, width);
-        let plan = taps.plan;
-        // The buffer for a fused epilogue's value before its last step, where the plan asks for it.
-        let if_hooked = |point, buffer| plan.wants(hook(point)).then_some(buffer);
-        let error = &mut self.error;
-        let mut linear = |rec: &mut Recorder, x, layer, y, epilogue| match k
-            .linear(rec, x, layer, y, epilogue, n, &b.scratch)
-        {
-            Ok(()) => ControlFlow::Continue(()),
-            Err(e) => {
-                *error = Some(e);
-                ControlFlow::Break(())
-            }
+    /// `layer` on `x` into `y`, then `then`; taps `v` (where `then` keeps it) and `y`.
+    fn linear(&mut self, layer: &GpuLinear, x: &wgpu::Buffer, then: Then, y: Out) -> Step {
+        let v_out = match then {
+            Then::Nothing => None,
+            Then::Gelu { pre } => Some(pre),
+            Then::AddTo { sublayer, .. } => Some(sublayer),
         };
-
-        taps.tap(rec, hook(HookPoint::ResidPre), &b.resid, all(h))?;
-        k.layernorm(rec, &b.resid, &block.ln_1.weight, &block.ln_1.bias, &b.normed, n, h, eps, &b.scratch);
-        taps.tap(rec, hook(HookPoint::Ln1Normalized), &b.normed, all(h))?;
-        linear(rec, &b.normed, &block.qkv, &b.qkv, Epilogue::Bias)?;
-        for (part, point) in [HookPoint::AttnQ, HookPoint::AttnK, HookPoint::AttnV].into_iter().enumerate() {
-            let columns = Columns { n_tokens: n, row_width: 3 * h, start: part * h, width: h };
-            taps.tap(rec, hook(point), &b.qkv, columns)?;
+        let v = v_out.filter(|out| self.taps.wants(out)).map(|out| out.buffer);
+        let epilogue = match then {
+            Then::Nothing => Epilogue::Bias,
+            Then::Gelu { .. } => Epilogue::Gelu { pre: v },
+            Then::AddTo { resid, .. } => Epilogue::Residual { resid, sublayer: v },
+        };
+        self.kernels.linear(&mut self.rec, layer, x, y.buffer, epilogue, self.rows)?;
+        if let Some(v_out) = v_out {
+            self.tap(v_out)?;
         }
+        self.tap(y)
+    }
+
+    fn attention(&mut self, attn: &Attention, qkv: &wgpu::Buffer, seq_start: &wgpu::Buffer, z: Out) -> Step {
         let shape = AttentionShape {
-            n_tokens: n,
-            n_heads: config.num_heads,
-            head_dim: config.head_dim(),
-            window: config.window(layer),
+            n_tokens: self.rows.n_tokens,
+            n_heads: attn.n_heads,
+            head_dim: attn.head_dim,
+            window: attn.window,
         };
-        k.attention(rec, &b.qkv, &b.seq_start, &b.z, shape, &b.scratch);
-        taps.tap(rec, hook(HookPoint::AttnZ), &b.z, all(h))?;
-        let sublayer = if_hooked(HookPoint::AttnOut, &b.attn_out);
-        linear(rec, &b.z, &block.out_proj, &b.resid_mid, Epilogue::Residual { resid: &b.resid, sublayer })?;
-        taps.tap(rec, hook(HookPoint::AttnOut), &b.attn_out, all(h))?;
-        taps.tap(rec, hook(HookPoint::ResidMid), &b.resid_mid, all(h))?;
-        let ln_2 = &block.ln_2;
-        k.layernorm(rec, &b.resid_mid, &ln_2.weight, &ln_2.bias, &b.normed, n, h, eps, &b.scratch);
-        taps.tap(rec, hook(HookPoint::Ln2Normalized), &b.normed, all(h))?;
-        let pre = if_hooked(HookPoint::MlpPre, &b.mlp_pre);
-        linear(rec, &b.normed, &block.c_fc, &b.mlp_post, Epilogue::Gelu { pre })?;
-        taps.tap(rec, hook(HookPoint::MlpPre), &b.mlp_pre, all(inter))?;
-        taps.tap(rec, hook(HookPoint::MlpPost), &b.mlp_post, all(inter))?;
-        let sublayer = if_hooked(HookPoint::MlpOut, &b.mlp_out);
-        linear(
-            rec,
-            &b.mlp_post,
-            &block.c_proj,
-            &b.resid_next,
-            Epilogue::Residual { resid: &b.resid_mid, sublayer },
-        )?;
-        taps.tap(rec, hook(HookPoint::MlpOut), &b.mlp_out, all(h))?;
-        taps.tap(rec, hook(HookPoint::ResidPost), &b.resid_next, all(h))?;
-        ControlFlow::Continue(())
+        self.kernels.attention(&mut self.rec, qkv, seq_start, z.buffer, shape, self.rows.scratch)?;
+        self.tap(z)
     }
+
+    /// Copies `out` to the host if its hook is requested; stops once it is the deepest one.
+    fn tap(&mut self, out: Out) -> Step {
+        self.taps.tap(&mut self.rec, self.rows.n_tokens, out)
+    }
+
+    /// On a GPU, submits the blocks recorded so far every `SUBMIT_EVERY_BLOCKS` blocks.
+    fn block_recorded(&mut self, layer: usize) {
+        let on_gpu = self.rec.gpu().info.device_type != wgpu::DeviceType::Cpu;
+        if on_gpu && (layer + 1) % SUBMIT_EVERY_BLOCKS == 0 {
+            self.rec.submit_so_far();
+        }
+    }
+}
+
+struct Staged {
+    hook: Hook,
+    buffer: wgpu::Buffer,
+    columns: Columns,
 }
 
 /// Which columns of a `[n_tokens, row_width]` buffer a hook is.
@@ -341,10 +452,6 @@ struct Columns {
 }
 
 impl Columns {
-    fn all(n_tokens: usize, width: usize) -> Columns {
-        Columns { n_tokens, row_width: width, start: 0, width }
-    }
-
     fn select(&self, rows: &[f32]) -> Vec<f32> {
         if self.start == 0 && self.width == self.row_width {
             return rows[..self.n_tokens * self.width].to_vec();
@@ -357,12 +464,6 @@ impl Columns {
     }
 }
 
-struct Staged {
-    hook: Hook,
-    buffer: wgpu::Buffer,
-    columns: Columns,
-}
-
 /// The hook buffers being copied out during a forward.
 struct Taps<'p> {
     plan: &'p HookPlan,
@@ -370,24 +471,27 @@ struct Taps<'p> {
 }
 
 impl Taps<'_> {
-    /// Copies `buffer` out if `hook` is requested; `Break` when `hook` is the deepest requested.
-    fn tap(
-        &mut self,
-        rec: &mut Recorder,
-        hook: Hook,
-        buffer: &wgpu::Buffer,
-        columns: Columns,
-    ) -> ControlFlow<()> {
+    fn wants(&self, out: &Out) -> bool {
+        out.hook.is_some_and(|hook| self.plan.wants(hook))
+    }
+
+    fn tap(&mut self, rec: &mut Recorder, n_tokens: usize, out: Out) -> Step {
+        let Some(hook) = out.hook else { return Ok(()) };
         if self.plan.wants(hook) {
-            let bytes = (columns.n_tokens * columns.row_width * 4) as u64;
+            // The activation buffers hold exactly n_tokens rows.
+            let bytes = out.buffer.size();
+            let row_width = bytes as usize / 4 / n_tokens;
+            let (part, parts) = out.part;
+            let width = row_width / parts;
+            let columns = Columns { n_tokens, row_width, start: part * width, width };
             let staging = rec.gpu().staging(&hook.to_string(), bytes);
-            rec.copy(buffer, &staging, bytes);
+            rec.copy(out.buffer, &staging, bytes);
             self.staged.push(Staged { hook, buffer: staging, columns });
         }
         if hook == self.plan.deepest() {
-            ControlFlow::Break(())
+            Err(Stop::Reached)
         } else {
-            ControlFlow::Continue(())
+            Ok(())
         }
     }
 }

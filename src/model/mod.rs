@@ -8,7 +8,7 @@ mod weights;
 
 pub use batch::Batch;
 pub use config::{AttentionKind, GptNeoConfig};
-pub use forward::{Activations, ForwardTimes, GpuModel};
+pub use forward::{kernel_shapes, Activations, ForwardTimes, GpuModel};
 pub use hooks::{Hook, HookPlan, HookPoint};
 pub use weights::{BlockWeights, GptNeoWeights, HostTensor, LayerNormWeights, LinearWeights};
 

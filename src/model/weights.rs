@@ -85,9 +85,8 @@ impl HostTensor {
 
     /// Rows `rows` of a 2-D tensor, concatenated as f32 bytes. A mapped tensor's rows are read
     /// from the file rather than through the map: touching a few hundred scattered rows of a
-    /// mapped `wte` faults in whole page-cache folios around each (279 rows left 104 MiB of its
-    /// 147 MiB resident), and faulting them in and dropping them again took most of a forward's
-    /// host time (measured on lavapipe: 1.4–1.8 of 1.9–2.4 ms).
+    /// mapped `wte` faults in whole page-cache folios around each, and faulting them in and
+    /// dropping them again took most of a forward's host time (docs/kernels.md).
     pub fn gather_rows(&self, rows: &[usize]) -> Result<Vec<u8>> {
         let width = self.shape[1] * 4;
         let mut out = vec![0u8; rows.len() * width];

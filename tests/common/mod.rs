@@ -3,7 +3,7 @@
 
 use neoprobe::engine::Engine;
 use neoprobe::gpu::Gpu;
-use neoprobe::kernels::{Kernels, Variant};
+use neoprobe::kernels::{Kernels, Shapes, Variant};
 use neoprobe::model::{AttentionKind, GptNeoConfig, GptNeoWeights};
 use std::sync::OnceLock;
 
@@ -13,13 +13,13 @@ pub fn gpu() -> &'static Gpu {
     GPU.get_or_init(|| Gpu::new().unwrap_or_else(|e| panic!("GPU tests need a GPU adapter: {e:#}")))
 }
 
-/// The kernels of every variant, compiled for the test binary's GPU.
+/// The kernels of `variant`, compiled for the test binary's GPU when a test first asks for them
+/// (pipelines as calls first need them).
 pub fn kernels(variant: Variant) -> &'static Kernels {
-    static KERNELS: OnceLock<Vec<Kernels>> = OnceLock::new();
-    let all = KERNELS.get_or_init(|| {
-        Variant::ALL.iter().map(|&v| Kernels::new(gpu(), v).unwrap_or_else(|e| panic!("{e:#}"))).collect()
-    });
-    all.iter().find(|k| k.variant == variant).unwrap()
+    static KERNELS: [OnceLock<Kernels>; Variant::ALL.len()] = [const { OnceLock::new() }; Variant::ALL.len()];
+    let index = Variant::ALL.iter().position(|&v| v == variant).expect("a shipped variant");
+    KERNELS[index]
+        .get_or_init(|| Kernels::new(gpu(), variant, &Shapes::default()).unwrap_or_else(|e| panic!("{e:#}")))
 }
 
 /// Puts `weights` on a fresh engine (its own device) with the kernel `variant`.
@@ -59,4 +59,33 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .zip(b)
         .map(|(x, y)| if x.is_nan() || y.is_nan() { f32::INFINITY } else { (x - y).abs() })
         .fold(0.0, f32::max)
+}
+
+/// Defines `mod simple`, `mod cpu` and `mod tiled`, each with one `#[test]` per listed function
+/// `fn name(variant: Variant)` of the enclosing file, run with that variant: `cargo test cpu::`
+/// runs one variant alone.
+#[macro_export]
+macro_rules! test_each_variant {
+    ($($test:ident),+ $(,)?) => {
+        $crate::test_each_variant!(@variant simple, Simple, $($test),+);
+        $crate::test_each_variant!(@variant cpu, Cpu, $($test),+);
+        $crate::test_each_variant!(@variant tiled, Tiled, $($test),+);
+
+        /// Every shipped variant has its module of tests.
+        #[test]
+        fn every_variant_is_tested() {
+            use neoprobe::kernels::Variant;
+            assert_eq!(Variant::ALL, [Variant::Simple, Variant::Cpu, Variant::Tiled]);
+        }
+    };
+    (@variant $module:ident, $variant:ident, $($test:ident),+) => {
+        mod $module {
+            $(
+                #[test]
+                fn $test() {
+                    super::$test(neoprobe::kernels::Variant::$variant);
+                }
+            )+
+        }
+    };
 }
