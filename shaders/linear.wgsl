@@ -16,6 +16,7 @@
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lane: u32) {
+    set_owner(wid, lane);
     let group = wid.y * groups.x + wid.x;
     let groups_per_token = (params.n_out + 63u) / 64u;
     let t = group / groups_per_token;

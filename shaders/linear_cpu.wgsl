@@ -47,7 +47,10 @@ const PACKED_CHUNK: u32 = 1024u;
 override OUTPUTS_FIRST: bool;
 
 @compute @workgroup_size(8)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(local_invocation_index) invocation: u32,
+        @builtin(subgroup_invocation_id) lane: u32) {
+    set_owner(wid, invocation);
     let k4 = (params.n_in + 3u) / 4u;
     let n_chunks = (k4 + PACKED_CHUNK - 1u) / PACKED_CHUNK;
     let token_group = select(wid.x, wid.y, OUTPUTS_FIRST);

@@ -23,6 +23,10 @@
 // overflowing to ±inf the clamp still gives ±15 — so every finite v gives a finite result.
 // The epilogue is written once, on four outputs at a time (`epilogue`); a scalar store uses one
 // of the four.
+// RECORD_OWNER (off unless asked for) makes every store write, instead of y and v, who stored
+// the output: y[i] = the workgroup (wid.x + 65536 · wid.y) and aux_out[i] = the invocation
+// (local_invocation_index), as u32 bits. It is how the geometry `neoprobe explain` states is
+// checked against the kernel itself; each kernel's main hands its ids to set_owner first.
 // Bindings: params (0), the kernel's x (1) and w (2), bias [n_out] (3), y [n_tokens, n_out] (4),
 // aux_in and aux_out [n_tokens, n_out] (5, 6; a 16-byte placeholder when the epilogue does not
 // use them).
@@ -42,6 +46,15 @@ struct Params {
 
 override EPILOGUE: u32;
 override WRITE_AUX: bool;
+override RECORD_OWNER: bool = false;
+
+var<private> owner_workgroup: u32;
+var<private> owner_invocation: u32;
+
+fn set_owner(wid: vec3<u32>, invocation: u32) {
+    owner_workgroup = wid.x + 65536u * wid.y;
+    owner_invocation = invocation;
+}
 
 const EPILOGUE_BIAS: u32 = 0u;
 const EPILOGUE_GELU: u32 = 1u;
@@ -76,6 +89,11 @@ fn store_output(t: u32, n: u32, dot_product: f32) {
 // store_output for a kernel that has already added bias[n] (loaded once for many tokens).
 fn store_biased(t: u32, n: u32, v: f32) {
     let i = t * params.n_out + n;
+    if (RECORD_OWNER) {
+        y[i] = bitcast<f32>(owner_workgroup);
+        aux_out[i] = bitcast<f32>(owner_invocation);
+        return;
+    }
     var resid = 0.0;
     if (EPILOGUE == EPILOGUE_RESIDUAL) {
         resid = aux_in[i];

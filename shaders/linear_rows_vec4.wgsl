@@ -15,6 +15,11 @@ fn bias_row(n: u32) -> vec4<f32> {
 
 fn store_row(t: u32, n: u32, v: vec4<f32>) {
     let i = (t * params.n_out + n) / 4u;
+    if (RECORD_OWNER) {
+        y_vec4[i] = bitcast<vec4<f32>>(vec4<u32>(owner_workgroup));
+        aux_out_vec4[i] = bitcast<vec4<f32>>(vec4<u32>(owner_invocation));
+        return;
+    }
     var resid = vec4<f32>(0.0);
     if (EPILOGUE == EPILOGUE_RESIDUAL) {
         resid = aux_in_vec4[i];

@@ -62,6 +62,7 @@ fn w_at(n: u32, k: u32) -> f32 {
 
 @compute @workgroup_size(WORKGROUP)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) i: u32) {
+    set_owner(wid, i);
     let n0 = wid.x * TILE;
     let t0 = wid.y * TILE;
     let slice = i / SLICE;

@@ -394,6 +394,84 @@ fn linear_matches_reference_on_both_sides_of_the_cpu_tile_change(variant: Varian
     }
 }
 
+/// The geometry the variant table states (`LinearSplit::owner`: which workgroup and invocation
+/// store each output) is the kernel's own: with RECORD_OWNER the kernel writes, for every output,
+/// the ids of the invocation that stored it. Shapes that are multiples of no tile size, on both
+/// sides of the `cpu` tile change, and one whose grid folds past 65 535 workgroups for `simple`.
+fn linear_owners_match_the_table(variant: Variant) {
+    let split = variant.spec().linear_split;
+    for (n_tokens, n_in, n_out) in
+        [(37, 45, 71), (70, 1025, 37), (3, 5, 130), (33, 1024, 36), (1100, 3, 3001)]
+    {
+        let k = kernels(variant);
+        let w = normals(&mut rng(31), n_out * n_in, 0.0, 1.0);
+        let layer = k.upload_linear(gpu(), "w", &[bytemuck::cast_slice(&w)], None, n_in).unwrap();
+        let x_buf = upload("x", &normals(&mut rng(32), n_tokens * n_in, 0.0, 1.0));
+        let scratch = k.scratch(gpu(), n_tokens, &[n_in]).unwrap();
+        let n = n_tokens * n_out;
+        let (workgroups, invocations) = (output("workgroups", n), output("invocations", n));
+        run(|rec| {
+            let rows = Rows { n_tokens, scratch: &scratch };
+            k.linear_owners(rec, &layer, &x_buf, &workgroups, &invocations, rows).expect("linear pipeline")
+        });
+        let fail = |e: String| panic!("{variant} {n_tokens}×{n_in}→{n_out}: {e}");
+        let workgroups = read_output(&workgroups, n).unwrap_or_else(fail);
+        let invocations = read_output(&invocations, n).unwrap_or_else(fail);
+        for i in 0..n {
+            let (t, out) = (i / n_out, i % n_out);
+            let owner = split.owner(t, out, n_tokens, n_in, n_out);
+            let (wg, inv) = (workgroups[i].to_bits(), invocations[i].to_bits());
+            let recorded = ([wg % 65536, wg / 65536], inv);
+            assert_eq!(
+                recorded,
+                (owner.workgroup, owner.invocation),
+                "{variant} {n_tokens}×{n_in}→{n_out}: output (token {t}, neuron {out}) was stored by \
+                 workgroup {:?} invocation {inv}; the table says {owner:?}",
+                recorded.0
+            );
+        }
+    }
+}
+
+/// Replaying the kernel's k order (`KOrder::replay`) in f32 gives the kernel's own output bit
+/// for bit on an adapter that does not contract multiply-adds, and the fused replay on one that
+/// contracts every one of them; on any adapter the output is one of the two or within the
+/// linear bound of the reference (a driver may contract some and not others).
+fn linear_replay_matches_the_kernel(variant: Variant) {
+    let order = variant.spec().linear_split.k_order();
+    let contracts = gpu().info.device_type != wgpu::DeviceType::Cpu;
+    for (n_tokens, n_in, n_out) in [(5, 768, 67), (3, 3072, 40), (2, 131, 9)] {
+        let k = kernels(variant);
+        let x = normals(&mut rng(41), n_tokens * n_in, 0.0, 1.0);
+        let w = normals(&mut rng(42), n_out * n_in, 0.0, 0.05);
+        let b = normals(&mut rng(43), n_out, 0.0, 0.1);
+        let layer = k
+            .upload_linear(gpu(), "w", &[bytemuck::cast_slice(&w)], Some(bytemuck::cast_slice(&b)), n_in)
+            .unwrap();
+        let x_buf = upload("x", &x);
+        let scratch = k.scratch(gpu(), n_tokens, &[n_in]).unwrap();
+        let y = output("y", n_tokens * n_out);
+        run(|rec| {
+            let rows = Rows { n_tokens, scratch: &scratch };
+            k.linear(rec, &layer, &x_buf, &y, Epilogue::Bias, rows).expect("linear pipeline")
+        });
+        let got = read_output(&y, n_tokens * n_out).unwrap();
+        for i in 0..n_tokens * n_out {
+            let (t, n) = (i / n_out, i % n_out);
+            let (x_row, w_row) = (&x[t * n_in..(t + 1) * n_in], &w[n * n_in..(n + 1) * n_in]);
+            let replayed = order.replay(x_row, w_row, b[n], contracts);
+            if !contracts {
+                assert_eq!(
+                    got[i].to_bits(),
+                    replayed.to_bits(),
+                    "{variant} {n_tokens}×{n_in}→{n_out} (token {t}, neuron {n}): kernel {:e}, replay {replayed:e}",
+                    got[i]
+                );
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // attention
 
@@ -1139,6 +1217,16 @@ macro_rules! variant_tests {
             #[test]
             fn grids_folded_past_65535_workgroups() {
                 kernels_cover_grids_folded_past_65535_workgroups(VARIANT);
+            }
+
+            #[test]
+            fn linear_owners() {
+                linear_owners_match_the_table(VARIANT);
+            }
+
+            #[test]
+            fn linear_replay() {
+                linear_replay_matches_the_kernel(VARIANT);
             }
 
             #[test]

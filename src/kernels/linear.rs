@@ -65,6 +65,15 @@ pub struct LinearUse {
     pub n_out: usize,
 }
 
+/// One linear kernel call's operands.
+struct LinearCall<'a> {
+    layer: &'a GpuLinear,
+    x: &'a wgpu::Buffer,
+    y: &'a wgpu::Buffer,
+    epilogue: Epilogue<'a>,
+    rows: Rows<'a>,
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
@@ -81,6 +90,8 @@ struct Params {
 pub(super) struct LinearPipeline {
     fused: Fused,
     writes_v: bool,
+    /// The RECORD_OWNER constant: stores record who stored each output instead of the output.
+    record_owner: bool,
     row_stores: RowStores,
     cpu_tile: Option<CpuTile>,
 }
@@ -103,6 +114,7 @@ impl LinearPipeline {
         LinearPipeline {
             fused,
             writes_v,
+            record_owner: false,
             row_stores: match (split.stores_rows(), n_out % 4 == 0) {
                 (false, _) => RowStores::None,
                 (true, false) => RowStores::Scalar,
@@ -120,8 +132,11 @@ impl LinearPipeline {
             RowStores::Scalar => include_str!("../../shaders/linear_rows.wgsl"),
             RowStores::Vec4 => include_str!("../../shaders/linear_rows_vec4.wgsl"),
         };
-        let mut constants =
-            vec![("EPILOGUE", self.fused as u32 as f64), ("WRITE_AUX", self.writes_v as u32 as f64)];
+        let mut constants = vec![
+            ("EPILOGUE", self.fused as u32 as f64),
+            ("WRITE_AUX", self.writes_v as u32 as f64),
+            ("RECORD_OWNER", self.record_owner as u32 as f64),
+        ];
         let mut tile = Vec::new();
         if let Some(cpu_tile) = self.cpu_tile {
             tile.push(("TOKEN_PAIRS", cpu_tile.token_pairs));
@@ -188,6 +203,28 @@ impl Kernels {
         epilogue: Epilogue,
         rows: Rows,
     ) -> Result<()> {
+        self.record_linear(rec, LinearCall { layer, x, y, epilogue, rows }, false)
+    }
+
+    /// Runs `layer` on `x` with the kernel recording who stores each output instead of storing
+    /// it: `workgroups[t, n]` receives the workgroup (x + 65536 · y) and `invocations[t, n]` the
+    /// invocation (local_invocation_index) that stored output (t, n), as u32 bits. This is how
+    /// the geometry of `LinearSplit::owner` is checked against the kernel itself.
+    pub fn linear_owners(
+        &self,
+        rec: &mut Recorder,
+        layer: &GpuLinear,
+        x: &wgpu::Buffer,
+        workgroups: &wgpu::Buffer,
+        invocations: &wgpu::Buffer,
+        rows: Rows,
+    ) -> Result<()> {
+        let epilogue = Epilogue::Gelu { pre: Some(invocations) };
+        self.record_linear(rec, LinearCall { layer, x, y: workgroups, epilogue, rows }, true)
+    }
+
+    fn record_linear(&self, rec: &mut Recorder, call: LinearCall, record_owner: bool) -> Result<()> {
+        let LinearCall { layer, x, y, epilogue, rows } = call;
         let n_tokens = rows.n_tokens;
         rows.scratch.check(n_tokens, layer.n_in);
         let (aux_in, aux_out) = match epilogue {
@@ -195,8 +232,10 @@ impl Kernels {
             Epilogue::Gelu { pre: Some(pre) } => (&self.placeholder, pre),
             Epilogue::Residual { resid, sublayer } => (resid, sublayer.unwrap_or(&self.placeholder_out)),
         };
-        let key =
-            LinearPipeline::new(self.spec, epilogue.fused(), epilogue.writes_v(), layer.n_in, layer.n_out);
+        let key = LinearPipeline {
+            record_owner,
+            ..LinearPipeline::new(self.spec, epilogue.fused(), epilogue.writes_v(), layer.n_in, layer.n_out)
+        };
         let kernel = self.linear_pipeline(rec.gpu(), key)?;
         let params =
             Params { n_tokens: n_tokens as u32, n_in: layer.n_in as u32, n_out: layer.n_out as u32, _pad: 0 };

@@ -19,7 +19,9 @@ pub use embed::GpuPositions;
 pub use layernorm::GpuLayerNorm;
 pub use linear::{Epilogue, Fused, GpuLinear, LinearUse};
 pub use texels::Scratch;
-pub use variants::{CpuTile, DefaultOn, LinearSplit, Operands, Source, Variant, VariantSpec, VARIANTS};
+pub use variants::{
+    CpuTile, DefaultOn, KOrder, LinearSplit, Operands, Owner, Source, Variant, VariantSpec, VARIANTS,
+};
 
 use linear::LinearPipeline;
 use texels::TexelLayout;

@@ -191,6 +191,109 @@ impl LinearSplit {
             LinearSplit::Tiles { tile, .. } => [groups_for(n_out, tile), groups_for(n_tokens, tile), 1],
         }
     }
+
+    /// Which workgroup and invocations compute output `(t, n)` of a layer of `n_in` inputs and
+    /// `n_out` outputs over `n_tokens` tokens. (tests/kernels.rs checks this against the ids the
+    /// kernels themselves record, for every variant.)
+    pub fn owner(self, t: usize, n: usize, n_tokens: usize, n_in: usize, n_out: usize) -> Owner {
+        let grid = self.grid(n_tokens, n_in, n_out);
+        match self {
+            LinearSplit::PerOutput { outputs } => {
+                let group = t * n_out.div_ceil(outputs) + n / outputs;
+                let gx = grid[0] as usize;
+                let invocation = (n % outputs) as u32;
+                Owner::single([(group % gx) as u32, (group / gx) as u32], invocation)
+            }
+            LinearSplit::CpuTiles => {
+                let tile = CpuTile::for_n_in(n_in);
+                let (tokens, outputs) =
+                    ((t / (2 * tile.token_pairs)) as u32, (n / CPU_OUTPUTS_PER_GROUP) as u32);
+                let workgroup = if tile.outputs_first { [outputs, tokens] } else { [tokens, outputs] };
+                Owner::single(workgroup, (n % CPU_OUTPUTS_PER_GROUP / 4) as u32)
+            }
+            LinearSplit::Tiles { tile, k_slices, .. } => {
+                let (row, column) = (t % tile, n % tile);
+                let lane = (row / 4) * (tile / 4) + column / 4;
+                let workgroup = [(n / tile) as u32, (t / tile) as u32];
+                Owner {
+                    workgroup,
+                    invocation: ((row * tile / 4 + column / 4) % self.workgroup_size()) as u32,
+                    partial_sums: (0..k_slices).map(|s| (s * 64 + lane) as u32).collect(),
+                }
+            }
+        }
+    }
+
+    /// The order in which the kernel sums the products `x[t, k] · w[n, k]`.
+    pub fn k_order(self) -> KOrder {
+        match self {
+            LinearSplit::PerOutput { .. } | LinearSplit::CpuTiles => KOrder::Sequential,
+            LinearSplit::Tiles { k_slices, block_k, .. } => {
+                KOrder::Slices { slices: k_slices, block: block_k }
+            }
+        }
+    }
+}
+
+/// Who computes one output of a linear layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// The workgroup's (x, y) in the dispatch grid.
+    pub workgroup: [u32; 2],
+    /// The invocation (local_invocation_index) that adds the bias, applies the epilogue and
+    /// stores the output.
+    pub invocation: u32,
+    /// The invocations whose partial sums it adds up, when the sum is split (else itself).
+    pub partial_sums: Vec<u32>,
+}
+
+impl Owner {
+    fn single(workgroup: [u32; 2], invocation: u32) -> Owner {
+        Owner { workgroup, invocation, partial_sums: vec![invocation] }
+    }
+}
+
+/// The order of a linear kernel's sum over k, in f32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KOrder {
+    /// One running sum over k = 0, 1, …, n_in − 1, then + bias.
+    Sequential,
+    /// `slices` partial sums, slice s taking the blocks s, s + slices, s + 2·slices, … of `block`
+    /// consecutive k, each in order; the partial sums added in slice order, then + bias.
+    Slices { slices: usize, block: usize },
+}
+
+impl KOrder {
+    /// Σ_k x[k]·w[k] + bias in this order, in f32: each product rounded and then added
+    /// (`fused`: each multiply-add rounded once, as a GPU that contracts them to FMA computes it).
+    pub fn replay(self, x: &[f32], w: &[f32], bias: f32, fused: bool) -> f32 {
+        let add = |acc: f32, k: usize| if fused { x[k].mul_add(w[k], acc) } else { acc + x[k] * w[k] };
+        let sum = match self {
+            KOrder::Sequential => (0..x.len()).fold(0.0, add),
+            KOrder::Slices { slices, block } => (0..slices)
+                .map(|s| {
+                    let blocks = (s * block..x.len()).step_by(slices * block);
+                    blocks.flat_map(|start| start..(start + block).min(x.len())).fold(0.0, add)
+                })
+                .fold(None, |total: Option<f32>, partial| Some(total.map_or(partial, |t| t + partial)))
+                .unwrap_or(0.0),
+        };
+        sum + bias
+    }
+
+    /// The order in words.
+    pub fn describe(self, n_in: usize) -> String {
+        match self {
+            KOrder::Sequential => format!("one running f32 sum over k = 0, 1, …, {}, then + bias", n_in - 1),
+            KOrder::Slices { slices, block } => format!(
+                "{slices} partial f32 sums: slice s takes the blocks s, s + {slices}, … of {block} consecutive k \
+                 (slice 0: k = 0..{block}, {}..{} …), each in order; then slice 0 + slice 1 + … + slice {}, then + bias",
+                slices * block,
+                slices * block + block,
+                slices - 1
+            ),
+        }
+    }
 }
 
 /// Lanes of one `cpu` workgroup: the subgroup its linear kernel broadcasts across.
