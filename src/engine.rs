@@ -2,6 +2,7 @@
 //! `bench` share.
 
 use crate::gpu::Gpu;
+use crate::hub::{self, FetchOptions};
 use crate::kernels::{Kernels, Variant};
 use crate::model::{
     kernel_shapes, Activations, Batch, ForwardTimes, GptNeoConfig, GptNeoWeights, GpuModel, HookPlan,
@@ -9,6 +10,7 @@ use crate::model::{
 };
 use crate::tokenize::Tokenizer;
 use anyhow::Result;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Where the time of getting a model ready went.
@@ -74,5 +76,67 @@ impl LoadedModel {
         let tokenizer = Tokenizer::load(&dir.tokenizer_path())?;
         let weights = dir.weights(&config, &plan)?;
         Ok((LoadedModel { config, tokenizer, weights, load_time: started.elapsed() }, plan))
+    }
+}
+
+/// Which model to run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelSource {
+    /// A hub repo, fetched into the HF cache. `revision` `None`: the pinned commit for
+    /// [`hub::DEFAULT_MODEL`], `main` for any other model.
+    Hub { id: String, revision: Option<String> },
+    /// A local folder with config.json, model.safetensors and tokenizer.json; no network.
+    Dir(PathBuf),
+}
+
+/// A model source made local: the folder to load, and how to name it.
+#[derive(Clone, Debug)]
+pub struct ResolvedModel {
+    pub dir: PathBuf,
+    /// The hub id or the folder, for people.
+    pub label: String,
+    /// The revision asked of the hub, and the commit it resolved to.
+    pub revision: Option<String>,
+    pub commit: Option<String>,
+    /// Finding the files in the cache or fetching them.
+    pub fetch_time: Duration,
+}
+
+impl ModelSource {
+    /// The revision asked of the hub.
+    pub fn revision(id: &str, revision: &Option<String>) -> String {
+        match revision {
+            Some(r) => r.clone(),
+            None if id == hub::DEFAULT_MODEL => hub::DEFAULT_REVISION.to_string(),
+            None => "main".to_string(),
+        }
+    }
+
+    /// The local folder of this model: the folder itself, or the hub snapshot in the HF cache
+    /// (fetched when missing). `progress` hears which revision is asked for.
+    pub fn resolve(&self, fetch: &FetchOptions, progress: &mut dyn FnMut(&str)) -> Result<ResolvedModel> {
+        match self {
+            ModelSource::Dir(path) => Ok(ResolvedModel {
+                dir: path.clone(),
+                label: path.display().to_string(),
+                revision: None,
+                commit: None,
+                fetch_time: Duration::ZERO,
+            }),
+            ModelSource::Hub { id, revision } => {
+                let revision = ModelSource::revision(id, revision);
+                progress(&format!("model {id} at revision {revision}"));
+                let started = Instant::now();
+                let snapshot = hub::fetch_model(id, &revision, fetch)?;
+                let commit = snapshot.file_name().map(|c| c.to_string_lossy().into_owned());
+                Ok(ResolvedModel {
+                    dir: snapshot,
+                    label: id.clone(),
+                    revision: Some(revision),
+                    commit,
+                    fetch_time: started.elapsed(),
+                })
+            }
+        }
     }
 }

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod challenge;
 pub mod engine;
 pub mod extract;
+pub mod figures;
 pub mod gpu;
 pub mod hub;
 pub mod kernels;

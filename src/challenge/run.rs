@@ -18,8 +18,8 @@ use super::{
     ACTIVATIONS_NPY, ACTIVATIONS_SAFETENSORS, HEATMAP_PNG, NEURONS_CSV, OFFSETS_PNG, REPORT_MD,
     TOP_NEURONS_PNG,
 };
-use crate::engine::{Engine, LoadedModel};
-use crate::hub::{self, FetchOptions};
+use crate::engine::{Engine, LoadedModel, ModelSource, ResolvedModel};
+use crate::hub::FetchOptions;
 use crate::kernels::Variant;
 use crate::model::{Batch, Hook, HookPlan, HookPoint, ModelDir};
 use crate::output::{self, check_out_dir, Staging};
@@ -28,7 +28,7 @@ use crate::tokenize::{parse_word_list, read_word_list, ListedWord};
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The shipped verb list, compiled in so that the command works from any folder.
 pub const BUILT_IN_VERBS: &str = include_str!("../../data/verbs.txt");
@@ -129,27 +129,6 @@ impl CategorySpec {
     }
 }
 
-/// Which model to run.
-#[derive(Clone, Debug, PartialEq)]
-pub enum ModelSource {
-    /// A hub repo, fetched into the HF cache. `revision` `None`: the pinned commit for
-    /// [`hub::DEFAULT_MODEL`], `main` for any other model.
-    Hub { id: String, revision: Option<String> },
-    /// A local folder with config.json, model.safetensors and tokenizer.json; no network.
-    Dir(PathBuf),
-}
-
-impl ModelSource {
-    /// The revision asked of the hub.
-    fn revision(id: &str, revision: &Option<String>) -> String {
-        match revision {
-            Some(r) => r.clone(),
-            None if id == hub::DEFAULT_MODEL => hub::DEFAULT_REVISION.to_string(),
-            None => "main".to_string(),
-        }
-    }
-}
-
 /// Everything `neoprobe challenge` is asked to do.
 #[derive(Clone, Debug)]
 pub struct ChallengeArgs {
@@ -203,19 +182,8 @@ pub fn run_challenge(args: &ChallengeArgs, progress: &mut dyn FnMut(&str)) -> Re
     let categories = read_categories(&args.categories)?;
 
     // The model.
-    let mut fetch_time = Duration::ZERO;
-    let (dir, model_label, revision, commit) = match &args.model {
-        ModelSource::Dir(path) => (path.clone(), path.display().to_string(), None, None),
-        ModelSource::Hub { id, revision } => {
-            let revision = ModelSource::revision(id, revision);
-            progress(&format!("model {id} at revision {revision}"));
-            let fetch_started = Instant::now();
-            let snapshot = hub::fetch_model(id, &revision, &args.fetch)?;
-            fetch_time = fetch_started.elapsed();
-            let commit = snapshot.file_name().map(|c| c.to_string_lossy().into_owned());
-            (snapshot, id.clone(), Some(revision), commit)
-        }
-    };
+    let ResolvedModel { dir, label: model_label, revision, commit, fetch_time } =
+        args.model.resolve(&args.fetch, progress)?;
     let hook = Hook::block(args.layer, HookPoint::MlpPre);
     let (model, plan) = LoadedModel::load(&ModelDir::open(&dir)?, |config| {
         if args.layer >= config.num_layers {
