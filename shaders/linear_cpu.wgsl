@@ -14,7 +14,7 @@
 // Work split: a workgroup computes 2 · TOKEN_PAIRS consecutive tokens (token group g_t) × 32
 // consecutive outputs (output group g_n); lane l owns the four outputs n = 32 · g_n + 4 · l + o
 // (o = 0..3) for all the tokens, one vec4 accumulator per token. The tile is chosen per layer
-// (CpuTile in src/kernels/linear.rs): TOKEN_PAIRS is filled in before compilation, and the
+// (CpuTile in src/kernels/variants.rs): TOKEN_PAIRS is filled in before compilation, and the
 // pipeline constant OUTPUTS_FIRST says which grid axis runs along the outputs. k advances 8
 // texels (32 values of k) per iteration:
 // - each lane reads its 4 rows' texels kb .. kb + 7 (32 reads; in the lane-packed layout the 8

@@ -1,7 +1,7 @@
 //! A GPT-Neo model loaded onto a GPU, ready to run batches: what `extract`, `challenge` and
 //! `bench` share.
 
-use crate::gpu::Gpu;
+use crate::gpu::{Gpu, Trace};
 use crate::hub::{self, FetchOptions};
 use crate::kernels::{Kernels, Variant};
 use crate::model::{
@@ -53,6 +53,11 @@ impl Engine {
         timed: bool,
     ) -> Result<(Activations, ForwardTimes)> {
         self.model.forward(&self.gpu, &self.kernels, batch, plan, timed)
+    }
+
+    /// The forward with every dispatch described and timed (`neoprobe trace`).
+    pub fn forward_traced(&self, batch: &Batch, plan: &HookPlan) -> Result<(Activations, Trace)> {
+        self.model.forward_traced(&self.gpu, &self.kernels, batch, plan)
     }
 }
 

@@ -1,6 +1,7 @@
 //! `neoprobe extract`: words or a text → one hook's activations → `.npy` / `.safetensors`.
 
 use crate::engine::{Engine, LoadedModel};
+use crate::kernels::Variant;
 use crate::model::{Batch, Hook, HookPlan, ModelDir};
 use crate::output;
 use crate::pool::{pool, Pool};
@@ -29,6 +30,8 @@ pub struct ExtractArgs {
     /// A text is cut to this many tokens (default and ceiling: the model's positions).
     pub max_tokens: Option<usize>,
     pub out: PathBuf,
+    /// Kernel variant; `None`: the fastest for the adapter.
+    pub variant: Option<Variant>,
 }
 
 /// What an extraction did.
@@ -94,7 +97,7 @@ pub fn extract(args: &ExtractArgs) -> Result<ExtractSummary> {
         }
     };
     let batch = Batch::pack(&sequences, config.max_position_embeddings)?;
-    let engine = Engine::new(&model.weights, None, model.load_time)?;
+    let engine = Engine::new(&model.weights, args.variant, model.load_time)?;
     let (mut activations, _) = engine.forward(&batch, &plan, false)?;
     let width = hook.width(config);
     let rows = activations.take(hook).expect("the forward reads back the requested hook");
@@ -107,6 +110,7 @@ pub fn extract(args: &ExtractArgs) -> Result<ExtractSummary> {
     metadata.insert("prefix_space".to_string(), args.prefix_space.to_string());
     metadata.insert("model_dir".to_string(), args.model_dir.display().to_string());
     metadata.insert("adapter".to_string(), engine.gpu.adapter_name());
+    metadata.insert("kernel_variant".to_string(), engine.kernels.variant.to_string());
     metadata.insert("neoprobe_version".to_string(), env!("CARGO_PKG_VERSION").to_string());
     output::write_array(&args.out, &shape, &pooled, &metadata)?;
     Ok(ExtractSummary { shape, n_tokens: batch.n_tokens(), hook, adapter: engine.gpu.adapter_name(), notes })

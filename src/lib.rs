@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod challenge;
 pub mod engine;
+pub mod explain;
 pub mod extract;
 pub mod figures;
 pub mod gpu;
@@ -15,3 +16,4 @@ pub mod output;
 pub mod pool;
 pub mod reference;
 pub mod tokenize;
+pub mod trace;

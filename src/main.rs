@@ -5,10 +5,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use neoprobe::bench::{self, BenchArgs, BenchModel};
 use neoprobe::challenge::run::{DEFAULT_LAYER, DEFAULT_OUT_DIR};
 use neoprobe::challenge::{run_challenge, CategorySpec, ChallengeArgs, ModelSource};
+use neoprobe::explain;
 use neoprobe::extract::{extract, ExtractArgs, ExtractInput};
 use neoprobe::hub::{FetchOptions, DEFAULT_MODEL};
 use neoprobe::kernels::Variant;
 use neoprobe::pool::Pool;
+use neoprobe::trace;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -61,8 +63,110 @@ enum Command {
     Challenge(ChallengeCli),
     /// Run words or a text through a local model and save one hook point's activations.
     Extract(ExtractCli),
+    /// Follow one neuron's value for one word from the weights through the kernel to the output
+    ///
+    /// Runs WORD alone (as the challenge does) up to blocks.L.mlp.hook_post and shows, for each of
+    /// its tokens, how c_fc computed neuron N: ln_2's statistics and output x, the weight row and
+    /// bias, the 768 products and the largest of them, which workgroup and invocation of the
+    /// kernel variant computed it (checked against ids the kernel itself records), its order of
+    /// summation replayed in f32 beside the GPU's value and the exact sum, and gelu_new step by
+    /// step. Writes explain.md, explain.json, contributions.png and tiles.png into --out-dir.
+    #[command(verbatim_doc_comment)]
+    Explain(ExplainCli),
+    /// Every dispatch of the forward: module, kernel, grid, FLOPs, bytes, time
+    ///
+    /// Runs the input (default: the challenge's 200 words, each alone, in one packed batch) up to
+    /// --hook once to compile and warm up, then once more with every dispatch described and
+    /// timed: GPU timestamps where the adapter has usable ones, else the wall clock around each
+    /// dispatch submitted alone. Prints a table (per dispatch: module, kernel file, grid,
+    /// workgroup size, GFLOP, MB moved, arithmetic intensity, time, share, GFLOP/s), totals per
+    /// kernel and the slowest five; writes trace.png and trace.json into --out-dir.
+    #[command(verbatim_doc_comment)]
+    Trace(TraceCli),
     /// Time the kernels, the challenge forward and a whole run on this adapter (no download).
     Bench(BenchCli),
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// Model id on the Hugging Face hub, fetched into the HF cache (HF_HOME, HF_ENDPOINT,
+    /// HF_HUB_OFFLINE and HF_TOKEN are honoured).
+    #[arg(long, value_name = "ID", default_value = DEFAULT_MODEL, conflicts_with = "model_dir")]
+    model: String,
+    /// Commit, branch or tag on the hub [default: the pinned commit for the default model, main
+    /// for any other].
+    #[arg(long, value_name = "REV", conflicts_with = "model_dir")]
+    revision: Option<String>,
+    /// Local model folder with config.json, model.safetensors and tokenizer.json; no network.
+    #[arg(long, value_name = "DIR")]
+    model_dir: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    fn source(self) -> ModelSource {
+        match self.model_dir {
+            Some(dir) => ModelSource::Dir(dir),
+            None => ModelSource::Hub { id: self.model, revision: self.revision },
+        }
+    }
+}
+
+#[derive(Args)]
+#[command(group = clap::ArgGroup::new("trace_input").args(["words", "text"]))]
+struct TraceCli {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Word list: UTF-8, one word per line; each word runs alone [default: the challenge's words].
+    #[arg(long, value_name = "FILE")]
+    words: Option<PathBuf>,
+    /// Text file, run whole as one sequence.
+    #[arg(long, value_name = "FILE")]
+    text: Option<PathBuf>,
+    /// The forward stops at this hook point.
+    #[arg(long, value_name = "NAME", default_value = "blocks.8.mlp.hook_pre")]
+    hook: String,
+    /// Kernel implementation [default: the fastest for the adapter].
+    #[arg(long, value_enum, value_name = "VARIANT")]
+    kernel_variant: Option<Variant>,
+    /// Output folder; one that already holds files is refused unless --force.
+    #[arg(long, value_name = "DIR", default_value = "trace-out")]
+    out_dir: PathBuf,
+    /// Write into an output folder that holds files, replacing trace's files there.
+    #[arg(long)]
+    force: bool,
+    /// Print the trace as one JSON object on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ExplainCli {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The word, run alone as the challenge runs it (any UTF-8).
+    #[arg(long, value_name = "WORD")]
+    word: String,
+    /// The neuron of the block's MLP (0 to intermediate size − 1).
+    #[arg(long, value_name = "N")]
+    neuron: usize,
+    /// The block.
+    #[arg(long, value_name = "L", default_value_t = neoprobe::explain::DEFAULT_LAYER)]
+    layer: usize,
+    /// Put one space before the word before tokenizing.
+    #[arg(long)]
+    prefix_space: bool,
+    /// Kernel implementation [default: the fastest for the adapter].
+    #[arg(long, value_enum, value_name = "VARIANT")]
+    kernel_variant: Option<Variant>,
+    /// Output folder; one that already holds files is refused unless --force.
+    #[arg(long, value_name = "DIR", default_value = "explain-out")]
+    out_dir: PathBuf,
+    /// Write into an output folder that holds files, replacing explain's files there.
+    #[arg(long)]
+    force: bool,
+    /// Print the explanation as one JSON object on stdout instead of the summary.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -138,6 +242,9 @@ struct ExtractCli {
     /// Output file: .npy (float32) or .safetensors (tensor `activations` plus metadata).
     #[arg(long, value_name = "PATH")]
     out: PathBuf,
+    /// Kernel implementation [default: the fastest for the adapter].
+    #[arg(long, value_enum, value_name = "VARIANT")]
+    kernel_variant: Option<Variant>,
 }
 
 #[derive(Args)]
@@ -202,6 +309,8 @@ fn main() -> ExitCode {
         Command::Extract(args) => run_extract(args),
         Command::Bench(args) => run_bench(args),
         Command::Challenge(args) => run_challenge_cli(args),
+        Command::Explain(args) => run_explain(args),
+        Command::Trace(args) => run_trace(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -231,6 +340,7 @@ fn run_extract(args: ExtractCli) -> anyhow::Result<()> {
         prefix_space: args.prefix_space,
         max_tokens: args.max_tokens,
         out: args.out.clone(),
+        variant: args.kernel_variant,
     })?;
     for note in &summary.notes {
         eprintln!("note: {note}");
@@ -291,6 +401,67 @@ fn run_bench(args: BenchCli) -> anyhow::Result<()> {
     } else {
         print!("{}", bench::render(&report));
     }
+    Ok(())
+}
+
+fn run_explain(args: ExplainCli) -> anyhow::Result<()> {
+    let interactive = std::io::stderr().is_terminal();
+    let outcome = explain::explain(
+        &explain::ExplainArgs {
+            model: args.model.source(),
+            fetch: FetchOptions { progress: interactive, ..FetchOptions::default() },
+            word: args.word,
+            neuron: args.neuron,
+            layer: args.layer,
+            prefix_space: args.prefix_space,
+            variant: args.kernel_variant,
+            out_dir: args.out_dir.clone(),
+            force: args.force,
+        },
+        &mut |note| {
+            if interactive {
+                eprintln!("neoprobe: {note}");
+            }
+        },
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string(&outcome.explanation)?);
+    } else {
+        print!("{}", explain::terminal(&outcome.explanation));
+    }
+    eprintln!("neoprobe: wrote {} files into {}", outcome.files.len(), args.out_dir.display());
+    Ok(())
+}
+
+fn run_trace(args: TraceCli) -> anyhow::Result<()> {
+    let interactive = std::io::stderr().is_terminal();
+    let input = match (args.words, args.text) {
+        (Some(words), _) => trace::TraceInput::Words(words),
+        (None, Some(text)) => trace::TraceInput::Text(text),
+        (None, None) => trace::TraceInput::ChallengeWords,
+    };
+    let outcome = trace::trace(
+        &trace::TraceArgs {
+            model: args.model.source(),
+            fetch: FetchOptions { progress: interactive, ..FetchOptions::default() },
+            input,
+            hook: args.hook,
+            variant: args.kernel_variant,
+            out_dir: args.out_dir.clone(),
+            force: args.force,
+        },
+        &mut |note| {
+            if interactive {
+                eprintln!("neoprobe: {note}");
+            }
+        },
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string(&outcome.report)?);
+    } else {
+        print!("{}", trace::render_table(&outcome.report));
+    }
+    eprintln!("neoprobe: wrote {} files into {}", outcome.files.len(), args.out_dir.display());
     Ok(())
 }
 

@@ -122,45 +122,6 @@ pub fn write_array(
     write_atomic(path, |w| Ok(w.write_all(&bytes)?))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn npy_header_is_aligned_and_describes_the_array() {
-        let bytes = npy_bytes(&[2, 3], &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
-        let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-        assert_eq!((10 + header_len) % 64, 0);
-        let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
-        assert!(header.contains("'shape': (2, 3)"), "{header}");
-        assert!(header.ends_with('\n'));
-        assert_eq!(bytes.len(), 10 + header_len + 24);
-        assert_eq!(&bytes[10 + header_len + 4..10 + header_len + 8], &1.0f32.to_le_bytes());
-    }
-
-    #[test]
-    fn npy_one_dimensional_shape_has_trailing_comma() {
-        let bytes = npy_bytes(&[3], &[0.0; 3]);
-        assert!(String::from_utf8_lossy(&bytes).contains("'shape': (3,)"));
-    }
-
-    #[test]
-    fn atomic_write_leaves_nothing_on_failure() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("out.npy");
-        let result = write_atomic(&path, |_| anyhow::bail!("boom"));
-        assert!(result.is_err());
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn unknown_extension_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let err = write_array(&dir.path().join("x.csv"), &[1], &[0.0], &HashMap::new()).unwrap_err();
-        assert!(err.to_string().contains(".npy or .safetensors"));
-    }
-}
-
 /// Checks, before any work, that a run will be able to write its output folder `out`, whose
 /// files are `files` (`whose`: "the challenge's", for the messages): an existing folder must be
 /// writable, empty unless `force`, with no folder in the way of an output file; a new one must
@@ -319,5 +280,44 @@ impl Drop for Staging {
         // After a successful publish of a new folder the path is gone; otherwise this removes the
         // staging folder (and, after a move into an existing folder, the now empty folder).
         let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn npy_header_is_aligned_and_describes_the_array() {
+        let bytes = npy_bytes(&[2, 3], &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+        let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+        assert_eq!((10 + header_len) % 64, 0);
+        let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+        assert!(header.contains("'shape': (2, 3)"), "{header}");
+        assert!(header.ends_with('\n'));
+        assert_eq!(bytes.len(), 10 + header_len + 24);
+        assert_eq!(&bytes[10 + header_len + 4..10 + header_len + 8], &1.0f32.to_le_bytes());
+    }
+
+    #[test]
+    fn npy_one_dimensional_shape_has_trailing_comma() {
+        let bytes = npy_bytes(&[3], &[0.0; 3]);
+        assert!(String::from_utf8_lossy(&bytes).contains("'shape': (3,)"));
+    }
+
+    #[test]
+    fn atomic_write_leaves_nothing_on_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.npy");
+        let result = write_atomic(&path, |_| anyhow::bail!("boom"));
+        assert!(result.is_err());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn unknown_extension_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = write_array(&dir.path().join("x.csv"), &[1], &[0.0], &HashMap::new()).unwrap_err();
+        assert!(err.to_string().contains(".npy or .safetensors"));
     }
 }

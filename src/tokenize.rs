@@ -30,6 +30,11 @@ impl Tokenizer {
         Ok(encoding.get_ids().to_vec())
     }
 
+    /// What token `id` stands for, as text (a leading space shown as a space).
+    pub fn token_text(&self, id: u32) -> String {
+        self.inner.decode(&[id], false).unwrap_or_else(|_| format!("<{id}>"))
+    }
+
     /// The ids of one word on its own: as written, or after one added leading space
     /// (`prefix_space`). A word that gives no token is an error.
     pub fn encode_word(&self, word: &str, prefix_space: bool) -> Result<Vec<u32>> {

@@ -2,7 +2,7 @@
 
 use super::BenchReport;
 use crate::engine::{Engine, LoadedModel};
-use crate::gpu::{Gpu, PassTime, Recorder};
+use crate::gpu::{timestamps_usable, Gpu, PassTime, Recorder};
 use crate::kernels::{
     AttentionShape, Epilogue, Fused, GpuLayerNorm, GpuLinear, Kernels, Rows, Scratch, Variant,
 };
@@ -83,13 +83,6 @@ pub(super) fn fastest(values: &[f64]) -> f64 {
 fn random_values(n: usize, seed: u64) -> Vec<f32> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
-}
-
-/// Whether GPU timestamps measure kernels on `gpu`. On CPU drivers they do not: lavapipe writes
-/// them when it records a dispatch, not around its execution (a forward's timestamped
-/// dispatches add up to a tiny part of its wall time), and there the host wall clock is exact.
-pub fn timestamps_usable(gpu: &Gpu) -> bool {
-    gpu.has_timestamps && gpu.info.device_type != wgpu::DeviceType::Cpu
 }
 
 /// The median and the fastest of a kernel's timed runs, in seconds.

@@ -97,8 +97,11 @@ pub fn run(args: &BenchArgs, progress: &dyn Fn(&str)) -> Result<BenchReport> {
     let sequences = challenge_words(&model.tokenizer)?;
     let batch = Batch::pack(&sequences, model.config.max_position_embeddings)?;
     let gpu = Gpu::new()?;
-    let timing_source =
-        if measure::timestamps_usable(&gpu) { TimingSource::GpuTimestamps } else { TimingSource::WallClock };
+    let timing_source = if crate::gpu::timestamps_usable(&gpu) {
+        TimingSource::GpuTimestamps
+    } else {
+        TimingSource::WallClock
+    };
 
     // Each variant's kernels are compiled once, for its kernel table and its GEMM rounds.
     let shapes = kernel_shapes(&model.config);

@@ -31,6 +31,8 @@ const MAX_GROUPS_PER_DIM: u32 = 65_535;
 /// A compute pipeline built from one WGSL source with its single entry point.
 pub struct Kernel {
     pub name: &'static str,
+    /// Invocations per workgroup, as its source declares them (0: not stated).
+    pub workgroup_size: u32,
     pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
 }
@@ -65,7 +67,7 @@ impl Kernel {
             return Err(anyhow!("kernel {name} does not compile on {}: {error}", gpu.adapter_name()));
         }
         let layout = pipeline.get_bind_group_layout(0);
-        Ok(Kernel { name, pipeline, layout })
+        Ok(Kernel { name, workgroup_size: 0, pipeline, layout })
     }
 
     /// Records one dispatch of this kernel into `pass` over `grid` workgroups, with `params` (a

@@ -8,7 +8,7 @@ use wgpu::util::DeviceExt;
 mod kernel;
 mod recorder;
 pub use kernel::{grid_1d, Bind, Kernel};
-pub use recorder::{PassTime, Recorder};
+pub use recorder::{timestamps_usable, PassTime, Recorder, Trace, TraceEntry, Work};
 
 /// How to get a GPU where there is none: the software Vulkan driver.
 pub const NO_ADAPTER_HINT: &str = "install a Vulkan, Metal or DX12 driver; on a machine without a GPU, \

@@ -6,7 +6,11 @@
 //! written just before the submission that runs it: a pass and a buffer per dispatch made most
 //! of the host time of a forward on a discrete GPU. A recording may be submitted in parts
 //! ([`Recorder::submit_so_far`]) so that the GPU starts before the recording ends. A timed
-//! recording gives each dispatch its own pass, with a timestamp at its start and end.
+//! recording gives each dispatch its own pass, with a timestamp at its start and end. A traced
+//! recording ([`Recorder::traced`], for `neoprobe trace`) also keeps what each dispatch is: the
+//! module that asked for it, its kernel and grid, the work it does, and its time — from
+//! timestamps where they measure kernels, else from the wall clock around a submission of that
+//! dispatch alone.
 
 use super::{Bind, Gpu, Kernel};
 use anyhow::Result;
@@ -31,6 +35,50 @@ pub struct Recorder<'g> {
     pass: Option<wgpu::ComputePass<'static>>,
     timer: Option<Timer>,
     params: ParamSlots,
+    tracer: Option<Tracer>,
+}
+
+/// What one dispatch computes, as a kernel's wrapper describes it for a trace.
+#[derive(Clone, Debug, Default)]
+pub struct Work {
+    /// Invocations per workgroup (filled in from the kernel).
+    pub workgroup_size: u32,
+    /// Multiplies and adds of the math the kernel computes (a linear layer: 2·t·k·n).
+    pub flops: f64,
+    /// The bytes of its operands read and of its outputs written, each once.
+    pub bytes_read: f64,
+    pub bytes_written: f64,
+    /// Its operands' shapes, in words.
+    pub shapes: String,
+}
+
+/// One dispatch of a traced recording.
+#[derive(Clone, Debug)]
+pub struct TraceEntry {
+    /// The part of the model that asked for it (`h.8.mlp.c_fc`).
+    pub module: String,
+    pub kernel: &'static str,
+    pub grid: [u32; 3],
+    pub work: Work,
+    pub seconds: f64,
+}
+
+/// Every dispatch of a traced recording, in order.
+#[derive(Clone, Debug)]
+pub struct Trace {
+    pub entries: Vec<TraceEntry>,
+    /// Whether the times are wall clock around each dispatch submitted alone (else GPU
+    /// timestamps).
+    pub wall_clock: bool,
+    /// Wall time of the copies between dispatches (texel operands, hook read-backs), when the
+    /// times are wall clock.
+    pub copy_seconds: f64,
+}
+
+struct Tracer {
+    module: String,
+    work: Option<Work>,
+    trace: Trace,
 }
 
 /// Uniform buffers holding every dispatch's parameters, one aligned slot per dispatch; the bytes
@@ -80,7 +128,38 @@ impl<'g> Recorder<'g> {
         let encoder = gpu.device.create_command_encoder(&Default::default());
         // A slot holds any kernel's parameters (at most 32 bytes) at the device's uniform alignment.
         let slot_bytes = (gpu.device.limits().min_uniform_buffer_offset_alignment as u64).max(32);
-        Recorder { gpu, encoder, pass: None, timer, params: ParamSlots { slot_bytes, buffers: Vec::new() } }
+        Recorder {
+            gpu,
+            encoder,
+            pass: None,
+            timer,
+            params: ParamSlots { slot_bytes, buffers: Vec::new() },
+            tracer: None,
+        }
+    }
+
+    /// Starts a traced recording: every dispatch timed (GPU timestamps where `timestamps_usable`,
+    /// else the wall clock around each dispatch submitted alone) and kept with its description.
+    pub fn traced(gpu: &'g Gpu) -> Self {
+        let wall_clock = !timestamps_usable(gpu);
+        let mut rec = Recorder::new(gpu, !wall_clock);
+        let trace = Trace { entries: Vec::new(), wall_clock, copy_seconds: 0.0 };
+        rec.tracer = Some(Tracer { module: String::new(), work: None, trace });
+        rec
+    }
+
+    /// Names the part of the model the next dispatches belong to (traced recordings only).
+    pub fn module(&mut self, name: impl FnOnce() -> String) {
+        if let Some(tracer) = &mut self.tracer {
+            tracer.module = name();
+        }
+    }
+
+    /// Describes the next dispatch (traced recordings only).
+    pub fn work(&mut self, work: impl FnOnce() -> Work) {
+        if let Some(tracer) = &mut self.tracer {
+            tracer.work = Some(work());
+        }
     }
 
     pub fn gpu(&self) -> &'g Gpu {
@@ -96,6 +175,22 @@ impl<'g> Recorder<'g> {
         resources: &[&dyn Bind],
         grid: [u32; 3],
     ) {
+        let wall_clock = self.tracer.as_ref().is_some_and(|t| t.trace.wall_clock);
+        if wall_clock {
+            // What is recorded so far (copies) runs first, timed on its own.
+            let started = std::time::Instant::now();
+            self.submit_so_far();
+            let _ = self.gpu.wait();
+            if let Some(tracer) = &mut self.tracer {
+                tracer.trace.copy_seconds += started.elapsed().as_secs_f64();
+            }
+        }
+        if let Some(tracer) = &mut self.tracer {
+            let work =
+                Work { workgroup_size: kernel.workgroup_size, ..tracer.work.take().unwrap_or_default() };
+            let module = tracer.module.clone();
+            tracer.trace.entries.push(TraceEntry { module, kernel: kernel.name, grid, work, seconds: 0.0 });
+        }
         let timestamp_writes = match &mut self.timer {
             Some(timer) if (timer.labels.len() as u32) * 2 + 2 <= MAX_TIMESTAMPS => {
                 let first = timer.labels.len() as u32 * 2;
@@ -138,6 +233,14 @@ impl<'g> Recorder<'g> {
                     encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default()).forget_lifetime()
                 });
                 kernel.dispatch(self.gpu, pass, binding, resources, grid);
+            }
+        }
+        if wall_clock {
+            let started = std::time::Instant::now();
+            self.submit_so_far();
+            let _ = self.gpu.wait();
+            if let Some(entry) = self.tracer.as_mut().and_then(|t| t.trace.entries.last_mut()) {
+                entry.seconds = started.elapsed().as_secs_f64();
             }
         }
     }
@@ -185,7 +288,23 @@ impl<'g> Recorder<'g> {
 
     /// Submits everything recorded and waits for the GPU to finish it. Returns the GPU time of
     /// each dispatch when the recording was timed (empty otherwise).
-    pub fn finish(mut self) -> Result<Vec<PassTime>> {
+    pub fn finish(self) -> Result<Vec<PassTime>> {
+        Ok(self.finish_with_trace()?.0)
+    }
+
+    /// `finish` for a traced recording: its dispatches with their times.
+    pub fn finish_traced(self) -> Result<Trace> {
+        let (passes, tracer) = self.finish_with_trace()?;
+        let mut trace = tracer.expect("a traced recording").trace;
+        if !trace.wall_clock {
+            for (entry, pass) in trace.entries.iter_mut().zip(&passes) {
+                entry.seconds = pass.seconds;
+            }
+        }
+        Ok(trace)
+    }
+
+    fn finish_with_trace(mut self) -> Result<(Vec<PassTime>, Option<Tracer>)> {
         self.pass = None;
         let resolved = self.timer.as_ref().filter(|t| !t.labels.is_empty()).map(|timer| {
             let count = timer.labels.len() as u32 * 2;
@@ -204,13 +323,14 @@ impl<'g> Recorder<'g> {
         self.params.write_new(&self.gpu.queue);
         self.gpu.queue.submit([self.encoder.finish()]);
         self.gpu.wait()?;
+        let tracer = self.tracer.take();
         let (Some(staging), Some(timer)) = (resolved, self.timer) else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), tracer));
         };
         let bytes = self.gpu.read_staging_bytes(&[&staging])?.pop().unwrap_or_default();
         let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes);
         let ns_per_tick = self.gpu.queue.get_timestamp_period() as f64;
-        Ok(timer
+        let passes = timer
             .labels
             .iter()
             .enumerate()
@@ -218,6 +338,14 @@ impl<'g> Recorder<'g> {
                 kernel,
                 seconds: ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * ns_per_tick * 1e-9,
             })
-            .collect())
+            .collect();
+        Ok((passes, tracer))
     }
+}
+
+/// Whether GPU timestamps measure kernels on `gpu`. On CPU drivers they do not: lavapipe writes
+/// them when it records a dispatch, not around its execution, and there the host wall clock
+/// around a submission is exact anyway.
+pub fn timestamps_usable(gpu: &Gpu) -> bool {
+    gpu.has_timestamps && gpu.info.device_type != wgpu::DeviceType::Cpu
 }

@@ -1,6 +1,6 @@
 use super::variants::groups_for;
 use super::Kernels;
-use crate::gpu::{grid_1d, Gpu, Recorder};
+use crate::gpu::{grid_1d, Gpu, Recorder, Work};
 use anyhow::Result;
 
 /// A table of position embeddings on the GPU: `[n_positions, width]`.
@@ -39,6 +39,13 @@ impl Kernels {
         let width = positions.width;
         let params = Params { n_tokens: n_tokens as u32, width: width as u32, _pad: [0; 2] };
         let grid = grid_1d(groups_for(n_tokens * width, 256));
+        rec.work(|| Work {
+            flops: (n_tokens * width) as f64,
+            bytes_read: 4.0 * (2 * n_tokens * width + n_tokens) as f64,
+            bytes_written: 4.0 * (n_tokens * width) as f64,
+            shapes: format!("token rows [{n_tokens}, {width}] + wpe rows → [{n_tokens}, {width}]"),
+            ..Work::default()
+        });
         rec.dispatch(&self.embed, &params, &[token_rows, &positions.table, position, hidden], grid);
     }
 }

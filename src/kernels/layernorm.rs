@@ -1,5 +1,5 @@
 use super::{Kernels, Rows};
-use crate::gpu::{grid_1d, Bind, Gpu, Recorder};
+use crate::gpu::{grid_1d, Bind, Gpu, Recorder, Work};
 use anyhow::Result;
 
 /// A LayerNorm's parameters on the GPU.
@@ -46,6 +46,13 @@ impl Kernels {
         let (n_tokens, width) = (rows.n_tokens, ln.width);
         let params = Params { n_tokens: n_tokens as u32, width: width as u32, eps: ln.eps, _pad: 0 };
         let grid = grid_1d(n_tokens as u32);
+        rec.work(|| Work {
+            flops: 8.0 * (n_tokens * width) as f64,
+            bytes_read: 4.0 * (n_tokens * width + 2 * width) as f64,
+            bytes_written: 4.0 * (n_tokens * width) as f64,
+            shapes: format!("[{n_tokens}, {width}] → [{n_tokens}, {width}]"),
+            ..Work::default()
+        });
         match &self.layernorm_texels {
             Some(kernel) if width % 4 == 0 => {
                 rows.scratch.check(n_tokens, width);

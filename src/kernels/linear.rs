@@ -1,6 +1,6 @@
 use super::variants::{CpuTile, LinearSplit, Operands, Source, VariantSpec};
 use super::{compile, Kernels, Rows, TexelLayout};
-use crate::gpu::{Bind, Gpu, Kernel, Recorder};
+use crate::gpu::{Bind, Gpu, Kernel, Recorder, Work};
 use anyhow::{bail, Result};
 
 /// A linear layer's weights on the GPU, stored the way the variant reads them: HF's `[out, in]`
@@ -142,7 +142,7 @@ impl LinearPipeline {
             tile.push(("TOKEN_PAIRS", cpu_tile.token_pairs));
             constants.push(("OUTPUTS_FIRST", cpu_tile.outputs_first as u32 as f64));
         }
-        compile(gpu, linear.file, &format!("{}{rows}", linear.text), &tile, &constants)
+        compile(gpu, linear, &format!("{}{rows}", linear.text), &tile, &constants)
     }
 }
 
@@ -248,6 +248,19 @@ impl Kernels {
             Weight::Texels(w) => w,
         };
         let grid = self.spec.linear_split.grid(n_tokens, layer.n_in, layer.n_out);
+        let (n_in, n_out) = (layer.n_in, layer.n_out);
+        rec.work(|| Work {
+            flops: 2.0 * (n_tokens * n_in * n_out) as f64,
+            bytes_read: 4.0
+                * (n_tokens * n_in
+                    + n_out * n_in
+                    + n_out
+                    + if epilogue.fused() == Fused::ResidualAdd { n_tokens * n_out } else { 0 })
+                    as f64,
+            bytes_written: 4.0 * (n_tokens * n_out * if epilogue.writes_v() { 2 } else { 1 }) as f64,
+            shapes: format!("x [{n_tokens}, {n_in}] · wᵀ [{n_in}, {n_out}] → [{n_tokens}, {n_out}]"),
+            ..Work::default()
+        });
         rec.dispatch(&kernel, &params, &[x, w, &layer.bias, y, aux_in, aux_out], grid);
         Ok(())
     }

@@ -87,21 +87,28 @@ impl<K: Copy + Eq + Hash> Pipelines<K> {
     }
 }
 
-/// Compiles the WGSL `text` of shaders/`file` after expanding its `// unroll` blocks with
+/// Compiles `text` (the WGSL of `source`, with what is appended to it) after expanding its `// unroll` blocks with
 /// `unroll` bound, and with its override constants set to `constants`.
 fn compile(
     gpu: &Gpu,
-    file: &'static str,
+    source: &Source,
     text: &str,
     unroll: &[(&str, usize)],
     constants: &[(&str, f64)],
 ) -> Result<Kernel> {
-    Kernel::specialized(gpu, file.trim_end_matches(".wgsl"), &unroll_with(text, unroll)?, constants)
+    let mut kernel = Kernel::specialized(
+        gpu,
+        source.file.trim_end_matches(".wgsl"),
+        &unroll_with(text, unroll)?,
+        constants,
+    )?;
+    kernel.workgroup_size = source.workgroup_size;
+    Ok(kernel)
 }
 
 /// Compiles a whole kernel source with its override constants set to `constants`.
 fn compile_source(gpu: &Gpu, source: &Source, constants: &[(&str, f64)]) -> Result<Kernel> {
-    compile(gpu, source.file, source.text, &[], constants)
+    compile(gpu, source, source.text, &[], constants)
 }
 
 impl Kernels {
@@ -115,9 +122,16 @@ impl Kernels {
         }
         let spec = variant.spec();
         let texels = spec.operands == Operands::Texels;
-        let embed = Source { file: "embed.wgsl", text: include_str!("../../shaders/embed.wgsl") };
-        let rows_to_texture =
-            Source { file: "rows_to_texture.wgsl", text: include_str!("../../shaders/rows_to_texture.wgsl") };
+        let embed = Source {
+            file: "embed.wgsl",
+            text: include_str!("../../shaders/embed.wgsl"),
+            workgroup_size: 256,
+        };
+        let rows_to_texture = Source {
+            file: "rows_to_texture.wgsl",
+            text: include_str!("../../shaders/rows_to_texture.wgsl"),
+            workgroup_size: 256,
+        };
         let kernels = Kernels {
             variant,
             spec,

@@ -78,6 +78,8 @@ pub struct Source {
     /// The kernel's own file in `shaders/`.
     pub file: &'static str,
     pub text: &'static str,
+    /// Invocations per workgroup (its `@workgroup_size`).
+    pub workgroup_size: u32,
 }
 
 /// Where a variant is the default.
@@ -224,6 +226,43 @@ impl LinearSplit {
         }
     }
 
+    /// The outputs one workgroup computes: (tokens, outputs) of its tile, for a layer of `n_in`
+    /// inputs.
+    pub fn tile(self, n_in: usize) -> (usize, usize) {
+        match self {
+            LinearSplit::PerOutput { outputs } => (1, outputs),
+            LinearSplit::CpuTiles => (2 * CpuTile::for_n_in(n_in).token_pairs, CPU_OUTPUTS_PER_GROUP),
+            LinearSplit::Tiles { tile, .. } => (tile, tile),
+        }
+    }
+
+    /// What the workgroup computing output `(t, n)` reads of x and of the weights, in words.
+    pub fn reads(self, t: usize, n: usize, n_tokens: usize, n_in: usize, n_out: usize) -> String {
+        let (tokens, outputs) = self.tile(n_in);
+        let (t0, n0) = (t / tokens * tokens, n / outputs * outputs);
+        let (t1, n1) = ((t0 + tokens).min(n_tokens), (n0 + outputs).min(n_out));
+        match self {
+            LinearSplit::PerOutput { outputs } => format!(
+                "x row {t} (all {n_in} values, read by each of its {outputs} invocations) and weight rows \
+                 {n0}..{n1}, one per invocation: invocation {} reads w[{n}, 0..{n_in}]",
+                n % outputs
+            ),
+            LinearSplit::CpuTiles => format!(
+                "x rows {t0}..{t1} (a tile of {tokens} tokens; rows past the last token repeat it and are \
+                 not stored) and weight rows {n0}..{n1}, in passes of 32 values of k (8 texels): each lane \
+                 reads its own 4 weight rows (this output's lane: rows {}..{}) and one texel of each x \
+                 row, then broadcasts the x texels to the other 7 lanes",
+                n / 4 * 4,
+                n / 4 * 4 + 4
+            ),
+            LinearSplit::Tiles { tile, k_slices, block_k } => format!(
+                "x rows {t0}..{t1} and weight rows {n0}..{n1} (a {tile} × {tile} tile), staged in \
+                 workgroup memory {block_k} values of k at a time by each of {k_slices} slices of 64 \
+                 invocations"
+            ),
+        }
+    }
+
     /// The order in which the kernel sums the products `x[t, k] · w[n, k]`.
     pub fn k_order(self) -> KOrder {
         match self {
@@ -254,7 +293,8 @@ impl Owner {
 }
 
 /// The order of a linear kernel's sum over k, in f32.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum KOrder {
     /// One running sum over k = 0, 1, …, n_in − 1, then + bias.
     Sequential,
@@ -267,18 +307,24 @@ impl KOrder {
     /// Σ_k x[k]·w[k] + bias in this order, in f32: each product rounded and then added
     /// (`fused`: each multiply-add rounded once, as a GPU that contracts them to FMA computes it).
     pub fn replay(self, x: &[f32], w: &[f32], bias: f32, fused: bool) -> f32 {
-        let add = |acc: f32, k: usize| if fused { x[k].mul_add(w[k], acc) } else { acc + x[k] * w[k] };
-        let sum = match self {
-            KOrder::Sequential => (0..x.len()).fold(0.0, add),
+        let add = |acc: f32, &k: &usize| if fused { x[k].mul_add(w[k], acc) } else { acc + x[k] * w[k] };
+        let partials = self.partial_sums(x.len()).into_iter().map(|ks| ks.iter().fold(0.0, add));
+        let sum = partials.reduce(|total, partial| total + partial).unwrap_or(0.0);
+        sum + bias
+    }
+
+    /// The k of each partial sum, in the order the kernel adds them up (one list for one running
+    /// sum); the partial sums are then added in this order.
+    pub fn partial_sums(self, n_in: usize) -> Vec<Vec<usize>> {
+        match self {
+            KOrder::Sequential => vec![(0..n_in).collect()],
             KOrder::Slices { slices, block } => (0..slices)
                 .map(|s| {
-                    let blocks = (s * block..x.len()).step_by(slices * block);
-                    blocks.flat_map(|start| start..(start + block).min(x.len())).fold(0.0, add)
+                    let blocks = (s * block..n_in).step_by(slices * block);
+                    blocks.flat_map(|start| start..(start + block).min(n_in)).collect()
                 })
-                .fold(None, |total: Option<f32>, partial| Some(total.map_or(partial, |t| t + partial)))
-                .unwrap_or(0.0),
-        };
-        sum + bias
+                .collect(),
+        }
     }
 
     /// The order in words.
@@ -361,11 +407,23 @@ pub static VARIANTS: [VariantSpec; 3] = [
         default_on: DefaultOn::Fallback,
         needs: Needs { subgroup_lanes: None, workgroup_invocations: 64, workgroup_bytes: 256 },
         operands: Operands::Buffers,
-        linear: Source { file: "linear.wgsl", text: shader!("linear.wgsl", "linear_output.wgsl") },
+        linear: Source {
+            file: "linear.wgsl",
+            text: shader!("linear.wgsl", "linear_output.wgsl"),
+            workgroup_size: 64,
+        },
         linear_split: LinearSplit::PerOutput { outputs: 64 },
-        attention: Source { file: "attention.wgsl", text: shader!("attention.wgsl", "attention_keys.wgsl") },
+        attention: Source {
+            file: "attention.wgsl",
+            text: shader!("attention.wgsl", "attention_keys.wgsl"),
+            workgroup_size: 64,
+        },
         attention_per_head_dim: false,
-        layernorm: Source { file: "layernorm.wgsl", text: shader!("layernorm.wgsl", "layernorm_rows.wgsl") },
+        layernorm: Source {
+            file: "layernorm.wgsl",
+            text: shader!("layernorm.wgsl", "layernorm_rows.wgsl"),
+            workgroup_size: 64,
+        },
         layernorm_texels: None,
     },
     VariantSpec {
@@ -380,20 +438,27 @@ pub static VARIANTS: [VariantSpec; 3] = [
             workgroup_bytes: 0,
         },
         operands: Operands::Texels,
-        linear: Source { file: "linear_cpu.wgsl", text: shader!("linear_cpu.wgsl", "linear_output.wgsl") },
+        linear: Source {
+            file: "linear_cpu.wgsl",
+            text: shader!("linear_cpu.wgsl", "linear_output.wgsl"),
+            workgroup_size: 8,
+        },
         linear_split: LinearSplit::CpuTiles,
         attention: Source {
             file: "attention_cpu.wgsl",
             text: shader!("attention_cpu.wgsl", "attention_keys.wgsl"),
+            workgroup_size: 64,
         },
         attention_per_head_dim: true,
         layernorm: Source {
             file: "layernorm_cpu.wgsl",
             text: shader!("layernorm_cpu.wgsl", "layernorm_rows.wgsl"),
+            workgroup_size: 8,
         },
         layernorm_texels: Some(Source {
             file: "layernorm_texels.wgsl",
             text: shader!("layernorm_texels.wgsl"),
+            workgroup_size: 8,
         }),
     },
     VariantSpec {
@@ -410,11 +475,20 @@ pub static VARIANTS: [VariantSpec; 3] = [
         linear: Source {
             file: "linear_tiled.wgsl",
             text: shader!("linear_tiled.wgsl", "linear_output.wgsl"),
+            workgroup_size: 256,
         },
         linear_split: TILED_SPLIT,
-        attention: Source { file: "attention.wgsl", text: shader!("attention.wgsl", "attention_keys.wgsl") },
+        attention: Source {
+            file: "attention.wgsl",
+            text: shader!("attention.wgsl", "attention_keys.wgsl"),
+            workgroup_size: 64,
+        },
         attention_per_head_dim: false,
-        layernorm: Source { file: "layernorm.wgsl", text: shader!("layernorm.wgsl", "layernorm_rows.wgsl") },
+        layernorm: Source {
+            file: "layernorm.wgsl",
+            text: shader!("layernorm.wgsl", "layernorm_rows.wgsl"),
+            workgroup_size: 64,
+        },
         layernorm_texels: None,
     },
 ];
@@ -433,6 +507,34 @@ mod tests {
             assert_eq!(clap_name, variant.spec().name);
         }
         assert_eq!(Variant::value_variants().len(), VARIANTS.len());
+    }
+
+    /// The sizes the table states are the shaders' own `@workgroup_size`.
+    #[test]
+    fn workgroup_sizes_are_the_shaders() {
+        for spec in &VARIANTS {
+            let sources = [
+                Some(&spec.linear),
+                Some(&spec.attention),
+                Some(&spec.layernorm),
+                spec.layernorm_texels.as_ref(),
+            ];
+            for source in sources.into_iter().flatten() {
+                let declared =
+                    source.text.split("@workgroup_size(").nth(1).and_then(|rest| rest.split(')').next());
+                let size = source.workgroup_size;
+                match declared.map(|d| d.trim().parse::<u32>()) {
+                    Some(Ok(literal)) => assert_eq!(literal, size, "{}", source.file),
+                    _ => assert_eq!(size as usize, spec.linear_split.workgroup_size(), "{}", source.file),
+                }
+            }
+            assert_eq!(
+                spec.linear.workgroup_size as usize,
+                spec.linear_split.workgroup_size(),
+                "{}",
+                spec.name
+            );
+        }
     }
 
     #[test]

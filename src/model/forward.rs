@@ -14,7 +14,7 @@
 //! deepest one: nothing after it is computed.
 
 use super::{BlockWeights, GptNeoConfig, GptNeoWeights, Hook, HookPlan, HookPoint, HostTensor};
-use crate::gpu::{Gpu, PassTime, Recorder};
+use crate::gpu::{Gpu, PassTime, Recorder, Trace, Work};
 use crate::kernels::{
     AttentionShape, Epilogue, Fused, GpuLayerNorm, GpuLinear, GpuPositions, Kernels, LinearUse, Rows, Shapes,
 };
@@ -30,15 +30,21 @@ pub struct GpuModel {
     wte: HostTensor,
     wpe: GpuPositions,
     blocks: Vec<Block>,
-    ln_f: Option<GpuLayerNorm>,
+    ln_f: Option<Named<GpuLayerNorm>>,
+}
+
+/// A layer on the GPU with the name of its HF module (`h.8.mlp.c_fc`), which traces show.
+struct Named<T> {
+    name: String,
+    layer: T,
 }
 
 /// HF's GPTNeoBlock.
 struct Block {
     layer: usize,
-    ln_1: GpuLayerNorm,
+    ln_1: Named<GpuLayerNorm>,
     attn: Attention,
-    ln_2: GpuLayerNorm,
+    ln_2: Named<GpuLayerNorm>,
     mlp: Mlp,
 }
 
@@ -46,19 +52,20 @@ struct Block {
 /// q, then k, then v; no bias) so one kernel produces the `[tokens, 3·hidden]` rows attention reads.
 struct Attention {
     layer: usize,
-    qkv: GpuLinear,
+    name: String,
+    qkv: Named<GpuLinear>,
     n_heads: usize,
     head_dim: usize,
     /// Keys a query sees on a local layer; `None` on a global one.
     window: Option<usize>,
-    out_proj: GpuLinear,
+    out_proj: Named<GpuLinear>,
 }
 
 /// HF's GPTNeoMLP.
 struct Mlp {
     layer: usize,
-    c_fc: GpuLinear,
-    c_proj: GpuLinear,
+    c_fc: Named<GpuLinear>,
+    c_proj: Named<GpuLinear>,
 }
 
 /// The pipelines a forward of `config` runs, compiled before its first forward.
@@ -81,31 +88,38 @@ impl GpuModel {
     pub fn upload(gpu: &Gpu, kernels: &Kernels, weights: &GptNeoWeights) -> Result<GpuModel> {
         let config = &weights.config;
         let eps = config.layer_norm_epsilon;
-        let layernorm = |name: &str, w: &super::LayerNormWeights| {
-            GpuLayerNorm::upload(gpu, name, w.weight.bytes(), w.bias.bytes(), eps)
+        let layernorm = |name: String, w: &super::LayerNormWeights| {
+            let layer = GpuLayerNorm::upload(gpu, &name, w.weight.bytes(), w.bias.bytes(), eps)?;
+            Ok::<_, anyhow::Error>(Named { name, layer })
         };
-        let linear = |name: &str, w: &super::LinearWeights, n_in: usize| {
-            kernels.upload_linear(gpu, name, &[w.weight.bytes()], Some(w.bias.bytes()), n_in)
+        let linear = |name: String, w: &super::LinearWeights, n_in: usize| {
+            let layer = kernels.upload_linear(gpu, &name, &[w.weight.bytes()], Some(w.bias.bytes()), n_in)?;
+            Ok::<_, anyhow::Error>(Named { name, layer })
         };
         let upload_block = |layer: usize, b: &BlockWeights| -> Result<Block> {
             let (h, name) = (config.hidden_size, format!("h.{layer}"));
             let qkv = [b.q_proj.bytes(), b.k_proj.bytes(), b.v_proj.bytes()];
+            let qkv_name = format!("{name}.attn.q_proj+k_proj+v_proj");
             let block = Block {
                 layer,
-                ln_1: layernorm(&format!("{name}.ln_1"), &b.ln_1)?,
+                ln_1: layernorm(format!("{name}.ln_1"), &b.ln_1)?,
                 attn: Attention {
                     layer,
-                    qkv: kernels.upload_linear(gpu, &format!("{name}.qkv"), &qkv, None, h)?,
+                    name: format!("{name}.attn"),
+                    qkv: Named {
+                        layer: kernels.upload_linear(gpu, &qkv_name, &qkv, None, h)?,
+                        name: qkv_name,
+                    },
                     n_heads: config.num_heads,
                     head_dim: config.head_dim(),
                     window: config.window(layer),
-                    out_proj: linear(&format!("{name}.out_proj"), &b.out_proj, h)?,
+                    out_proj: linear(format!("{name}.attn.out_proj"), &b.out_proj, h)?,
                 },
-                ln_2: layernorm(&format!("{name}.ln_2"), &b.ln_2)?,
+                ln_2: layernorm(format!("{name}.ln_2"), &b.ln_2)?,
                 mlp: Mlp {
                     layer,
-                    c_fc: linear(&format!("{name}.c_fc"), &b.c_fc, h)?,
-                    c_proj: linear(&format!("{name}.c_proj"), &b.c_proj, config.intermediate_size)?,
+                    c_fc: linear(format!("{name}.mlp.c_fc"), &b.c_fc, h)?,
+                    c_proj: linear(format!("{name}.mlp.c_proj"), &b.c_proj, config.intermediate_size)?,
                 },
             };
             // The block is on the GPU: neither the writes' staging copies nor its pages of the
@@ -126,13 +140,14 @@ impl GpuModel {
                 .enumerate()
                 .map(|(i, b)| upload_block(i, b))
                 .collect::<Result<_>>()?,
-            ln_f: weights.ln_f.as_ref().map(|w| layernorm("ln_f", w)).transpose()?,
+            ln_f: weights.ln_f.as_ref().map(|w| layernorm("ln_f".to_string(), w)).transpose()?,
         };
         gpu.wait()?;
         Ok(model)
     }
 
-    /// Runs `batch` up to the deepest hook of `plan` and reads back every hook it asks for.
+    /// Runs `batch` up to the deepest hook of `plan` and reads back every hook it asks for; with
+    /// `timed`, every dispatch is timed on the GPU where the adapter has timestamps.
     pub fn forward(
         &self,
         gpu: &Gpu,
@@ -141,6 +156,34 @@ impl GpuModel {
         plan: &HookPlan,
         timed: bool,
     ) -> Result<(Activations, ForwardTimes)> {
+        let (acts, mut times, passes) =
+            self.run(gpu, kernels, batch, plan, Recorder::new(gpu, timed), Recorder::finish)?;
+        times.passes = passes;
+        Ok((acts, times))
+    }
+
+    /// The forward with every dispatch traced: what it computes and how long it took.
+    pub fn forward_traced(
+        &self,
+        gpu: &Gpu,
+        kernels: &Kernels,
+        batch: &Batch,
+        plan: &HookPlan,
+    ) -> Result<(Activations, Trace)> {
+        let (acts, _, trace) =
+            self.run(gpu, kernels, batch, plan, Recorder::traced(gpu), Recorder::finish_traced)?;
+        Ok((acts, trace))
+    }
+
+    fn run<'g, T>(
+        &self,
+        gpu: &'g Gpu,
+        kernels: &Kernels,
+        batch: &Batch,
+        plan: &HookPlan,
+        rec: Recorder<'g>,
+        finish: impl FnOnce(Recorder<'g>) -> Result<T>,
+    ) -> Result<(Activations, ForwardTimes, T)> {
         let config = &self.config;
         if plan.blocks_needed(config) > self.blocks.len()
             || (plan.wants(Hook::LnFinal) && self.ln_f.is_none())
@@ -161,9 +204,10 @@ impl GpuModel {
         let scratch = kernels.scratch(gpu, n_tokens, &[h, 3 * h, inter])?;
         let mut f = Recording {
             kernels,
-            rec: Recorder::new(gpu, timed),
+            rec,
             rows: Rows { n_tokens, scratch: &scratch },
             taps: Taps { plan, staged: Vec::new() },
+            batch,
         };
         match self.record(&mut f, &mut buffers) {
             Ok(()) | Err(Stop::Reached) => {}
@@ -171,7 +215,7 @@ impl GpuModel {
         }
         let Recording { taps, rec, .. } = f;
         let record = started.elapsed();
-        let passes = rec.finish()?;
+        let finished = finish(rec)?;
         let forward = started.elapsed();
 
         let started = Instant::now();
@@ -181,11 +225,13 @@ impl GpuModel {
             values.insert(staged.hook, staged.columns.select(&rows));
         }
         let readback = started.elapsed();
-        Ok((Activations { n_tokens, values }, ForwardTimes { forward, record, readback, passes }))
+        let times = ForwardTimes { forward, record, readback, passes: Vec::new() };
+        Ok((Activations { n_tokens, values }, times, finished))
     }
 
     /// HF's GPTNeoModel.forward: the embeddings, every block, ln_f.
     fn record(&self, f: &mut Recording, a: &mut Buffers) -> Step {
+        f.rec.module(|| "wte+wpe".to_string());
         f.kernels.embed(&mut f.rec, &self.wpe, &a.token_rows, &a.positions, &a.resid, f.rows.n_tokens);
         for block in &self.blocks {
             block.record(f, a)?;
@@ -378,21 +424,23 @@ enum Then<'b> {
 }
 
 /// A forward being recorded: the kernels, the recording, the batch's rows and the hook taps.
-struct Recording<'a> {
+struct Recording<'a, 'g> {
     kernels: &'a Kernels,
-    rec: Recorder<'a>,
+    rec: Recorder<'g>,
     rows: Rows<'a>,
     taps: Taps<'a>,
+    batch: &'a Batch,
 }
 
-impl Recording<'_> {
-    fn layernorm(&mut self, ln: &GpuLayerNorm, x: &wgpu::Buffer, y: Out) -> Step {
-        self.kernels.layernorm(&mut self.rec, ln, x, y.buffer, self.rows);
+impl Recording<'_, '_> {
+    fn layernorm(&mut self, ln: &Named<GpuLayerNorm>, x: &wgpu::Buffer, y: Out) -> Step {
+        self.rec.module(|| ln.name.clone());
+        self.kernels.layernorm(&mut self.rec, &ln.layer, x, y.buffer, self.rows);
         self.tap(y)
     }
 
     /// `layer` on `x` into `y`, then `then`; taps `v` (where `then` keeps it) and `y`.
-    fn linear(&mut self, layer: &GpuLinear, x: &wgpu::Buffer, then: Then, y: Out) -> Step {
+    fn linear(&mut self, layer: &Named<GpuLinear>, x: &wgpu::Buffer, then: Then, y: Out) -> Step {
         let v_out = match then {
             Then::Nothing => None,
             Then::Gelu { pre } => Some(pre),
@@ -404,7 +452,8 @@ impl Recording<'_> {
             Then::Gelu { .. } => Epilogue::Gelu { pre: v },
             Then::AddTo { resid, .. } => Epilogue::Residual { resid, sublayer: v },
         };
-        self.kernels.linear(&mut self.rec, layer, x, y.buffer, epilogue, self.rows)?;
+        self.rec.module(|| layer.name.clone());
+        self.kernels.linear(&mut self.rec, &layer.layer, x, y.buffer, epilogue, self.rows)?;
         if let Some(v_out) = v_out {
             self.tap(v_out)?;
         }
@@ -418,6 +467,28 @@ impl Recording<'_> {
             head_dim: attn.head_dim,
             window: attn.window,
         };
+        self.rec.module(|| attn.name.clone());
+        let batch = self.batch;
+        self.rec.work(|| {
+            // Per (query, head, key): q·k and p·v, head_dim multiply-adds each.
+            let keys: usize = (0..shape.n_tokens)
+                .map(|t| {
+                    let first = batch.seq_start[t] as usize;
+                    t + 1 - shape.window.map_or(first, |w| first.max((t + 1).saturating_sub(w)))
+                })
+                .sum();
+            let (t, width) = (shape.n_tokens, shape.n_heads * shape.head_dim);
+            Work {
+                flops: 4.0 * (keys * width) as f64,
+                bytes_read: 4.0 * (3 * t * width + t) as f64,
+                bytes_written: 4.0 * (t * width) as f64,
+                shapes: format!(
+                    "qkv [{t}, 3·{width}] → z [{t}, {width}]; {} heads of {}",
+                    shape.n_heads, shape.head_dim
+                ),
+                ..Work::default()
+            }
+        });
         self.kernels.attention(&mut self.rec, qkv, seq_start, z.buffer, shape, self.rows.scratch)?;
         self.tap(z)
     }
