@@ -80,8 +80,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         {
             let x_own_a = select(vec4<f32>(0.0), textureLoad(x_tex, vec2<u32>(own_col, x_row_{p}a)), own_in_range);
             let x_own_b = select(vec4<f32>(0.0), textureLoad(x_tex, vec2<u32>(own_col, x_row_{p}b)), own_in_range);
-            var a = acc_{p}a;
-            var b = acc_{p}b;
+            // This pass's 32 values of k are summed on their own, then added to the running
+            // sums: blocked summation, whose rounding grows with 32 + n_in / 32 terms rather
+            // than with n_in.
+            var a = vec4<f32>(0.0);
+            var b = vec4<f32>(0.0);
             // unroll j in 0..8
             {
                 let xa = subgroupBroadcast(x_own_a, {j}u);
@@ -96,8 +99,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
                 // end unroll
             }
             // end unroll
-            acc_{p}a = a;
-            acc_{p}b = b;
+            acc_{p}a = acc_{p}a + a;
+            acc_{p}b = acc_{p}b + b;
         }
         // end unroll
     }

@@ -19,7 +19,9 @@
 //   values are fetched into registers while the current block is multiplied;
 // - lane (ty, tx) = (l / 8, l mod 8) multiplies tokens 4 · ty .. + 3 by outputs 4 · tx .. + 3:
 //   per k, one vec4 of x and one vec4 of w from workgroup memory for 16 multiply-adds into four
-//   vec4 accumulators (one per token; the k loop is unrolled so they stay in registers);
+//   vec4 block sums (one per token; the k loop is unrolled so they stay in registers), which are
+//   added to the slice's four vec4 sums once per block: blocked summation, whose rounding grows
+//   with the block's 16 terms plus the number of blocks rather than with n_in;
 // - at the end the slices' partial tiles meet in workgroup memory, and each of the 256 vec4s
 //   of the tile (a token's four outputs) is summed over the slices in slice order, biased, and
 //   handed to store_row by one invocation.
@@ -99,15 +101,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         x_{j} = x_at(t0 + copy_row + 4u * {j}u, k);
         w_{j} = w_at(n0 + copy_row + 4u * {j}u, k);
         // end unroll
+        // The block's 16 products are summed on their own, then added to the slice's sums.
+        // unroll a in 0..4
+        var block_{a} = vec4<f32>(0.0);
+        // end unroll
         // unroll q in 0..16
         {
             let xs = tiles[x_tile + {q}u * TILE_ROW + ty];
             let ws = tiles[w_tile + {q}u * TILE_ROW + tx];
-            acc_0 = acc_0 + xs.x * ws;
-            acc_1 = acc_1 + xs.y * ws;
-            acc_2 = acc_2 + xs.z * ws;
-            acc_3 = acc_3 + xs.w * ws;
+            block_0 = block_0 + xs.x * ws;
+            block_1 = block_1 + xs.y * ws;
+            block_2 = block_2 + xs.z * ws;
+            block_3 = block_3 + xs.w * ws;
         }
+        // end unroll
+        // unroll a in 0..4
+        acc_{a} = acc_{a} + block_{a};
         // end unroll
     }
     workgroupBarrier();

@@ -61,7 +61,10 @@ fn every_tutorial_command_runs_and_prints_what_the_tutorial_quotes() {
             "output" => {
                 let output = last_output.as_deref().expect("an output block before any command");
                 for line in &lines {
-                    assert!(output.lines().any(|l| l == line), "the tutorial quotes a line the command did not print:\n{line}");
+                    assert!(
+                        output.lines().any(|l| l == line),
+                        "the tutorial quotes a line the command did not print:\n{line}"
+                    );
                     quoted += 1;
                 }
             }

@@ -52,7 +52,8 @@ pub fn contributions_png(path: &Path, e: &Explanation) -> Result<()> {
                 let mut sum = 0.0f32;
                 let mut points = Vec::with_capacity(t.x.len());
                 // The slices of a split sum one after another: how their partial sums then add up.
-                let order: Vec<usize> = t.dispatch.order.partial_sums(t.x.len()).concat();
+                let order: Vec<usize> =
+                    t.dispatch.order.blocks(t.x.len()).into_iter().flatten().flatten().collect();
                 for (i, &k) in order.iter().enumerate() {
                     sum += t.x[k] * t.w[k];
                     points.push((i, sum as f64));

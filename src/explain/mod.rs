@@ -343,26 +343,26 @@ fn top_contributions(x: &[f32], w: &[f32], products: &[f64], positive: bool) -> 
     order.into_iter().map(|k| Contribution { k, x: x[k], w: w[k], product: products[k] }).collect()
 }
 
-/// The f32 running sum (no bias) in the kernel's order, at checkpoints: every
-/// `CHECKPOINT_EVERY` values of k for one running sum; each slice's partial sum and their
-/// combination for split sums.
+/// The f32 sums (no bias) in the kernel's order, at checkpoints: the running sum every
+/// `CHECKPOINT_EVERY` values of k for one slice; each slice's sum and their combination for
+/// several.
 fn running_sum(order: KOrder, x: &[f32], w: &[f32]) -> Vec<Checkpoint> {
-    let partial_sums = order.partial_sums(x.len());
-    if let [ks] = partial_sums.as_slice() {
+    let block_sum = |block: std::ops::Range<usize>| block.fold(0.0f32, |acc, k| acc + x[k] * w[k]);
+    let slices = order.blocks(x.len());
+    let mut points = Vec::new();
+    if let [blocks] = slices.as_slice() {
         let mut sum = 0.0f32;
-        let mut points = Vec::new();
-        for (i, &k) in ks.iter().enumerate() {
-            sum += x[k] * w[k];
-            if (i + 1) % CHECKPOINT_EVERY == 0 || i + 1 == ks.len() {
-                points.push(Checkpoint { after: format!("k = 0..{}", i + 1), sum });
+        for block in blocks {
+            sum += block_sum(block.clone());
+            if block.end % CHECKPOINT_EVERY == 0 || block.end == x.len() {
+                points.push(Checkpoint { after: format!("k = 0..{}", block.end), sum });
             }
         }
         return points;
     }
-    let mut points = Vec::new();
     let mut total: Option<f32> = None;
-    for (s, ks) in partial_sums.iter().enumerate() {
-        let partial = ks.iter().fold(0.0f32, |acc, &k| acc + x[k] * w[k]);
+    for (s, blocks) in slices.iter().enumerate() {
+        let partial = blocks.iter().fold(0.0f32, |sum, block| sum + block_sum(block.clone()));
         points.push(Checkpoint { after: format!("slice {s} alone"), sum: partial });
         let so_far = total.map_or(partial, |t| t + partial);
         total = Some(so_far);

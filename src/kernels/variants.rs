@@ -266,13 +266,17 @@ impl LinearSplit {
     /// The order in which the kernel sums the products `x[t, k] · w[n, k]`.
     pub fn k_order(self) -> KOrder {
         match self {
-            LinearSplit::PerOutput { .. } | LinearSplit::CpuTiles => KOrder::Sequential,
-            LinearSplit::Tiles { k_slices, block_k, .. } => {
-                KOrder::Slices { slices: k_slices, block: block_k }
-            }
+            LinearSplit::PerOutput { .. } => KOrder { slices: 1, block: SIMPLE_BLOCK },
+            LinearSplit::CpuTiles => KOrder { slices: 1, block: 4 * CPU_PASS_TEXELS },
+            LinearSplit::Tiles { k_slices, block_k, .. } => KOrder { slices: k_slices, block: block_k },
         }
     }
 }
+
+/// The BLOCK of shaders/linear.wgsl.
+const SIMPLE_BLOCK: usize = 32;
+/// Texels of k per pass of shaders/linear_cpu.wgsl (its kb step).
+const CPU_PASS_TEXELS: usize = 8;
 
 /// Who computes one output of a linear layer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -292,52 +296,58 @@ impl Owner {
     }
 }
 
-/// The order of a linear kernel's sum over k, in f32.
+/// The order of a linear kernel's sum over k, in f32: blocked summation. The k are cut into
+/// blocks of `block` consecutive values; `slices` partial sums each take every `slices`-th block
+/// (slice s: blocks s, s + slices, …); a block's products are summed on their own, from zero, and
+/// each block sum is added to its slice's sum in order; then the slices' sums are added in slice
+/// order, then the bias.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum KOrder {
-    /// One running sum over k = 0, 1, …, n_in − 1, then + bias.
-    Sequential,
-    /// `slices` partial sums, slice s taking the blocks s, s + slices, s + 2·slices, … of `block`
-    /// consecutive k, each in order; the partial sums added in slice order, then + bias.
-    Slices { slices: usize, block: usize },
+pub struct KOrder {
+    pub slices: usize,
+    pub block: usize,
 }
 
 impl KOrder {
+    /// The blocks (ranges of k) of each slice, in the order the kernel adds them.
+    pub fn blocks(self, n_in: usize) -> Vec<Vec<std::ops::Range<usize>>> {
+        (0..self.slices)
+            .map(|s| {
+                (s * self.block..n_in)
+                    .step_by(self.slices * self.block)
+                    .map(|start| start..(start + self.block).min(n_in))
+                    .collect()
+            })
+            .collect()
+    }
+
     /// Σ_k x[k]·w[k] + bias in this order, in f32: each product rounded and then added
     /// (`fused`: each multiply-add rounded once, as a GPU that contracts them to FMA computes it).
     pub fn replay(self, x: &[f32], w: &[f32], bias: f32, fused: bool) -> f32 {
-        let add = |acc: f32, &k: &usize| if fused { x[k].mul_add(w[k], acc) } else { acc + x[k] * w[k] };
-        let partials = self.partial_sums(x.len()).into_iter().map(|ks| ks.iter().fold(0.0, add));
-        let sum = partials.reduce(|total, partial| total + partial).unwrap_or(0.0);
-        sum + bias
-    }
-
-    /// The k of each partial sum, in the order the kernel adds them up (one list for one running
-    /// sum); the partial sums are then added in this order.
-    pub fn partial_sums(self, n_in: usize) -> Vec<Vec<usize>> {
-        match self {
-            KOrder::Sequential => vec![(0..n_in).collect()],
-            KOrder::Slices { slices, block } => (0..slices)
-                .map(|s| {
-                    let blocks = (s * block..n_in).step_by(slices * block);
-                    blocks.flat_map(|start| start..(start + block).min(n_in)).collect()
-                })
-                .collect(),
-        }
+        let add = |acc: f32, k: usize| if fused { x[k].mul_add(w[k], acc) } else { acc + x[k] * w[k] };
+        let slice_sums = self.blocks(x.len()).into_iter().map(|blocks| {
+            blocks.into_iter().map(|block| block.fold(0.0, add)).fold(0.0, |sum, block_sum| sum + block_sum)
+        });
+        slice_sums.reduce(|total, slice| total + slice).unwrap_or(0.0) + bias
     }
 
     /// The order in words.
     pub fn describe(self, n_in: usize) -> String {
-        match self {
-            KOrder::Sequential => format!("one running f32 sum over k = 0, 1, …, {}, then + bias", n_in - 1),
-            KOrder::Slices { slices, block } => format!(
-                "{slices} partial f32 sums: slice s takes the blocks s, s + {slices}, … of {block} consecutive k \
-                 (slice 0: k = 0..{block}, {}..{} …), each in order; then slice 0 + slice 1 + … + slice {}, then + bias",
+        let KOrder { slices, block } = self;
+        if slices == 1 {
+            format!(
+                "blocks of {block} consecutive k (k = 0..{block}, {block}..{} …), each summed in f32 from zero \
+                 and added in order to one running sum; then + bias",
+                (2 * block).min(n_in)
+            )
+        } else {
+            format!(
+                "{slices} slices: slice s takes the blocks s, s + {slices}, … of {block} consecutive k \
+                 (slice 0: k = 0..{block}, {}..{} …); each block summed in f32 from zero and added to its \
+                 slice's sum; then slice 0 + slice 1 + … + slice {}, then + bias",
                 slices * block,
                 slices * block + block,
                 slices - 1
-            ),
+            )
         }
     }
 }
