@@ -21,6 +21,7 @@ use crate::kernels::{
 use crate::model::Batch;
 use anyhow::{bail, Result};
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// GPT-Neo weights uploaded to the GPU: the blocks up to the deepest hook, `wpe`, `ln_f` when all
@@ -28,10 +29,25 @@ use std::time::{Duration, Instant};
 pub struct GpuModel {
     pub config: GptNeoConfig,
     wte: HostTensor,
+    /// `wpe` on the host too, for `hook_pos_embed` (its rows, gathered: no arithmetic).
+    wpe_host: HostTensor,
     wpe: GpuPositions,
     blocks: Vec<Block>,
     ln_f: Option<Named<GpuLayerNorm>>,
+    /// The tied unembedding `wte` in chunks of rows, uploaded by the first forward that asks for
+    /// the logits.
+    unembedding: Mutex<Option<Arc<Vec<UnembeddingChunk>>>>,
 }
+
+/// Rows `first_row..` of the tied unembedding, as a linear layer without bias.
+struct UnembeddingChunk {
+    first_row: usize,
+    linear: Named<GpuLinear>,
+}
+
+/// Vocabulary rows per unembedding chunk: small enough that a chunk's weights and its
+/// `[tokens, rows]` output fit any adapter's storage binding for thousands of tokens.
+const UNEMBEDDING_CHUNK_ROWS: usize = 4096;
 
 /// A layer on the GPU with the name of its HF module (`h.8.mlp.c_fc`), which traces show.
 struct Named<T> {
@@ -133,6 +149,8 @@ impl GpuModel {
         let model = GpuModel {
             config: config.clone(),
             wte: weights.wte.clone(),
+            wpe_host: weights.wpe.clone(),
+            unembedding: Mutex::new(None),
             wpe,
             blocks: weights
                 .blocks
@@ -200,8 +218,11 @@ impl GpuModel {
         let n_tokens = batch.n_tokens();
         let (h, inter) = (config.hidden_size, config.intermediate_size);
         let ids: Vec<usize> = batch.ids.iter().map(|&id| id as usize).collect();
-        let mut buffers = Buffers::new(gpu, batch, &self.wte.gather_rows(&ids)?, h, inter)?;
+        let token_rows = self.wte.gather_rows(&ids)?;
+        let mut buffers = Buffers::new(gpu, batch, &token_rows, h, inter)?;
         let scratch = kernels.scratch(gpu, n_tokens, &[h, 3 * h, inter])?;
+        let unembedding =
+            if plan.wants(Hook::Logits) { Some(self.unembedding(gpu, kernels, n_tokens)?) } else { None };
         let mut f = Recording {
             kernels,
             rec,
@@ -209,7 +230,7 @@ impl GpuModel {
             taps: Taps { plan, staged: Vec::new() },
             batch,
         };
-        match self.record(&mut f, &mut buffers) {
+        match self.record(&mut f, &mut buffers, unembedding.as_ref().map(|u| u.as_slice())) {
             Ok(()) | Err(Stop::Reached) => {}
             Err(Stop::Failed(error)) => return Err(error),
         }
@@ -219,20 +240,32 @@ impl GpuModel {
         let forward = started.elapsed();
 
         let started = Instant::now();
+        let mut acts = Activations { n_tokens, values: HashMap::new(), shapes: HashMap::new() };
         let staging: Vec<&wgpu::Buffer> = taps.staged.iter().map(|s| &s.buffer).collect();
-        let mut values = HashMap::new();
         for (staged, rows) in taps.staged.iter().zip(gpu.read_staging(&staging)?) {
-            values.insert(staged.hook, staged.columns.select(&rows));
+            staged.place(&rows, &mut acts, batch);
+        }
+        // The embeddings are rows of the tables, read on the host.
+        if plan.wants(Hook::Embed) {
+            acts.insert(Hook::Embed, vec![n_tokens, h], bytemuck::pod_collect_to_vec(&token_rows));
+        }
+        if plan.wants(Hook::PosEmbed) {
+            let positions: Vec<usize> = batch.positions.iter().map(|&p| p as usize).collect();
+            let rows = bytemuck::pod_collect_to_vec(&self.wpe_host.gather_rows(&positions)?);
+            acts.insert(Hook::PosEmbed, vec![n_tokens, h], rows);
         }
         let readback = started.elapsed();
         let times = ForwardTimes { forward, record, readback, passes: Vec::new() };
-        Ok((Activations { n_tokens, values }, times, finished))
+        Ok((acts, times, finished))
     }
 
-    /// HF's GPTNeoModel.forward: the embeddings, every block, ln_f.
-    fn record(&self, f: &mut Recording, a: &mut Buffers) -> Step {
+    /// HF's GPTNeoForCausalLM.forward: the embeddings, every block, ln_f, and the logits with the
+    /// tied unembedding (in chunks of the vocabulary) when they are asked for.
+    fn record(&self, f: &mut Recording, a: &mut Buffers, unembedding: Option<&[UnembeddingChunk]>) -> Step {
         f.rec.module(|| "wte+wpe".to_string());
         f.kernels.embed(&mut f.rec, &self.wpe, &a.token_rows, &a.positions, &a.resid, f.rows.n_tokens);
+        f.tap_host(Hook::Embed)?;
+        f.tap_host(Hook::PosEmbed)?;
         for block in &self.blocks {
             block.record(f, a)?;
             f.block_recorded(block.layer);
@@ -241,7 +274,47 @@ impl GpuModel {
         if let Some(ln_f) = &self.ln_f {
             f.layernorm(ln_f, &a.resid, Out::new(&a.normed, Hook::LnFinal))?;
         }
+        for chunk in unembedding.unwrap_or_default() {
+            let logits = f.rec.gpu().storage("logits", f.rows.n_tokens * chunk.linear.layer.n_out)?;
+            let out = Out::logits(&logits, chunk.first_row, self.config.vocab_size);
+            f.linear(&chunk.linear, &a.normed, Then::Nothing, out)?;
+        }
         Ok(())
+    }
+
+    /// The unembedding chunks, uploaded on first use.
+    fn unembedding(
+        &self,
+        gpu: &Gpu,
+        kernels: &Kernels,
+        n_tokens: usize,
+    ) -> Result<Arc<Vec<UnembeddingChunk>>> {
+        let (h, vocab) = (self.config.hidden_size, self.config.vocab_size);
+        let output_bytes = (n_tokens * UNEMBEDDING_CHUNK_ROWS * 4) as u64;
+        if output_bytes > gpu.max_binding_bytes() {
+            bail!(
+                "the logits of {n_tokens} tokens need {output_bytes}-byte GPU buffers but {} binds at most {} bytes; use fewer tokens",
+                gpu.adapter_name(),
+                gpu.max_binding_bytes()
+            );
+        }
+        let mut cached = self.unembedding.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(chunks) = cached.as_ref() {
+            return Ok(chunks.clone());
+        }
+        let bytes = self.wte.bytes();
+        let mut chunks = Vec::new();
+        for start in (0..vocab).step_by(UNEMBEDDING_CHUNK_ROWS) {
+            let end = (start + UNEMBEDDING_CHUNK_ROWS).min(vocab);
+            let name = format!("lm_head (wte rows {start}..{end})");
+            let layer = kernels.upload_linear(gpu, &name, &[&bytes[start * h * 4..end * h * 4]], None, h)?;
+            chunks.push(UnembeddingChunk { first_row: start, linear: Named { name, layer } });
+        }
+        gpu.flush()?;
+        self.wte.release_pages();
+        let chunks = Arc::new(chunks);
+        *cached = Some(chunks.clone());
+        Ok(chunks)
     }
 }
 
@@ -275,6 +348,7 @@ impl Attention {
         for (part, point) in [HookPoint::AttnQ, HookPoint::AttnK, HookPoint::AttnV].into_iter().enumerate() {
             f.tap(Out::columns(&a.qkv, at(point), part, 3))?;
         }
+        f.tap(Out::pattern(&a.qkv, at(HookPoint::AttnPattern), self))?;
         f.attention(self, &a.qkv, &a.seq_start, Out::new(&a.z, at(HookPoint::AttnZ)))?;
         let sublayer = Out::new(&a.attn_out, at(HookPoint::AttnOut));
         f.linear(&self.out_proj, &a.z, Then::AddTo { resid, sublayer }, out)
@@ -299,10 +373,12 @@ impl Mlp {
     }
 }
 
-/// Hook activations read back from a forward: each `[n_tokens, width]`, row-major.
+/// Hook activations read back from a forward, row-major: `[n_tokens, width]`, or for the
+/// attention pattern `[n_sequences, heads, longest, longest]` (`shape` says).
 pub struct Activations {
     pub n_tokens: usize,
     values: HashMap<Hook, Vec<f32>>,
+    shapes: HashMap<Hook, Vec<usize>>,
 }
 
 impl Activations {
@@ -312,6 +388,16 @@ impl Activations {
 
     pub fn take(&mut self, hook: Hook) -> Option<Vec<f32>> {
         self.values.remove(&hook)
+    }
+
+    pub fn shape(&self, hook: Hook) -> Option<&[usize]> {
+        self.shapes.get(&hook).map(Vec::as_slice)
+    }
+
+    fn insert(&mut self, hook: Hook, shape: Vec<usize>, values: Vec<f32>) {
+        debug_assert_eq!(shape.iter().product::<usize>(), values.len());
+        self.shapes.insert(hook, shape);
+        self.values.insert(hook, values);
     }
 }
 
@@ -391,27 +477,46 @@ impl From<anyhow::Error> for Stop {
 /// The result of recording a step of the forward.
 type Step = std::result::Result<(), Stop>;
 
-/// A kernel's output buffer, and the hook it is (if any) with the columns of the buffer the hook
-/// takes.
+/// A kernel's output buffer, and the hook it is (if any) with how its rows become the hook's.
 #[derive(Clone, Copy)]
 struct Out<'b> {
     buffer: &'b wgpu::Buffer,
     hook: Option<Hook>,
-    /// Part `part` of `parts` equal column blocks of each row (q, k or v of the qkv rows).
-    part: (usize, usize),
+    place: Place,
+}
+
+/// How a staged buffer's rows become a hook's values.
+#[derive(Clone, Copy)]
+enum Place {
+    /// Part `part` of `parts` equal column blocks of each row (all of it, or q, k or v of the
+    /// qkv rows).
+    Columns { part: usize, parts: usize },
+    /// The rows are columns `offset..` of the hook's rows of `total` (a chunk of the logits).
+    Into { offset: usize, total: usize },
+    /// The rows are qkv: the hook is the attention pattern of this layer, computed from q and k.
+    Pattern { n_heads: usize, head_dim: usize, window: Option<usize> },
 }
 
 impl<'b> Out<'b> {
     fn new(buffer: &'b wgpu::Buffer, hook: Hook) -> Self {
-        Out { buffer, hook: Some(hook), part: (0, 1) }
+        Out { buffer, hook: Some(hook), place: Place::Columns { part: 0, parts: 1 } }
     }
 
     fn untapped(buffer: &'b wgpu::Buffer) -> Self {
-        Out { buffer, hook: None, part: (0, 1) }
+        Out { buffer, hook: None, place: Place::Columns { part: 0, parts: 1 } }
     }
 
     fn columns(buffer: &'b wgpu::Buffer, hook: Hook, part: usize, parts: usize) -> Self {
-        Out { buffer, hook: Some(hook), part: (part, parts) }
+        Out { buffer, hook: Some(hook), place: Place::Columns { part, parts } }
+    }
+
+    fn logits(buffer: &'b wgpu::Buffer, offset: usize, total: usize) -> Self {
+        Out { buffer, hook: Some(Hook::Logits), place: Place::Into { offset, total } }
+    }
+
+    fn pattern(qkv: &'b wgpu::Buffer, hook: Hook, attn: &Attention) -> Self {
+        let place = Place::Pattern { n_heads: attn.n_heads, head_dim: attn.head_dim, window: attn.window };
+        Out { buffer: qkv, hook: Some(hook), place }
     }
 }
 
@@ -498,6 +603,11 @@ impl Recording<'_, '_> {
         self.taps.tap(&mut self.rec, self.rows.n_tokens, out)
     }
 
+    /// A hook read on the host, after the forward (the embeddings); stops if it is the deepest.
+    fn tap_host(&mut self, hook: Hook) -> Step {
+        self.taps.reached(hook, true)
+    }
+
     /// On a GPU, submits the blocks recorded so far every `SUBMIT_EVERY_BLOCKS` blocks.
     fn block_recorded(&mut self, layer: usize) {
         let on_gpu = self.rec.gpu().info.device_type != wgpu::DeviceType::Cpu;
@@ -510,29 +620,82 @@ impl Recording<'_, '_> {
 struct Staged {
     hook: Hook,
     buffer: wgpu::Buffer,
-    columns: Columns,
-}
-
-/// Which columns of a `[n_tokens, row_width]` buffer a hook is.
-#[derive(Clone, Copy)]
-struct Columns {
-    n_tokens: usize,
     row_width: usize,
-    start: usize,
-    width: usize,
+    place: Place,
 }
 
-impl Columns {
-    fn select(&self, rows: &[f32]) -> Vec<f32> {
-        if self.start == 0 && self.width == self.row_width {
-            return rows[..self.n_tokens * self.width].to_vec();
+impl Staged {
+    /// Puts the read-back `rows` (`[n_tokens, row_width]`) where they belong in `acts`.
+    fn place(&self, rows: &[f32], acts: &mut Activations, batch: &Batch) {
+        let n = acts.n_tokens;
+        let rows = &rows[..n * self.row_width];
+        match self.place {
+            Place::Columns { part, parts } => {
+                let width = self.row_width / parts;
+                let values = if parts == 1 {
+                    rows.to_vec()
+                } else {
+                    rows.chunks_exact(self.row_width)
+                        .flat_map(|r| &r[part * width..(part + 1) * width])
+                        .copied()
+                        .collect()
+                };
+                acts.insert(self.hook, vec![n, width], values);
+            }
+            Place::Into { offset, total } => {
+                let values = acts.values.entry(self.hook).or_insert_with(|| vec![0.0; n * total]);
+                for (t, row) in rows.chunks_exact(self.row_width).enumerate() {
+                    values[t * total + offset..t * total + offset + self.row_width].copy_from_slice(row);
+                }
+                acts.shapes.insert(self.hook, vec![n, total]);
+            }
+            Place::Pattern { n_heads, head_dim, window } => {
+                let (shape, values) = attention_pattern(rows, batch, n_heads, head_dim, window);
+                acts.insert(self.hook, shape, values);
+            }
         }
-        rows.chunks_exact(self.row_width)
-            .take(self.n_tokens)
-            .flat_map(|row| &row[self.start..self.start + self.width])
-            .copied()
-            .collect()
     }
+}
+
+/// The attention probabilities of every sequence of `batch`, from the qkv rows
+/// (`[n_tokens, 3·width]`): scores q·k unscaled over the keys each query sees (its sequence,
+/// causal, the window on local layers), softmax, in f64, rounded to f32. Laid out
+/// `[n_sequences, n_heads, longest, longest]` (query, then key, each counted from the sequence's
+/// first token), zero where a query or key is past its sequence's end or not seen.
+pub fn attention_pattern(
+    qkv: &[f32],
+    batch: &Batch,
+    n_heads: usize,
+    head_dim: usize,
+    window: Option<usize>,
+) -> (Vec<usize>, Vec<f32>) {
+    let width = n_heads * head_dim;
+    let longest = (0..batch.n_sequences()).map(|s| batch.sequence(s).len()).max().unwrap_or(0);
+    let mut pattern = vec![0.0f32; batch.n_sequences() * n_heads * longest * longest];
+    let row = |t: usize| &qkv[t * 3 * width..(t + 1) * 3 * width];
+    for s in 0..batch.n_sequences() {
+        let tokens = batch.sequence(s);
+        for (i, t) in tokens.clone().enumerate() {
+            let first = window.map_or(0, |w| (i + 1).saturating_sub(w));
+            for h in 0..n_heads {
+                let q = &row(t)[h * head_dim..(h + 1) * head_dim];
+                let scores: Vec<f64> = (first..=i)
+                    .map(|j| {
+                        let k = &row(tokens.start + j)[width + h * head_dim..width + (h + 1) * head_dim];
+                        q.iter().zip(k).map(|(&a, &b)| a as f64 * b as f64).sum()
+                    })
+                    .collect();
+                let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let exps: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let total: f64 = exps.iter().sum();
+                let at = ((s * n_heads + h) * longest + i) * longest;
+                for (j, e) in (first..=i).zip(&exps) {
+                    pattern[at + j] = (e / total) as f32;
+                }
+            }
+        }
+    }
+    (vec![batch.n_sequences(), n_heads, longest, longest], pattern)
 }
 
 /// The hook buffers being copied out during a forward.
@@ -548,18 +711,25 @@ impl Taps<'_> {
 
     fn tap(&mut self, rec: &mut Recorder, n_tokens: usize, out: Out) -> Step {
         let Some(hook) = out.hook else { return Ok(()) };
+        // The activation buffers hold exactly n_tokens rows.
+        let bytes = out.buffer.size();
+        let row_width = bytes as usize / 4 / n_tokens;
         if self.plan.wants(hook) {
-            // The activation buffers hold exactly n_tokens rows.
-            let bytes = out.buffer.size();
-            let row_width = bytes as usize / 4 / n_tokens;
-            let (part, parts) = out.part;
-            let width = row_width / parts;
-            let columns = Columns { n_tokens, row_width, start: part * width, width };
             let staging = rec.gpu().staging(&hook.to_string(), bytes);
             rec.copy(out.buffer, &staging, bytes);
-            self.staged.push(Staged { hook, buffer: staging, columns });
+            self.staged.push(Staged { hook, buffer: staging, row_width, place: out.place });
         }
-        if hook == self.plan.deepest() {
+        // A hook written in parts is complete with its last part.
+        let complete = match out.place {
+            Place::Into { offset, total } => offset + row_width == total,
+            _ => true,
+        };
+        self.reached(hook, complete)
+    }
+
+    /// `Stop::Reached` once the deepest hook is `complete`.
+    fn reached(&self, hook: Hook, complete: bool) -> Step {
+        if complete && hook == self.plan.deepest() {
             Err(Stop::Reached)
         } else {
             Ok(())

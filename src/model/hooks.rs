@@ -18,6 +18,9 @@ pub enum HookPoint {
     AttnK,
     /// `v_proj` output.
     AttnV,
+    /// The attention probabilities, per sequence `[heads, query, key]` (computed on the host from
+    /// the GPU's q and k: the attention kernels never store them).
+    AttnPattern,
     /// The heads' attention outputs, merged: the input of `out_proj`.
     AttnZ,
     /// `out_proj` output.
@@ -37,12 +40,13 @@ pub enum HookPoint {
 }
 
 impl HookPoint {
-    pub const ALL: [HookPoint; 13] = [
+    pub const ALL: [HookPoint; 14] = [
         HookPoint::ResidPre,
         HookPoint::Ln1Normalized,
         HookPoint::AttnQ,
         HookPoint::AttnK,
         HookPoint::AttnV,
+        HookPoint::AttnPattern,
         HookPoint::AttnZ,
         HookPoint::AttnOut,
         HookPoint::ResidMid,
@@ -61,6 +65,7 @@ impl HookPoint {
             HookPoint::AttnQ => "attn.hook_q",
             HookPoint::AttnK => "attn.hook_k",
             HookPoint::AttnV => "attn.hook_v",
+            HookPoint::AttnPattern => "attn.hook_pattern",
             HookPoint::AttnZ => "attn.hook_z",
             HookPoint::AttnOut => "hook_attn_out",
             HookPoint::ResidMid => "hook_resid_mid",
@@ -73,15 +78,22 @@ impl HookPoint {
     }
 }
 
-/// A place in the forward whose activations `[tokens, width]` can be read back.
+/// A place in the forward whose activations `[tokens, width]` can be read back (the attention
+/// pattern is laid out per sequence instead: `Hook::shape`). The order is the forward's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Hook {
+    /// The token embeddings, `wte[ids]`.
+    Embed,
+    /// The position embeddings, `wpe[positions]`.
+    PosEmbed,
     Block {
         layer: usize,
         point: HookPoint,
     },
     /// `ln_f` output, after the last block.
     LnFinal,
+    /// `ln_f` output times the tied unembedding `wteᵀ`: `[tokens, vocab]`.
+    Logits,
 }
 
 impl Hook {
@@ -107,8 +119,8 @@ impl Hook {
     }
 
     fn parse_name(name: &str) -> Result<Hook> {
-        if name == "ln_final.hook_normalized" {
-            return Ok(Hook::LnFinal);
+        if let Some(hook) = Self::MODEL_HOOKS.iter().find(|h| h.to_string() == name) {
+            return Ok(*hook);
         }
         let block_rest = |prefix: &str| -> Option<(usize, &str)> {
             let rest = name.strip_prefix(prefix)?;
@@ -126,19 +138,53 @@ impl Hook {
         bail!("unknown hook {name:?}; valid forms: {}", Self::valid_forms())
     }
 
+    /// The hooks outside the blocks.
+    const MODEL_HOOKS: [Hook; 4] = [Hook::Embed, Hook::PosEmbed, Hook::LnFinal, Hook::Logits];
+
     /// Every accepted hook name, with `{L}` for the block index.
     pub fn valid_forms() -> String {
-        let mut forms: Vec<String> =
-            HookPoint::ALL.iter().map(|p| format!("blocks.{{L}}.{}", p.suffix())).collect();
-        forms.push("ln_final.hook_normalized".into());
+        let mut forms: Vec<String> = Self::MODEL_HOOKS[..2].iter().map(Hook::to_string).collect();
+        forms.extend(HookPoint::ALL.iter().map(|p| format!("blocks.{{L}}.{}", p.suffix())));
+        forms.extend(Self::MODEL_HOOKS[2..].iter().map(Hook::to_string));
         forms.push("transformer.h.{L}.mlp.c_fc (= blocks.{L}.mlp.hook_pre)".into());
+        forms.push("patterns with * (blocks.*.mlp.hook_pre, blocks.8.*)".into());
         forms.join(", ")
     }
 
-    /// Floats per token at this hook.
+    /// Every hook point of a model of this configuration, in the forward's order.
+    pub fn all(config: &GptNeoConfig) -> Vec<Hook> {
+        let mut hooks = vec![Hook::Embed, Hook::PosEmbed];
+        for layer in 0..config.num_layers {
+            hooks.extend(HookPoint::ALL.map(|point| Hook::block(layer, point)));
+        }
+        hooks.extend([Hook::LnFinal, Hook::Logits]);
+        hooks
+    }
+
+    /// The hooks a name or a pattern names: `*` matches any run of characters
+    /// (`blocks.*.mlp.hook_pre`, `blocks.8.*`). A pattern that matches nothing is an error that
+    /// lists the valid forms.
+    pub fn expand(pattern: &str, config: &GptNeoConfig) -> Result<Vec<Hook>> {
+        if !pattern.contains('*') {
+            return Ok(vec![Hook::parse(pattern, config)?]);
+        }
+        let hooks: Vec<Hook> =
+            Hook::all(config).into_iter().filter(|h| glob(pattern, &h.to_string())).collect();
+        if hooks.is_empty() {
+            bail!(
+                "hook pattern {pattern:?} matches no hook of this model; valid forms: {}",
+                Self::valid_forms()
+            );
+        }
+        Ok(hooks)
+    }
+
+    /// Floats per token at this hook (the attention pattern: per query, its keys of every head
+    /// up to the longest sequence; see `shape`).
     pub fn width(self, config: &GptNeoConfig) -> usize {
         match self {
             Hook::Block { point: HookPoint::MlpPre | HookPoint::MlpPost, .. } => config.intermediate_size,
+            Hook::Logits => config.vocab_size,
             _ => config.hidden_size,
         }
     }
@@ -146,8 +192,25 @@ impl Hook {
     /// The blocks the forward must run to reach this hook.
     pub fn blocks_needed(self, config: &GptNeoConfig) -> usize {
         match self {
+            Hook::Embed | Hook::PosEmbed => 0,
             Hook::Block { layer, .. } => layer + 1,
-            Hook::LnFinal => config.num_layers,
+            Hook::LnFinal | Hook::Logits => config.num_layers,
+        }
+    }
+
+    /// Whether the values are one row per token (all but the attention pattern).
+    pub fn per_token(self) -> bool {
+        !matches!(self, Hook::Block { point: HookPoint::AttnPattern, .. })
+    }
+}
+
+/// Whether `name` matches `pattern`, where `*` stands for any run of characters.
+fn glob(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((head, rest)) => {
+            let Some(tail) = name.strip_prefix(head) else { return false };
+            (0..=tail.len()).filter(|&i| tail.is_char_boundary(i)).any(|i| glob(rest, &tail[i..]))
         }
     }
 }
@@ -155,8 +218,11 @@ impl Hook {
 impl fmt::Display for Hook {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match self {
+            Hook::Embed => write!(f, "hook_embed"),
+            Hook::PosEmbed => write!(f, "hook_pos_embed"),
             Hook::Block { layer, point } => write!(f, "blocks.{layer}.{}", point.suffix()),
             Hook::LnFinal => write!(f, "ln_final.hook_normalized"),
+            Hook::Logits => write!(f, "logits"),
         }
     }
 }
@@ -222,7 +288,25 @@ mod tests {
                 assert_eq!(Hook::parse(&hook.to_string(), &config()).unwrap(), hook);
             }
         }
-        assert_eq!(Hook::parse("ln_final.hook_normalized", &config()).unwrap(), Hook::LnFinal);
+        for hook in Hook::MODEL_HOOKS {
+            assert_eq!(Hook::parse(&hook.to_string(), &config()).unwrap(), hook);
+        }
+    }
+
+    #[test]
+    fn patterns_expand_in_the_forwards_order() {
+        let config = config();
+        let mlp = Hook::expand("blocks.*.mlp.hook_pre", &config).unwrap();
+        assert_eq!(mlp, (0..12).map(|l| Hook::block(l, HookPoint::MlpPre)).collect::<Vec<_>>());
+        let block = Hook::expand("blocks.8.*", &config).unwrap();
+        assert_eq!(block, HookPoint::ALL.map(|p| Hook::block(8, p)).to_vec());
+        assert_eq!(Hook::expand("*", &config).unwrap(), Hook::all(&config));
+        assert_eq!(Hook::expand("logits", &config).unwrap(), vec![Hook::Logits]);
+        assert_eq!(Hook::expand("hook_*", &config).unwrap(), vec![Hook::Embed, Hook::PosEmbed]);
+        let err = Hook::expand("blocks.*.mlp.hook_middle", &config).unwrap_err().to_string();
+        assert!(err.contains("matches no hook") && err.contains("valid forms"), "{err}");
+        assert!(!glob("blocks.1*", "blocks.2.mlp.hook_pre"));
+        assert!(glob("blocks.1*", "blocks.11.mlp.hook_pre"));
     }
 
     #[test]

@@ -4,12 +4,14 @@ mod batch;
 mod config;
 mod forward;
 mod hooks;
+mod loss;
 mod weights;
 
 pub use batch::Batch;
 pub use config::{AttentionKind, GptNeoConfig};
-pub use forward::{kernel_shapes, Activations, ForwardTimes, GpuModel};
+pub use forward::{attention_pattern, kernel_shapes, Activations, ForwardTimes, GpuModel};
 pub use hooks::{Hook, HookPlan, HookPoint};
+pub use loss::{logsumexp, next_token_loss};
 pub use weights::{BlockWeights, GptNeoWeights, HostTensor, LayerNormWeights, LinearWeights};
 
 use anyhow::{bail, Result};

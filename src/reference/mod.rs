@@ -2,6 +2,7 @@
 //! the truth the GPU kernels are tested against. Each op takes and returns f32 row-major arrays,
 //! so a kernel's output can be compared with the same op here on the same inputs.
 
+pub use crate::model::attention_pattern;
 use crate::model::{Batch, GptNeoWeights, Hook, HookPlan, HookPoint};
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -154,7 +155,12 @@ fn run(
         .iter()
         .flat_map(|&id| bytemuck::pod_collect_to_vec::<u8, f32>(weights.wte.row_bytes(id as usize)))
         .collect();
-    let mut resid = embed(&token_rows, &weights.wpe.to_vec(), &batch.positions, h);
+    tap(Hook::Embed, &token_rows)?;
+    let wpe = weights.wpe.to_vec();
+    let pos_rows: Vec<f32> =
+        batch.positions.iter().flat_map(|&p| wpe[p as usize * h..(p as usize + 1) * h].to_vec()).collect();
+    tap(Hook::PosEmbed, &pos_rows)?;
+    let mut resid = embed(&token_rows, &wpe, &batch.positions, h);
     for (layer, block) in weights.blocks.iter().enumerate() {
         let hook = |point| Hook::block(layer, point);
         tap(hook(HookPoint::ResidPre), &resid)?;
@@ -175,6 +181,11 @@ fn run(
         let qkv: Vec<f32> = (0..batch.n_tokens())
             .flat_map(|t| [&q, &k, &v].map(|m| &m[t * h..(t + 1) * h]).concat())
             .collect();
+        if plan.wants(hook(HookPoint::AttnPattern)) {
+            let (_, p) =
+                attention_pattern(&qkv, batch, config.num_heads, config.head_dim(), config.window(layer));
+            tap(hook(HookPoint::AttnPattern), &p)?;
+        }
         let z = attention(&qkv, &batch.seq_start, config.num_heads, config.head_dim(), config.window(layer));
         tap(hook(HookPoint::AttnZ), &z)?;
         let attn_out = linear(&z, &block.out_proj.weight.to_vec(), &block.out_proj.bias.to_vec(), h);
@@ -205,6 +216,10 @@ fn run(
     if let Some(ln_f) = &weights.ln_f {
         let normed = layernorm(&resid, &ln_f.weight.to_vec(), &ln_f.bias.to_vec(), config.layer_norm_epsilon);
         tap(Hook::LnFinal, &normed)?;
+        if plan.wants(Hook::Logits) {
+            let logits = linear(&normed, &weights.wte.to_vec(), &vec![0.0; config.vocab_size], h);
+            tap(Hook::Logits, &logits)?;
+        }
     }
     ControlFlow::Continue(())
 }
