@@ -61,7 +61,7 @@ enum Command {
     /// A summary goes to stdout; notes and download progress to stderr.
     #[command(verbatim_doc_comment)]
     Challenge(ChallengeCli),
-    /// Run words or a text through a local model and save one hook point's activations.
+    /// Run words or a text through the model and save the activations of any hook points.
     Extract(ExtractCli),
     /// Follow one neuron's value for one word from the weights through the kernel to the output
     ///
@@ -218,19 +218,21 @@ enum SyntheticShape {
 #[derive(Args)]
 #[command(group = clap::ArgGroup::new("input").required(true).args(["words", "text"]))]
 struct ExtractCli {
-    /// Model folder with config.json, model.safetensors and tokenizer.json.
-    #[arg(long, value_name = "DIR")]
-    model_dir: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Word list: UTF-8, one word per line; each word runs alone.
     #[arg(long, value_name = "FILE")]
     words: Option<PathBuf>,
     /// Text file, run whole as one sequence.
     #[arg(long, value_name = "FILE")]
     text: Option<PathBuf>,
-    /// Hook point (TransformerLens name, or transformer.h.L.mlp.c_fc).
-    #[arg(long, value_name = "NAME", default_value = "blocks.8.mlp.hook_pre")]
-    hook: String,
-    /// Pooling over each word's tokens [default: mean for --words, none for --text].
+    /// Hook point: a TransformerLens name (blocks.8.mlp.hook_pre, logits, …), the HF path
+    /// transformer.h.L.mlp.c_fc, or a pattern with * (blocks.*.mlp.hook_pre); repeatable. One
+    /// forward serves them all [default: blocks.8.mlp.hook_pre].
+    #[arg(long = "hook", value_name = "NAME")]
+    hooks: Vec<String>,
+    /// Pooling over each word's tokens [default: mean for --words (last for the logits), none
+    /// for --text]; attn.hook_pattern is per sequence and never pooled.
     #[arg(long, value_enum)]
     pool: Option<Pool>,
     /// Put one space before each word (or the text) before tokenizing.
@@ -239,12 +241,17 @@ struct ExtractCli {
     /// Cut a text to this many tokens [default and ceiling: the model's max_position_embeddings].
     #[arg(long, value_name = "N")]
     max_tokens: Option<usize>,
-    /// Output file: .npy (float32) or .safetensors (tensor `activations` plus metadata).
+    /// Output file: .npy (float32, one hook) or .safetensors (one tensor per hook, named by the
+    /// hook, plus metadata).
     #[arg(long, value_name = "PATH")]
     out: PathBuf,
     /// Kernel implementation [default: the fastest for the adapter].
     #[arg(long, value_enum, value_name = "VARIANT")]
     kernel_variant: Option<Variant>,
+    /// Print a summary as one JSON object on stdout: output, hooks and shapes, model and commit,
+    /// adapter and variant, timings.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -332,10 +339,13 @@ fn run_extract(args: ExtractCli) -> anyhow::Result<()> {
         (None, Some(text)) => ExtractInput::Text(text),
         (None, None) => unreachable!("clap requires --words or --text"),
     };
+    let interactive = std::io::stderr().is_terminal();
+    let hooks = if args.hooks.is_empty() { vec!["blocks.8.mlp.hook_pre".to_string()] } else { args.hooks };
     let summary = extract(&ExtractArgs {
-        model_dir: args.model_dir,
+        model: args.model.source(),
+        fetch: FetchOptions { progress: interactive, ..FetchOptions::default() },
         input,
-        hook: args.hook,
+        hooks,
         pool: args.pool,
         prefix_space: args.prefix_space,
         max_tokens: args.max_tokens,
@@ -345,12 +355,16 @@ fn run_extract(args: ExtractCli) -> anyhow::Result<()> {
     for note in &summary.notes {
         eprintln!("note: {note}");
     }
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    }
+    let arrays: Vec<String> = summary.hooks.iter().map(|h| format!("{} {:?}", h.hook, h.shape)).collect();
     eprintln!(
-        "wrote {} {:?} ({}, {} tokens) on {}",
+        "wrote {}: {} ({} tokens, {} kernels on {})",
         args.out.display(),
-        summary.shape,
-        summary.hook,
+        arrays.join(", "),
         summary.n_tokens,
+        summary.variant,
         summary.adapter
     );
     Ok(())

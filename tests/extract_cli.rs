@@ -109,11 +109,12 @@ fn text_goes_whole_with_metadata_and_can_be_cut() {
     let bytes = std::fs::read(&out).unwrap();
     let (_, metadata) = SafeTensors::read_metadata(&bytes).unwrap();
     let metadata = metadata.metadata().clone().unwrap();
-    assert_eq!(metadata["hook"], "blocks.7.mlp.hook_pre");
-    assert_eq!(metadata["pooling"], "none");
+    assert_eq!(metadata["hooks"], r#"["blocks.7.mlp.hook_pre"]"#);
+    assert_eq!(metadata["pooling"], r#"["none"]"#);
     assert!(metadata["adapter"].len() > 3);
     let file = SafeTensors::deserialize(&bytes).unwrap();
-    let tensor = file.tensor("activations").unwrap();
+    assert_eq!(file.names(), ["blocks.7.mlp.hook_pre"], "one tensor, named by its hook");
+    let tensor = file.tensor("blocks.7.mlp.hook_pre").unwrap();
     assert_eq!(tensor.shape(), &[133, 256]);
     let values: Vec<f32> = bytemuck::pod_collect_to_vec(tensor.data());
     let err = max_abs_diff(&values, &hf_tensor("text.blocks.7.mlp.hook_pre"));
@@ -307,7 +308,7 @@ fn bad_words_hooks_and_paths_are_named_errors() {
     assert_clean_failure(&extract_args(TINY, latin1.to_str().unwrap(), out_s), &out, "not UTF-8");
     let mut args = extract_args(TINY, "data/verbs.txt", out_s);
     args.extend(["--hook", "blocks.8.mlp.hook_middle"]);
-    assert_clean_failure(&args, &out, "valid forms: blocks.{L}.hook_resid_pre");
+    assert_clean_failure(&args, &out, "valid forms: hook_embed, hook_pos_embed, blocks.{L}.hook_resid_pre");
     let mut args = extract_args(TINY, "data/verbs.txt", out_s);
     args.extend(["--hook", "blocks.12.mlp.hook_pre"]);
     assert_clean_failure(&args, &out, "12 blocks");
