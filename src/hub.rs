@@ -9,7 +9,7 @@
 //!   models--{org}--{name}/
 //!     blobs/{etag}                  the contents, named by the hub's ETag: the sha256 of the
 //!                                   content for LFS files, the git blob sha1 for the others
-//!     blobs/{etag}.incomplete       a download in progress (resumed by the next run)
+//!     blobs/{etag}.incomplete       a download in progress (resumed by the next try or run)
 //!     refs/{revision}               the commit hash the revision resolved to
 //!     snapshots/{commit}/{file}     relative symlink to ../../blobs/{etag}
 //!   .locks/models--{org}--{name}/{etag}.lock   the per-blob lock Python's huggingface_hub takes too
@@ -29,11 +29,16 @@
 //!   offline. It is never returned as valid.
 //! * Offline (`HF_HUB_OFFLINE=1` or [`FetchOptions::offline`]): only the cache is read; nothing
 //!   is written and no request is made.
-//! * Downloads go to `blobs/{etag}.incomplete`. A later run resumes it with a `Range` request
-//!   (restarting from zero if the server ignores the range). The finished file is checked against
-//!   the size the hub announced and against the ETag (sha256 or git sha1) before it is renamed to
-//!   `blobs/{etag}`. Snapshot symlinks and refs are created under temporary names and renamed into
-//!   place, so the places the cache is read from only ever hold complete, verified files.
+//! * Downloads go to `blobs/{etag}.incomplete`. A transfer that stops short (no answer, a
+//!   connection reset or closed early, a read timeout, HTTP 408, 429 or 5xx) is resumed within
+//!   the same fetch with a `Range` request from the bytes on disk, after a growing wait, up to
+//!   [`FetchOptions::retries`] times since bytes last arrived (see [`FetchOptions::retry_wait`]);
+//!   other 4xx answers are final. A server that ignores the range restarts the file from zero.
+//!   After the last try the error says how many bytes are kept, and a later run resumes from
+//!   them. The finished file is checked against the size the hub announced and against the ETag
+//!   (sha256 or git sha1) before it is renamed to `blobs/{etag}`. Snapshot symlinks and refs are
+//!   created under temporary names and renamed into place, so the places the cache is read from
+//!   only ever hold complete, verified files.
 //! * Errors are single-line [`FetchError`]s (wrapped in `anyhow::Error`; downcast to read the
 //!   [`FetchErrorKind`]).
 //!
@@ -93,6 +98,15 @@ pub struct FetchOptions {
     pub connect_timeout: Duration,
     /// Longest silence while waiting for an answer or for the next bytes of a body (default 20 s).
     pub read_timeout: Duration,
+    /// How many times a download that stopped short (no answer, a connection reset or closed
+    /// early, a read timeout, HTTP 408, 429 or 5xx) is tried again within the same fetch,
+    /// resuming from the bytes on disk, before giving up. The count starts over whenever a try
+    /// brings new bytes, as in Python's `huggingface_hub` (default 5).
+    pub retries: u32,
+    /// The wait before the first retry. Each further retry waits twice as long as the one
+    /// before, at most 8 times this; a try that brings new bytes starts over from this
+    /// (default 1 s, so 1, 2, 4, 8, 8 s: `huggingface_hub`'s backoff).
+    pub retry_wait: Duration,
     /// On a cache hit, also hash every cached file and compare with its blob name (sha256 or git
     /// sha1). Costs a full read of the weights (about 1 s for 526 MB); off by default.
     pub verify_cached: bool,
@@ -109,6 +123,8 @@ impl Default for FetchOptions {
             resolve_timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(3),
             read_timeout: Duration::from_secs(20),
+            retries: 5,
+            retry_wait: Duration::from_secs(1),
             verify_cached: false,
         }
     }
@@ -130,7 +146,7 @@ pub enum FetchErrorKind {
     AccessDenied,
     /// The repo exists but lacks one of the files.
     FileNotFound,
-    /// A download stopped part way; running again resumes it.
+    /// A download stopped part way, on its last try too; running again resumes it.
     Interrupted,
     /// A cached or downloaded file does not match its size or hash.
     Corrupt,
@@ -789,9 +805,10 @@ fn fetch_file(client: &Client, ctx: &Ctx, cache: &RepoCache, meta: &FileMeta, fi
 fn download(client: &Client, ctx: &Ctx, cache: &RepoCache, meta: &FileMeta, file: &str) -> Result<()> {
     let part = cache.incomplete(&meta.etag);
     let blob = cache.blob(&meta.etag);
-    for attempt in 0..2 {
-        let (resumed, size) = download_to(client, ctx, meta, file, &part)?;
-        match verify_file(&part, &meta.etag, size).map_err(|e| io_fail("read", &part, e))? {
+    let mut from_scratch = false;
+    loop {
+        let got = download_to(client, ctx, meta, file, &part)?;
+        match verify_file(&part, &meta.etag, got.size).map_err(|e| io_fail("read", &part, e))? {
             Verdict::Good => {
                 let finish = || -> io::Result<()> {
                     OpenOptions::new().write(true).open(&part)?.sync_all()?;
@@ -808,9 +825,12 @@ fn download(client: &Client, ctx: &Ctx, cache: &RepoCache, meta: &FileMeta, file
             }
             Verdict::Bad(reason) => {
                 let _ = fs::remove_file(&part);
-                // A resumed download may have started from a bad partial file: try once more
-                // from scratch before blaming the server.
-                if resumed && attempt == 0 {
+                // Bytes left by an earlier run may have been bad (damaged on disk, or written
+                // by another program): try once more from scratch before blaming the server.
+                // Bytes this download wrote itself came from the server, so a second try
+                // would only repeat it.
+                if got.inherited && !from_scratch {
+                    from_scratch = true;
                     continue;
                 }
                 return Err(fail(
@@ -823,95 +843,243 @@ fn download(client: &Client, ctx: &Ctx, cache: &RepoCache, meta: &FileMeta, file
             }
         }
     }
-    unreachable!("the second attempt always returns")
 }
 
-/// One GET into the `.incomplete` file. Returns whether it continued an earlier partial file,
-/// and the file's full size as far as it is known.
-fn download_to(
+/// What [`download_to`] left in the `.incomplete` file.
+struct Downloaded {
+    /// Some of its bytes predate this download: an earlier run's partial file was resumed.
+    inherited: bool,
+    /// The file's full size as far as it is known.
+    size: Option<u64>,
+}
+
+/// The `.incomplete` file while a download fills it.
+struct Partial {
+    /// Bytes on disk.
+    have: u64,
+    /// How many of them predate this download.
+    inherited: u64,
+    /// How many the current try has written.
+    got: u64,
+    /// The file's full size as far as it is known.
+    size: Option<u64>,
+}
+
+/// Why one try of a download stopped short.
+enum TryError {
+    /// The next try may do better; it resumes from the bytes on disk.
+    Transient(Transient),
+    /// Trying again cannot help: a 4xx answer, a wrong answer, a disk error.
+    Fatal(anyhow::Error),
+}
+
+enum Transient {
+    /// No HTTP answer: no connection, or no answer in time.
+    NoAnswer { url: String, cause: String },
+    /// A status a server gives when it is busy or failing for now: 408, 429, 5xx.
+    Status { url: String, status: u16 },
+    /// The body stopped before its end: the connection was reset or closed, or went silent.
+    Cut(String),
+}
+
+impl Transient {
+    fn cause(&self) -> String {
+        match self {
+            Transient::NoAnswer { cause, .. } | Transient::Cut(cause) => cause.clone(),
+            Transient::Status { url, status } => format!("{} answered HTTP {status}", origin(url)),
+        }
+    }
+}
+
+/// Fills the `.incomplete` file, resuming it with a `Range` request from the bytes on disk.
+///
+/// A try that fails in a way the next one may not (see [`Transient`]) is followed by another,
+/// from the bytes then on disk, after a wait, as Python's `huggingface_hub` does: at most
+/// [`FetchOptions::retries`] retries since bytes last arrived, the first after
+/// [`FetchOptions::retry_wait`], each later one after twice the previous wait (at most 8 times
+/// the first); a try that brings new bytes starts both the count and the wait over. Any other
+/// failure ends the download at once.
+fn download_to(client: &Client, ctx: &Ctx, meta: &FileMeta, file: &str, part: &Path) -> Result<Downloaded> {
+    let mut out =
+        OpenOptions::new().create(true).append(true).open(part).map_err(|e| io_fail("create", part, e))?;
+    let have = out.metadata().map_err(|e| io_fail("read", part, e))?.len();
+    let mut state = Partial { have, inherited: have, got: 0, size: meta.size };
+    if let Some(size) = meta.size {
+        if state.have > size {
+            restart(&out, part, &mut state)?;
+        }
+        if state.have == size {
+            return Ok(Downloaded { inherited: state.have > 0, size: Some(size) });
+        }
+    }
+
+    let bar = progress_bar(ctx.progress, file, meta.size, state.have);
+    let mut retry = Retry::new(client.retries, client.retry_wait);
+    loop {
+        let failure = match one_try(client, ctx, meta, file, part, &mut out, &mut state, &bar) {
+            Ok(()) => {
+                bar.finish();
+                return Ok(Downloaded { inherited: state.inherited > 0, size: state.size });
+            }
+            Err(TryError::Fatal(e)) => {
+                bar.abandon();
+                return Err(e);
+            }
+            Err(TryError::Transient(t)) => t,
+        };
+        let Some(wait) = retry.failed(state.got > 0) else {
+            bar.abandon();
+            return Err(gave_up(client, ctx, file, part, &state, &retry, &failure));
+        };
+        if ctx.progress {
+            bar.suspend(|| {
+                eprintln!(
+                    "neoprobe: the download of {file} stopped at {} bytes ({}); resuming in {:.1} s",
+                    state.have,
+                    failure.cause(),
+                    wait.as_secs_f64()
+                )
+            });
+        }
+        std::thread::sleep(wait);
+    }
+}
+
+/// When a failed try of a download is followed by another: see [`FetchOptions::retries`] and
+/// [`FetchOptions::retry_wait`].
+struct Retry {
+    retries: u32,
+    first_wait: Duration,
+    /// Retries left before giving up.
+    left: u32,
+    /// The wait before the next retry.
+    wait: Duration,
+    /// Failed tries so far.
+    tries: u32,
+    /// How many of the last failed tries brought no new bytes.
+    empty_in_a_row: u32,
+}
+
+impl Retry {
+    fn new(retries: u32, first_wait: Duration) -> Self {
+        Self { retries, first_wait, left: retries, wait: first_wait, tries: 0, empty_in_a_row: 0 }
+    }
+
+    /// Records a failed try, and whether it brought new bytes. Returns how long to wait before
+    /// the next try, or `None` when the retries are spent.
+    fn failed(&mut self, brought_bytes: bool) -> Option<Duration> {
+        self.tries += 1;
+        if brought_bytes {
+            self.left = self.retries;
+            self.wait = self.first_wait;
+            self.empty_in_a_row = 0;
+        } else {
+            self.empty_in_a_row += 1;
+        }
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let wait = self.wait;
+        self.wait = self.wait.saturating_mul(2).min(self.first_wait.saturating_mul(8));
+        Some(wait)
+    }
+}
+
+/// Empties the `.incomplete` file, to download it from the start.
+fn restart(out: &File, part: &Path, state: &mut Partial) -> Result<()> {
+    out.set_len(0).map_err(|e| io_fail("write", part, e))?;
+    state.have = 0;
+    state.inherited = 0;
+    Ok(())
+}
+
+/// One GET into the `.incomplete` file, from the bytes on disk to the end.
+#[allow(clippy::too_many_arguments)]
+fn one_try(
     client: &Client,
     ctx: &Ctx,
     meta: &FileMeta,
     file: &str,
     part: &Path,
-) -> Result<(bool, Option<u64>)> {
-    let mut out =
-        OpenOptions::new().create(true).append(true).open(part).map_err(|e| io_fail("create", part, e))?;
-    let truncate = |out: &File| out.set_len(0).map_err(|e| io_fail("write", part, e));
-    let mut have = out.metadata().map_err(|e| io_fail("read", part, e))?.len();
-    if let Some(size) = meta.size {
-        if have > size {
-            truncate(&out)?;
-            have = 0;
-        }
-        if have == size {
-            return Ok((have > 0, Some(size)));
-        }
-    }
-    let resumed = have > 0;
-
-    let mut attempt = 0;
-    let (response, total) = loop {
-        attempt += 1;
-        let from = (have > 0).then_some(have);
-        let (response, url) = client
-            .send(false, &meta.download_url, from, Follow::All)
-            .map_err(|e| client.net_error(&e, &meta.download_url, file, ctx, have))?;
+    out: &mut File,
+    state: &mut Partial,
+    bar: &indicatif::ProgressBar,
+) -> std::result::Result<(), TryError> {
+    state.got = 0;
+    let mut first = true;
+    let response = loop {
+        let from = (state.have > 0).then_some(state.have);
+        let (response, url) = match client.send(false, &meta.download_url, from, Follow::All) {
+            Ok(answer) => answer,
+            Err(e) if is_transient(&e) => {
+                let cause = client.net_cause(&e);
+                return Err(TryError::Transient(Transient::NoAnswer {
+                    url: meta.download_url.clone(),
+                    cause,
+                }));
+            }
+            Err(e) => {
+                let cause = client.net_cause(&e);
+                return Err(TryError::Fatal(client.unreachable(&meta.download_url, file, &cause)));
+            }
+        };
         let status = response.status().as_u16();
         let headers = response.headers();
         match status {
             206 => {
                 let range = header(headers, "content-range").and_then(|r| parse_content_range(&r));
                 match range {
-                    Some((start, total)) if start == have => break (response, total),
-                    _ if attempt == 1 => {
-                        // Not the part we asked for: start over from the beginning.
-                        truncate(&out)?;
-                        have = 0;
+                    Some((start, total)) if start == state.have => {
+                        state.size = meta.size.or(total).or(state.size);
+                        break response;
                     }
+                    // Not the part asked for: start over from the beginning.
+                    _ if first => restart(out, part, state).map_err(TryError::Fatal)?,
                     _ => {
-                        return Err(fail(
+                        return Err(TryError::Fatal(fail(
                             FetchErrorKind::BadResponse,
                             format!(
                                 "the server at {} sent a wrong part of {file} (Content-Range {:?})",
                                 origin(&url),
                                 header(headers, "content-range")
                             ),
-                        ))
+                        )))
                     }
                 }
             }
             200 => {
-                if have > 0 {
+                if state.have > 0 {
                     // The server ignored Range and sends the whole file: restart the file.
-                    truncate(&out)?;
-                    have = 0;
+                    restart(out, part, state).map_err(TryError::Fatal)?;
                 }
                 let total = header(headers, "content-length").and_then(|l| l.parse().ok());
-                break (response, total);
+                state.size = meta.size.or(total).or(state.size);
+                break response;
             }
-            416 if attempt == 1 && have > 0 => {
-                truncate(&out)?;
-                have = 0;
-            }
+            416 if first && state.have > 0 => restart(out, part, state).map_err(TryError::Fatal)?,
+            408 | 429 | 500..=599 => return Err(TryError::Transient(Transient::Status { url, status })),
             _ => {
                 if same_origin(&url, ctx.endpoint) {
-                    return Err(client.http_error(status, headers, ctx, ctx.revision, file));
+                    return Err(TryError::Fatal(client.http_error(status, headers, ctx, ctx.revision, file)));
                 }
-                return Err(fail(
+                return Err(TryError::Fatal(fail(
                     FetchErrorKind::BadResponse,
                     format!(
                         "downloading {file} of \"{}\" failed: {} answered HTTP {status}; run again to retry",
                         ctx.model_id,
                         origin(&url)
                     ),
-                ));
+                )));
             }
         }
+        first = false;
     };
-    let size = meta.size.or(total);
 
-    let bar = progress_bar(ctx.progress, file, size, have);
+    if let Some(size) = state.size {
+        bar.set_length(size);
+    }
+    bar.set_position(state.have);
     let mut body = response.into_body().into_reader();
     let mut buf = vec![0u8; COPY_BUFFER];
     loop {
@@ -920,38 +1088,86 @@ fn download_to(
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                bar.abandon();
                 let _ = out.flush();
-                return Err(interrupted(ctx, file, have, size, &e.to_string()));
+                return Err(TryError::Transient(Transient::Cut(e.to_string())));
             }
         };
-        if let Err(e) = out.write_all(&buf[..n]) {
-            bar.abandon();
-            return Err(io_fail("write", part, e));
-        }
-        have += n as u64;
-        bar.set_position(have);
+        out.write_all(&buf[..n]).map_err(|e| TryError::Fatal(io_fail("write", part, e)))?;
+        state.have += n as u64;
+        state.got += n as u64;
+        bar.set_position(state.have);
     }
-    out.flush().map_err(|e| io_fail("write", part, e))?;
-    if let Some(size) = size {
-        if have < size {
-            bar.abandon();
-            return Err(interrupted(ctx, file, have, Some(size), "the connection ended early"));
+    out.flush().map_err(|e| TryError::Fatal(io_fail("write", part, e)))?;
+    match state.size {
+        Some(size) if state.have < size => {
+            Err(TryError::Transient(Transient::Cut("the connection ended early".to_string())))
         }
+        _ => Ok(()),
     }
-    bar.finish();
-    Ok((resumed, size))
 }
 
-fn interrupted(ctx: &Ctx, file: &str, have: u64, size: Option<u64>, cause: &str) -> anyhow::Error {
-    let of = size.map(|s| format!(" of {s}")).unwrap_or_default();
-    fail(
-        FetchErrorKind::Interrupted,
-        format!(
-            "the download of {file} for \"{}\" was interrupted after {have}{of} bytes ({cause}); run again to resume it",
-            ctx.model_id
-        ),
+/// Whether a request that got no HTTP answer is worth another try: the network may come back.
+fn is_transient(e: &ureq::Error) -> bool {
+    matches!(
+        e,
+        ureq::Error::Io(_)
+            | ureq::Error::Timeout(_)
+            | ureq::Error::HostNotFound
+            | ureq::Error::ConnectionFailed
+            | ureq::Error::Protocol(_)
+            | ureq::Error::BodyStalled
     )
+}
+
+/// The error after the last try of a download.
+fn gave_up(
+    client: &Client,
+    ctx: &Ctx,
+    file: &str,
+    part: &Path,
+    state: &Partial,
+    retry: &Retry,
+    last: &Transient,
+) -> anyhow::Error {
+    let model_id = ctx.model_id;
+    let tries = retry.tries;
+    let tried = if tries == 1 { "1 try".to_string() } else { format!("{tries} tries") };
+    let cause = last.cause();
+    if state.have > 0 {
+        let of = state.size.map(|s| format!(" of {s}")).unwrap_or_default();
+        let empty = match retry.empty_in_a_row {
+            0 => String::new(),
+            1 if tries == 1 => ", which brought no new bytes".to_string(),
+            n if n == tries => ", none of which brought new bytes".to_string(),
+            1 => ", the last without new bytes".to_string(),
+            n => format!(", the last {n} without new bytes"),
+        };
+        return fail(
+            FetchErrorKind::Interrupted,
+            format!(
+                "the download of {file} for \"{model_id}\" stopped after {tried}{empty} (last: {cause}); {}{of} bytes are kept in {}: run again to resume from there",
+                state.have,
+                part.display()
+            ),
+        );
+    }
+    match last {
+        Transient::NoAnswer { url, cause } => client.unreachable(url, file, &format!("{cause}; {tried}")),
+        Transient::Status { url, status } => fail(
+            FetchErrorKind::BadResponse,
+            format!(
+                "downloading {file} of \"{model_id}\" failed: {} answered HTTP {status}{}; run again later",
+                origin(url),
+                if tries > 1 { format!(" to each of {tries} tries") } else { String::new() }
+            ),
+        ),
+        Transient::Cut(cause) => fail(
+            FetchErrorKind::Interrupted,
+            format!(
+                "the download of {file} for \"{model_id}\" stopped after {tried} before any byte arrived (last: {cause}); run again to retry"
+            ),
+        ),
+    }
 }
 
 fn progress_bar(show: bool, file: &str, size: Option<u64>, at: u64) -> indicatif::ProgressBar {
@@ -998,6 +1214,8 @@ struct Client {
     resolve_timeout: Duration,
     connect_timeout: Duration,
     read_timeout: Duration,
+    retries: u32,
+    retry_wait: Duration,
 }
 
 type Response = ureq::http::Response<ureq::Body>;
@@ -1026,6 +1244,8 @@ impl Client {
             resolve_timeout: opts.resolve_timeout,
             connect_timeout: opts.connect_timeout,
             read_timeout: opts.read_timeout,
+            retries: opts.retries,
+            retry_wait: opts.retry_wait,
         }
     }
 
@@ -1075,7 +1295,7 @@ impl Client {
         );
         let (response, final_url) = self
             .send(true, &url, None, Follow::Relative)
-            .map_err(|e| self.net_error(&e, &url, file, ctx, 0))?;
+            .map_err(|e| self.unreachable(&url, file, &self.net_cause(&e)))?;
         let status = response.status();
         let headers = response.headers();
         if !(status.is_success() || status.is_redirection()) {
@@ -1212,10 +1432,10 @@ impl Client {
         }
     }
 
-    /// A request that got no HTTP answer at all.
-    fn net_error(&self, e: &ureq::Error, url: &str, file: &str, ctx: &Ctx, have: u64) -> anyhow::Error {
+    /// What went wrong with a request that got no HTTP answer at all.
+    fn net_cause(&self, e: &ureq::Error) -> String {
         let secs = |d: Duration| format!("{:.1} s", d.as_secs_f64());
-        let cause = match e {
+        match e {
             ureq::Error::HostNotFound => "the host name does not resolve".to_string(),
             ureq::Error::Timeout(ureq::Timeout::Resolve) => {
                 format!("no DNS answer within {}", secs(self.resolve_timeout))
@@ -1229,10 +1449,11 @@ impl Client {
             }
             ureq::Error::Io(io) => io.to_string(),
             other => other.to_string(),
-        };
-        if have > 0 {
-            return interrupted(ctx, file, have, None, &cause);
         }
+    }
+
+    /// The error for a request to `url` that got no HTTP answer, for `cause`.
+    fn unreachable(&self, url: &str, file: &str, cause: &str) -> anyhow::Error {
         if same_origin(url, &self.endpoint) {
             fail(
                 FetchErrorKind::Unreachable,
@@ -1304,4 +1525,48 @@ fn percent_encode(s: &str, keep_slash: bool) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn retry_waits_double_up_to_eight_times_the_first_then_give_up() {
+        let mut retry = Retry::new(5, ms(100));
+        let waits: Vec<_> = (0..6).map(|_| retry.failed(false)).collect();
+        assert_eq!(waits, [Some(ms(100)), Some(ms(200)), Some(ms(400)), Some(ms(800)), Some(ms(800)), None]);
+        assert_eq!((retry.tries, retry.empty_in_a_row), (6, 6));
+    }
+
+    #[test]
+    fn retry_starts_over_when_a_try_brings_bytes() {
+        let mut retry = Retry::new(2, ms(10));
+        assert_eq!(retry.failed(false), Some(ms(10)));
+        assert_eq!(retry.failed(false), Some(ms(20)));
+        // Bytes arrived: the count and the wait start over ...
+        assert_eq!(retry.failed(true), Some(ms(10)));
+        assert_eq!(retry.failed(false), Some(ms(20)));
+        // ... and `retries` retries without bytes are allowed again, no more.
+        assert_eq!(retry.failed(false), None);
+        assert_eq!((retry.tries, retry.empty_in_a_row), (5, 2));
+    }
+
+    #[test]
+    fn retry_with_no_retries_gives_up_at_the_first_failure() {
+        let mut retry = Retry::new(0, ms(10));
+        assert_eq!(retry.failed(true), None);
+        assert_eq!(retry.tries, 1);
+    }
+
+    #[test]
+    fn retry_waits_saturate_instead_of_overflowing() {
+        let mut retry = Retry::new(3, Duration::MAX);
+        assert_eq!(retry.failed(false), Some(Duration::MAX));
+        assert_eq!(retry.failed(false), Some(Duration::MAX));
+    }
 }

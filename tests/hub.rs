@@ -15,6 +15,8 @@ fn opts(hub: &FakeHub, home: &Path) -> FetchOptions {
         endpoint: Some(hub.url.clone()),
         offline: Some(false),
         read_timeout: Duration::from_secs(5),
+        // Retries keep the default count but barely wait, to keep the tests fast.
+        retry_wait: Duration::from_millis(5),
         ..FetchOptions::default()
     }
 }
@@ -303,46 +305,211 @@ fn a_file_missing_from_the_repo_is_named_by_a_mirror_without_error_codes() {
     assert!(hub.seen().iter().any(|s| s.target.starts_with("/api/models/")));
 }
 
+fn weights_len(hub: &FakeHub) -> u64 {
+    hub.repo(REPO).file("model.safetensors").bytes.len() as u64
+}
+
+/// Where a cut download of the weights is kept.
+fn weights_partial(hub: &FakeHub, home: &Path) -> PathBuf {
+    repo_dir(home, REPO).join("blobs").join(format!("{}.incomplete", weights_sha(hub)))
+}
+
+/// The `Range` header of each GET of the weights, in order.
+fn lfs_ranges(hub: &FakeHub) -> Vec<Option<String>> {
+    lfs_gets(hub).into_iter().map(|s| s.range).collect()
+}
+
+fn from(n: u64) -> Option<String> {
+    Some(format!("bytes={n}-"))
+}
+
+/// Neither the snapshot nor the blobs show any of the weights.
+fn assert_no_weights_in_place(hub: &FakeHub, home: &Path) {
+    let repo = repo_dir(home, REPO);
+    let pointer = repo.join("snapshots").join(COMMIT).join("model.safetensors");
+    assert!(fs::symlink_metadata(&pointer).is_err(), "a partial file is visible in the snapshot");
+    assert!(!repo.join("blobs").join(weights_sha(hub)).exists(), "a partial blob is in place");
+}
+
 #[test]
-fn interrupted_download_leaves_nothing_in_the_snapshot_and_the_next_run_resumes() {
+fn a_cut_transfer_is_resumed_within_the_same_fetch() {
     let _env = env_shared();
     let hub = FakeHub::tiny();
     let home = tempfile::tempdir().unwrap();
-    let cut = 100_000u64;
-    hub.set_faults(Faults { cut_after: cut, cut_times: 1, ..Faults::default() });
+    hub.set_faults(Faults { cuts: vec![100_000], ..Faults::default() });
+    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    assert_files_match(&hub, REPO, &snapshot);
+    assert_eq!(lfs_ranges(&hub), [None, from(100_000)], "did not resume where the cut left it");
+    assert!(!weights_partial(&hub, home.path()).exists());
+}
+
+#[test]
+fn a_transfer_cut_several_times_resumes_exactly_where_each_cut_left_it() {
+    let _env = env_shared();
+    let hub = FakeHub::tiny();
+    let home = tempfile::tempdir().unwrap();
+    hub.set_faults(Faults { cuts: vec![40_000, 60_000, 30_000], ..Faults::default() });
+    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    assert_files_match(&hub, REPO, &snapshot);
+    assert_eq!(lfs_ranges(&hub), [None, from(40_000), from(100_000), from(130_000)]);
+}
+
+#[test]
+fn a_transfer_cut_more_often_than_the_retries_completes_while_each_try_brings_bytes() {
+    let _env = env_shared();
+    let hub = FakeHub::tiny();
+    let home = tempfile::tempdir().unwrap();
+    let o = opts(&hub, home.path());
+    let cuts = 2 * o.retries as usize;
+    hub.set_faults(Faults { cuts: vec![20_000; cuts], ..Faults::default() });
+    let snapshot = fetch_model(REPO, COMMIT, &o).unwrap();
+    assert_files_match(&hub, REPO, &snapshot);
+    let expected: Vec<_> =
+        (0..=cuts as u64).map(|i| (i > 0).then(|| format!("bytes={}-", i * 20_000))).collect();
+    assert_eq!(lfs_ranges(&hub), expected);
+}
+
+#[test]
+fn a_transfer_that_stops_bringing_bytes_fails_after_its_retries_and_the_next_run_resumes() {
+    let _env = env_shared();
+    let hub = FakeHub::tiny();
+    let home = tempfile::tempdir().unwrap();
+    // The first response is cut after 100000 bytes, the 5 retries (the default) bring none.
+    hub.set_faults(Faults { cuts: vec![100_000, 0, 0, 0, 0, 0], ..Faults::default() });
     let err = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap_err();
     assert_eq!(kind(&err), FetchErrorKind::Interrupted);
     let text = shown(&err);
-    assert!(text.contains("model.safetensors"), "{text}");
-    assert!(text.contains("run again"), "{text}");
-
-    let repo = repo_dir(home.path(), REPO);
-    let sha = weights_sha(&hub);
-    let pointer = repo.join("snapshots").join(COMMIT).join("model.safetensors");
-    assert!(fs::symlink_metadata(&pointer).is_err(), "a partial file is visible in the snapshot");
-    assert!(!repo.join("blobs").join(&sha).exists(), "a partial blob is in place");
-    let partial = repo.join("blobs").join(format!("{sha}.incomplete"));
-    assert_eq!(fs::metadata(&partial).unwrap().len(), cut);
+    let partial = weights_partial(&hub, home.path());
+    for part in [
+        "model.safetensors",
+        "after 6 tries, the last 5 without new bytes",
+        &format!("100000 of {} bytes are kept in {}", weights_len(&hub), partial.display()),
+        "run again to resume from there",
+    ] {
+        assert!(text.contains(part), "no \"{part}\" in: {text}");
+    }
+    assert_eq!(lfs_ranges(&hub), [vec![None], vec![from(100_000); 5]].concat());
+    assert_no_weights_in_place(&hub, home.path());
+    assert_eq!(fs::metadata(&partial).unwrap().len(), 100_000);
 
     hub.reset_counts();
     let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
     assert_files_match(&hub, REPO, &snapshot);
-    let gets = lfs_gets(&hub);
-    assert_eq!(gets.len(), 1);
-    assert_eq!(gets[0].range.as_deref(), Some("bytes=100000-"), "did not resume");
+    assert_eq!(lfs_ranges(&hub), [from(100_000)], "the next run did not resume");
     assert!(!partial.exists());
 }
 
 #[test]
-fn resuming_from_a_server_that_ignores_range_restarts_cleanly() {
+fn the_number_of_retries_is_an_option() {
     let _env = env_shared();
     let hub = FakeHub::tiny();
     let home = tempfile::tempdir().unwrap();
-    hub.set_faults(Faults { cut_after: 70_000, cut_times: 1, ignore_range: true, ..Faults::default() });
-    fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap_err();
-    // The server now answers the ranged request with 200 and the whole file.
+    let o = FetchOptions { retries: 2, ..opts(&hub, home.path()) };
+    hub.set_faults(Faults { cuts: vec![100_000, 0, 0], ..Faults::default() });
+    let err = fetch_model(REPO, COMMIT, &o).unwrap_err();
+    assert_eq!(kind(&err), FetchErrorKind::Interrupted);
+    assert!(shown(&err).contains("after 3 tries, the last 2 without new bytes"), "{err}");
+    assert_eq!(lfs_gets(&hub).len(), 3);
+
+    // Two retries without new bytes are allowed: the third try completes the file.
+    hub.reset_counts();
+    hub.set_faults(Faults { cuts: vec![0, 0], ..Faults::default() });
+    let snapshot = fetch_model(REPO, COMMIT, &o).unwrap();
+    assert_files_match(&hub, REPO, &snapshot);
+    assert_eq!(lfs_ranges(&hub), vec![from(100_000); 3]);
+}
+
+#[test]
+fn retries_wait_longer_each_time_no_bytes_arrive() {
+    let _env = env_shared();
+    let hub = FakeHub::tiny();
+    let home = tempfile::tempdir().unwrap();
+    let wait = Duration::from_millis(40);
+    let o = FetchOptions { retry_wait: wait, ..opts(&hub, home.path()) };
+    hub.set_faults(Faults { cuts: vec![0, 0, 0], ..Faults::default() });
+    let start = Instant::now();
+    let snapshot = fetch_model(REPO, COMMIT, &o).unwrap();
+    let elapsed = start.elapsed();
+    assert_files_match(&hub, REPO, &snapshot);
+    assert_eq!(lfs_gets(&hub).len(), 4);
+    // 40 + 80 + 160 ms: a fixed wait would take 120 ms.
+    assert!(elapsed >= wait * 7, "took {elapsed:?}");
+}
+
+#[test]
+fn a_stalled_transfer_times_out_and_is_resumed_within_the_same_fetch() {
+    let _env = env_shared();
+    let hub = FakeHub::tiny();
+    let home = tempfile::tempdir().unwrap();
+    hub.set_faults(Faults {
+        stall_after: 50_000,
+        stall_for: Duration::from_secs(3),
+        stall_times: 1,
+        ..Faults::default()
+    });
+    let o = FetchOptions { read_timeout: Duration::from_millis(300), ..opts(&hub, home.path()) };
+    let (result, elapsed) = fetch_within(Duration::from_secs(10), REPO, COMMIT, &o);
+    let snapshot = result.unwrap();
+    // The read timeout ended the silent transfer, not the server closing it.
+    assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
+    assert_files_match(&hub, REPO, &snapshot);
+    assert_eq!(lfs_ranges(&hub), [None, from(50_000)]);
+}
+
+#[test]
+fn a_server_that_ignores_range_on_a_retry_restarts_the_file_cleanly() {
+    let _env = env_shared();
+    let hub = FakeHub::tiny();
+    let home = tempfile::tempdir().unwrap();
+    hub.set_faults(Faults { cuts: vec![70_000], ignore_range: true, ..Faults::default() });
+    // The server answers the ranged retry with 200 and the whole file.
     let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
     assert_files_match(&hub, REPO, &snapshot);
+    assert_eq!(lfs_ranges(&hub), [None, from(70_000)]);
+}
+
+#[test]
+fn a_partial_file_from_an_earlier_run_is_restarted_when_the_server_ignores_range() {
+    let _env = env_shared();
+    let hub = FakeHub::tiny();
+    let home = tempfile::tempdir().unwrap();
+    let partial = weights_partial(&hub, home.path());
+    fs::create_dir_all(partial.parent().unwrap()).unwrap();
+    fs::write(&partial, vec![0xab; 70_000]).unwrap();
+    hub.set_faults(Faults { ignore_range: true, ..Faults::default() });
+    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    assert_files_match(&hub, REPO, &snapshot);
+    // One request: the whole file replaced the partial one, rather than being appended to it
+    // (which the hash check would catch, at the cost of a second download).
+    assert_eq!(lfs_ranges(&hub), [from(70_000)]);
+}
+
+#[test]
+fn a_wrong_part_from_the_download_server_is_an_error_not_retried() {
+    let _env = env_shared();
+    let hub = FakeHub::tiny();
+    let home = tempfile::tempdir().unwrap();
+    hub.set_faults(Faults { wrong_range: true, ..Faults::default() });
+    let err = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap_err();
+    assert_eq!(kind(&err), FetchErrorKind::BadResponse);
+    let text = shown(&err);
+    assert!(text.contains("sent a wrong part of model.safetensors"), "{text}");
+    // One request, and one from the start after the first wrong part; no retries.
+    assert_eq!(lfs_ranges(&hub), [None, None]);
+    assert_no_weights_in_place(&hub, home.path());
+}
+
+#[test]
+fn a_bad_partial_file_from_an_earlier_run_is_downloaded_once_more_from_scratch() {
+    let _env = env_shared();
+    let hub = FakeHub::tiny();
+    let home = tempfile::tempdir().unwrap();
+    let partial = weights_partial(&hub, home.path());
+    fs::create_dir_all(partial.parent().unwrap()).unwrap();
+    fs::write(&partial, vec![0xab; 1000]).unwrap();
+    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    assert_files_match(&hub, REPO, &snapshot);
+    assert_eq!(lfs_ranges(&hub), [from(1000), None]);
 }
 
 #[test]
@@ -356,36 +523,71 @@ fn a_download_that_does_not_match_its_hash_is_discarded() {
     let text = shown(&err);
     assert!(text.contains("model.safetensors"), "{text}");
     assert!(text.contains("sha256"), "{text}");
-    let repo = repo_dir(home.path(), REPO);
-    let sha = weights_sha(&hub);
-    assert!(!repo.join("blobs").join(&sha).exists());
-    assert!(!repo.join("blobs").join(format!("{sha}.incomplete")).exists());
-    assert!(fs::symlink_metadata(repo.join("snapshots").join(COMMIT).join("model.safetensors")).is_err());
+    // What this server sent is wrong: asking it again in the same run would not help.
+    assert_eq!(lfs_gets(&hub).len(), 1);
+    assert_no_weights_in_place(&hub, home.path());
+    assert!(!weights_partial(&hub, home.path()).exists());
 
     let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
     assert_files_match(&hub, REPO, &snapshot);
 }
 
 #[test]
-fn a_stalled_download_times_out_and_then_resumes() {
+fn a_file_resumed_within_the_fetch_that_does_not_match_its_hash_is_discarded() {
     let _env = env_shared();
     let hub = FakeHub::tiny();
     let home = tempfile::tempdir().unwrap();
-    hub.set_faults(Faults {
-        stall_after: 50_000,
-        stall_for: Duration::from_secs(3),
-        stall_times: 1,
-        ..Faults::default()
-    });
-    let o = FetchOptions { read_timeout: Duration::from_millis(300), ..opts(&hub, home.path()) };
-    let (result, elapsed) = fetch_within(Duration::from_secs(10), REPO, COMMIT, &o);
-    let err = result.unwrap_err();
-    assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
-    assert_eq!(kind(&err), FetchErrorKind::Interrupted, "{err:?}");
+    // Cut once, then the resumed part has a flipped byte.
+    hub.set_faults(Faults { cuts: vec![100_000], corrupt_times: 1, ..Faults::default() });
+    let err = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap_err();
+    assert_eq!(kind(&err), FetchErrorKind::Corrupt);
+    assert!(shown(&err).contains("sha256"), "{err}");
+    assert_eq!(lfs_ranges(&hub), [None, from(100_000)]);
+    assert_no_weights_in_place(&hub, home.path());
+    assert!(!weights_partial(&hub, home.path()).exists());
+}
+
+#[test]
+fn a_refusal_from_the_download_server_is_not_retried() {
+    let _env = env_shared();
+    for status in [403, 404] {
+        let hub = FakeHub::tiny();
+        let home = tempfile::tempdir().unwrap();
+        hub.set_faults(Faults { statuses: vec![status; 6], ..Faults::default() });
+        let err = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap_err();
+        assert_eq!(kind(&err), FetchErrorKind::BadResponse, "{err}");
+        let text = shown(&err);
+        assert!(text.contains(&format!("answered HTTP {status}")), "{text}");
+        assert!(text.contains(&hub.cdn_url), "{text}");
+        assert_eq!(lfs_gets(&hub).len(), 1, "HTTP {status} was asked again");
+        assert_no_weights_in_place(&hub, home.path());
+    }
+}
+
+#[test]
+fn a_busy_download_server_is_asked_again() {
+    let _env = env_shared();
+    let hub = FakeHub::tiny();
+    let home = tempfile::tempdir().unwrap();
+    hub.set_faults(Faults { statuses: vec![503, 429, 500], ..Faults::default() });
     let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
     assert_files_match(&hub, REPO, &snapshot);
-    let gets = lfs_gets(&hub);
-    assert_eq!(gets.last().unwrap().range.as_deref(), Some("bytes=50000-"));
+    assert_eq!(lfs_gets(&hub).len(), 4);
+}
+
+#[test]
+fn a_download_server_that_stays_unavailable_fails_naming_the_tries() {
+    let _env = env_shared();
+    let hub = FakeHub::tiny();
+    let home = tempfile::tempdir().unwrap();
+    hub.set_faults(Faults { statuses: vec![503; 7], ..Faults::default() });
+    let err = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap_err();
+    assert_eq!(kind(&err), FetchErrorKind::BadResponse);
+    let text = shown(&err);
+    assert!(text.contains("answered HTTP 503 to each of 6 tries"), "{text}");
+    assert!(text.contains("run again later"), "{text}");
+    assert_eq!(lfs_gets(&hub).len(), 6);
+    assert_no_weights_in_place(&hub, home.path());
 }
 
 fn truncate_file(path: &Path, len: u64) {

@@ -168,10 +168,14 @@ pub fn tiny_model_files() -> Vec<FakeFile> {
     ]
 }
 
-/// Misbehaviour on demand. The body faults apply to LFS content served by the CDN, each to the
-/// next `*_times` such responses.
+/// Misbehaviour on demand. The faults apply to GETs of LFS content served by the CDN: `statuses`
+/// first, then `cuts`, then each body fault to the next `*_times` such responses.
 #[derive(Clone, Default)]
 pub struct Faults {
+    /// Answer the next GETs with these statuses, in order, instead of the content.
+    pub statuses: Vec<u16>,
+    /// Close the next responses after these many body bytes, in order (one entry per response).
+    pub cuts: Vec<u64>,
     /// Close the connection after this many body bytes.
     pub cut_after: u64,
     pub cut_times: usize,
@@ -183,6 +187,8 @@ pub struct Faults {
     pub corrupt_times: usize,
     /// Answer 200 with the whole file even when a Range is asked for.
     pub ignore_range: bool,
+    /// Answer 206 with the part starting one byte after the one asked for (or after 0).
+    pub wrong_range: bool,
     /// Leave out `X-Error-Code`/`X-Error-Message` (as a plain mirror might).
     pub no_error_codes: bool,
 }
@@ -346,8 +352,12 @@ fn reason(status: u16) -> &'static str {
         302 => "Found",
         307 => "Temporary Redirect",
         401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         416 => "Range Not Satisfiable",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
         _ => "Status",
     }
 }
@@ -388,6 +398,20 @@ fn content_reply(bytes: &[u8], range: Option<&str>, ignore_range: bool) -> Reply
     }
 }
 
+/// 206 with the content from one byte after the requested start (0 without a Range).
+fn wrong_part_reply(bytes: &[u8], range: Option<&str>) -> Reply {
+    let asked: usize = range
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.split('-').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(0);
+    let start = (asked + 1).min(bytes.len().saturating_sub(1));
+    let body = bytes[start..].to_vec();
+    let headers =
+        vec![("Content-Range".into(), format!("bytes {start}-{}/{}", bytes.len() - 1, bytes.len()))];
+    Reply { status: 206, headers, length: body.len(), body }
+}
+
 fn handle(mut stream: TcpStream, shared: &Shared, is_cdn: bool) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let req = read_request(&stream)?;
@@ -408,7 +432,11 @@ fn handle(mut stream: TcpStream, shared: &Shared, is_cdn: bool) -> std::io::Resu
         match file {
             Some(f) => {
                 body_fault = req.method == "GET";
-                let mut reply = content_reply(&f.bytes, req.range.as_deref(), faults.ignore_range);
+                let mut reply = if faults.wrong_range {
+                    wrong_part_reply(&f.bytes, req.range.as_deref())
+                } else {
+                    content_reply(&f.bytes, req.range.as_deref(), faults.ignore_range)
+                };
                 reply.headers.push(("ETag".into(), format!("\"s3-{}\"", &sha[..16])));
                 reply
             }
@@ -423,7 +451,13 @@ fn handle(mut stream: TcpStream, shared: &Shared, is_cdn: bool) -> std::io::Resu
     let mut stall: Option<(u64, Duration)> = None;
     if body_fault {
         let mut f = shared.faults.lock().unwrap();
-        if f.cut_times > 0 {
+        if !f.statuses.is_empty() {
+            let status = f.statuses.remove(0);
+            let body = format!("fault: HTTP {status}").into_bytes();
+            reply = Reply { status, headers: vec![], length: body.len(), body };
+        } else if !f.cuts.is_empty() {
+            cut = Some(f.cuts.remove(0));
+        } else if f.cut_times > 0 {
             f.cut_times -= 1;
             cut = Some(f.cut_after);
         } else if f.stall_times > 0 {
