@@ -47,7 +47,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         for (var e = 0u; e < d4; e = e + 1u) {
             s = s + dot(q[e], qkv[j * row4 + k_col4 + e]);
         }
-        max_score = max(max_score, s);
+        max_score = max(max_score, scaled(s));
     }
 
     var acc: array<vec4<f32>, MAX_HEAD_DIM4>;
@@ -60,7 +60,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         for (var e = 0u; e < d4; e = e + 1u) {
             s = s + dot(q[e], qkv[j * row4 + k_col4 + e]);
         }
-        let p = exp(s - max_score);
+        let p = exp(scaled(s) - max_score);
         total = total + p;
         for (var e = 0u; e < d4; e = e + 1u) {
             acc[e] = acc[e] + p * qkv[j * row4 + v_col4 + e];

@@ -56,6 +56,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             s = s + dot(q_{e}, textureLoad(qkv, vec2<u32>(k_col + {e}u, j)));
         }
         // end unroll
+        s = scaled(s);
         let new_max = max(running_max, s);
         let rescale = exp(running_max - new_max);
         let p = exp(s - new_max);

@@ -21,6 +21,14 @@ struct Params {
 @group(0) @binding(2) var<storage, read> seq_start: array<u32>;
 @group(0) @binding(3) var<storage, read_write> z: array<vec4<f32>>;
 
+// A deliberate error, 0 unless `neoprobe verify --inject-fault attention` asks: every score is
+// scaled by 1 + FAULT (see `scaled`), so that verify's tests can show its checks fail.
+override FAULT: f32 = 0.0;
+
+fn scaled(score: f32) -> f32 {
+    return score * (1.0 + FAULT);
+}
+
 // The widest head kept in registers, in vec4s (head_dim ≤ 128).
 const MAX_HEAD_DIM4: u32 = 32u;
 

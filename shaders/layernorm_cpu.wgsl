@@ -55,6 +55,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         // end unroll
     }
     let variance = subgroupAdd(fold(squares)) / f32(params.width);
-    let inv_std = 1.0 / sqrt(variance + params.eps);
+    let inv_std = (1.0 + FAULT) / sqrt(variance + params.eps);
     store_normalized(row, lane, 8u, mean, inv_std);
 }

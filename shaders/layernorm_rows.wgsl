@@ -12,6 +12,10 @@ struct Params {
     _pad0: u32,
 }
 
+// A deliberate error, 0 unless `neoprobe verify --inject-fault layernorm` asks: 1/√(var + eps)
+// is scaled by 1 + FAULT, so that verify's tests can show its checks fail.
+override FAULT: f32 = 0.0;
+
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> gamma: array<f32>;

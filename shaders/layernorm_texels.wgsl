@@ -27,6 +27,10 @@ struct Params {
     _pad0: u32,
 }
 
+// A deliberate error, 0 unless `neoprobe verify --inject-fault layernorm` asks (as in
+// layernorm_rows.wgsl).
+override FAULT: f32 = 0.0;
+
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var x_tex: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(2) var<storage, read> gamma: array<vec4<f32>>;
@@ -70,7 +74,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         }
     }
     let variance = subgroupAdd(fold(even, odd)) / f32(params.width);
-    let inv_std = 1.0 / sqrt(variance + params.eps);
+    let inv_std = (1.0 + FAULT) / sqrt(variance + params.eps);
     for (var j = lane; j < k4; j = j + 8u) {
         y[t * k4 + j] = (textureLoad(x_tex, vec2<u32>(j, t)) - mean) * inv_std * gamma[j] + beta[j];
     }

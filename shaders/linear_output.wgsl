@@ -47,6 +47,9 @@ struct Params {
 override EPILOGUE: u32;
 override WRITE_AUX: bool;
 override RECORD_OWNER: bool = false;
+// A deliberate error, 0 unless `neoprobe verify --inject-fault linear` asks: every v is scaled by
+// 1 + FAULT, so that verify's tests can show its checks fail on a faulty kernel.
+override FAULT: f32 = 0.0;
 
 var<private> owner_workgroup: u32;
 var<private> owner_invocation: u32;
@@ -87,7 +90,8 @@ fn store_output(t: u32, n: u32, dot_product: f32) {
 }
 
 // store_output for a kernel that has already added bias[n] (loaded once for many tokens).
-fn store_biased(t: u32, n: u32, v: f32) {
+fn store_biased(t: u32, n: u32, exact_v: f32) {
+    let v = exact_v * (1.0 + FAULT);
     let i = t * params.n_out + n;
     if (RECORD_OWNER) {
         y[i] = bitcast<f32>(owner_workgroup);

@@ -13,7 +13,8 @@ fn bias_row(n: u32) -> vec4<f32> {
     return bias_vec4[n / 4u];
 }
 
-fn store_row(t: u32, n: u32, v: vec4<f32>) {
+fn store_row(t: u32, n: u32, exact_v: vec4<f32>) {
+    let v = exact_v * (1.0 + FAULT);
     let i = (t * params.n_out + n) / 4u;
     if (RECORD_OWNER) {
         y_vec4[i] = bitcast<vec4<f32>>(vec4<u32>(owner_workgroup));

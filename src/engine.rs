@@ -3,7 +3,7 @@
 
 use crate::gpu::{Gpu, Trace};
 use crate::hub::{self, FetchOptions};
-use crate::kernels::{Kernels, Variant};
+use crate::kernels::{Faults, Kernels, Variant};
 use crate::model::{
     kernel_shapes, Activations, Batch, ForwardTimes, GptNeoConfig, GptNeoWeights, GpuModel, HookPlan,
     ModelDir,
@@ -35,10 +35,20 @@ impl Engine {
     /// Puts `weights` on a GPU (every block they hold), for the kernel `variant` (default: the
     /// fastest for the adapter).
     pub fn new(weights: &GptNeoWeights, variant: Option<Variant>, load: Duration) -> Result<Engine> {
+        Engine::with_faults(weights, variant, load, Faults::default())
+    }
+
+    /// `new` with deliberate errors compiled into the kernels (`neoprobe verify --inject-fault`).
+    pub fn with_faults(
+        weights: &GptNeoWeights,
+        variant: Option<Variant>,
+        load: Duration,
+        faults: Faults,
+    ) -> Result<Engine> {
         let started = Instant::now();
         let gpu = Gpu::new()?;
         let variant = variant.unwrap_or_else(|| Variant::best_for(&gpu));
-        let kernels = Kernels::new(&gpu, variant, &kernel_shapes(&weights.config))?;
+        let kernels = Kernels::with_faults(&gpu, variant, &kernel_shapes(&weights.config), faults)?;
         let pipelines = started.elapsed();
         let started = Instant::now();
         let model = GpuModel::upload(&gpu, &kernels, weights)?;

@@ -17,3 +17,4 @@ pub mod pool;
 pub mod reference;
 pub mod tokenize;
 pub mod trace;
+pub mod verify;

@@ -11,6 +11,7 @@ use neoprobe::hub::{FetchOptions, DEFAULT_MODEL};
 use neoprobe::kernels::Variant;
 use neoprobe::pool::Pool;
 use neoprobe::trace;
+use neoprobe::verify;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -83,8 +84,41 @@ enum Command {
     /// kernel and the slowest five; writes trace.png and trace.json into --out-dir.
     #[command(verbatim_doc_comment)]
     Trace(TraceCli),
+    /// Check this adapter's results against an f64 reference of the same weights
+    ///
+    /// For every kernel variant the adapter runs (or each --kernel-variant): each kernel against
+    /// the f64 reference at the model's real shapes and weights; the forward on the challenge's
+    /// words and on a built-in text longer than the local window against the f64 reference
+    /// forward, at every hook of a global and a local block and at the logits; and for the
+    /// pinned EleutherAI/gpt-neo-125m, the loss on "<|endoftext|>Hello world!" against
+    /// TransformerLens' published 4.900552272796631. Prints one table (check, max abs error,
+    /// tolerance, pass) and exits 0 only if every check passes.
+    #[command(verbatim_doc_comment)]
+    Verify(VerifyCli),
     /// Time the kernels, the challenge forward and a whole run on this adapter (no download).
     Bench(BenchCli),
+}
+
+#[derive(Args)]
+struct VerifyCli {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// A kernel variant to check, repeatable [default: every one this adapter runs].
+    #[arg(long = "kernel-variant", value_enum, value_name = "VARIANT")]
+    variants: Vec<Variant>,
+    /// Print the report as one JSON object on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Compile a deliberate error into the kernels (to see the checks fail).
+    #[arg(long, value_enum, hide = true)]
+    inject_fault: Option<FaultKind>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FaultKind {
+    Linear,
+    Attention,
+    Layernorm,
 }
 
 #[derive(Args)]
@@ -318,6 +352,7 @@ fn main() -> ExitCode {
         Command::Challenge(args) => run_challenge_cli(args),
         Command::Explain(args) => run_explain(args),
         Command::Trace(args) => run_trace(args),
+        Command::Verify(args) => run_verify(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -476,6 +511,41 @@ fn run_trace(args: TraceCli) -> anyhow::Result<()> {
         print!("{}", trace::render_table(&outcome.report));
     }
     eprintln!("neoprobe: wrote {} files into {}", outcome.files.len(), args.out_dir.display());
+    Ok(())
+}
+
+fn run_verify(args: VerifyCli) -> anyhow::Result<()> {
+    let interactive = std::io::stderr().is_terminal();
+    // A relative error far above rounding and far below what any real bug does.
+    let amount = 1.0 / 1024.0;
+    let faults = match args.inject_fault {
+        None => neoprobe::kernels::Faults::default(),
+        Some(FaultKind::Linear) => neoprobe::kernels::Faults { linear: amount, ..Default::default() },
+        Some(FaultKind::Attention) => neoprobe::kernels::Faults { attention: amount, ..Default::default() },
+        Some(FaultKind::Layernorm) => neoprobe::kernels::Faults { layernorm: amount, ..Default::default() },
+    };
+    let report = verify::verify(
+        &verify::VerifyArgs {
+            model: args.model.source(),
+            fetch: FetchOptions { progress: interactive, ..FetchOptions::default() },
+            variants: args.variants,
+            faults,
+        },
+        &mut |note| {
+            if interactive {
+                eprintln!("neoprobe: {note}");
+            }
+        },
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", verify::render(&report));
+    }
+    if !report.pass {
+        let failed = report.checks.iter().filter(|c| c.pass == Some(false)).count();
+        anyhow::bail!("verification failed: {failed} checks failed on {}", report.adapter);
+    }
     Ok(())
 }
 

@@ -26,8 +26,12 @@ use proptest::test_runner::FileFailurePersistence;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// f32 machine epsilon (2⁻²³), the unit of every error scale below.
-const EPS: f64 = f32::EPSILON as f64;
+// The bounds and error scales (their derivations and measurements: docs/fidelity.md) are the
+// library's, shared with `neoprobe verify`.
+use neoprobe::verify::bounds::{
+    attention_scale, gelu_scale, layernorm_scale, linear_scale, ATTENTION_BOUND, EPS, GELU_BOUND,
+    LAYERNORM_BOUND, LINEAR_BOUND,
+};
 
 /// Proptest settings: `cases` by default (kept small: every case runs on the GPU, which is a
 /// software rasteriser on CI), `PROPTEST_CASES` overrides it.
@@ -149,19 +153,6 @@ fn log_uniform(lo: f64, hi: f64) -> impl Strategy<Value = f64> {
 // ---------------------------------------------------------------------------------------------
 // linear
 
-/// Bound on |GPU − reference| / (ε · (Σ_k |x_k·w_nk| + |b_n|)) for linear.
-///
-/// Σ_k |x_k·w_nk| + |b_n| bounds every partial sum of the f32 dot product, so each of its n_in
-/// roundings is at most ε/2 of it: the worst case is n_in/2 of these units, the typical one
-/// (random signs) well under 1 on average. Measured maximum over 3500 random cases plus the
-/// model's shapes (n_in up to 3072), on lavapipe: 2.97 (simple); the bound is about 2.7 times
-/// that.
-/// Catches: a missing bias, a transposed or mis-strided weight, a dropped tail of k (n_in not a
-/// multiple of 4 or of the subgroup block), a token row of a register tile read from its
-/// neighbour, a wrong part offset in upload_linear: each is an error of about one term
-/// |x_k·w_nk| ≈ Σ/n_in, that is 1/(ε·n_in) > 2000 scale units.
-const LINEAR_BOUND: f64 = 8.0;
-
 #[derive(Clone, Debug)]
 struct LinearCase {
     n_tokens: usize,
@@ -232,10 +223,7 @@ fn check_linear(variant: Variant, case: &LinearCase) -> Result<f64, String> {
     let scale: Vec<f64> = (0..n_tokens * n_out)
         .map(|i| {
             let (t, n) = (i / n_out, i % n_out);
-            let x_row = &x[t * n_in..(t + 1) * n_in];
-            let w_row = &w[n * n_in..(n + 1) * n_in];
-            let sum: f64 = x_row.iter().zip(w_row).map(|(&a, &c)| (a as f64 * c as f64).abs()).sum();
-            EPS * (sum + (b[n] as f64).abs()).max(f64::MIN_POSITIVE)
+            linear_scale(&x[t * n_in..(t + 1) * n_in], &w[n * n_in..(n + 1) * n_in], b[n])
         })
         .collect();
     let k = kernels(variant);
@@ -290,7 +278,7 @@ fn check_linear(variant: Variant, case: &LinearCase) -> Result<f64, String> {
                 &y_got,
                 &want_y,
                 GELU_BOUND,
-                |i| EPS * (linear_got[i] as f64).abs() + 2f64.powi(-126),
+                |i| gelu_scale(linear_got[i]),
                 |i| format!("gelu_new(v[{i}] = {:e})", linear_got[i]),
             )
             .map_err(fail)?;
@@ -479,21 +467,6 @@ fn linear_replay_matches_the_kernel(variant: Variant) {
 // ---------------------------------------------------------------------------------------------
 // attention
 
-/// Bound on |GPU − reference| / (ε · max|v| · (1 + S + √n_keys)) for attention, per query t and
-/// head h, where S = max_j Σ_e |q_e·k_je| over the keys j that t sees and max|v| is over their
-/// values.
-///
-/// Each score is an f32 dot product whose rounding is at most a few ε·S; a score error δ
-/// changes its softmax weight by the factor e^δ, moving z by at most about δ·max|v|. The weighted
-/// sum of up to n_keys values (and, in the online softmax, as many rescalings) adds about
-/// √n_keys·ε·max|v|. Measured maximum over 3000 random cases, on lavapipe: 0.43 (both
-/// variants; 0.11 on the rising-scores case); the bound is about 3.5 times that.
-/// Catches: the window off by one, a query seeing its own sequence's future or another
-/// sequence, 1/√head_dim scaling, an online-softmax accumulator not rescaled when the maximum
-/// rises, a dropped last head dimension: each moves z by a softmax weight times |v|, at least
-/// ~|v|/n_keys for some query of a case, against a bound of ~10⁻⁵·|v|.
-const ATTENTION_BOUND: f64 = 1.5;
-
 /// How long a local layer's window is, relative to the case's longest sequence.
 #[derive(Clone, Copy, Debug)]
 enum WindowKind {
@@ -630,17 +603,11 @@ fn check_attention(variant: Variant, case: &AttentionCase) -> Result<f64, String
         }
         for h in 0..n_heads {
             let cols = h * head_dim..(h + 1) * head_dim;
-            let q = &row(t)[cols.clone()];
-            let (mut s, mut v) = (0.0f64, 0.0f64);
-            for j in first..=t {
-                let k = &row(j)[width + cols.start..width + cols.end];
-                s = s.max(q.iter().zip(k).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum());
-                v = row(j)[2 * width + cols.start..2 * width + cols.end]
-                    .iter()
-                    .fold(v, |m, &x| m.max((x as f64).abs()));
-            }
-            let n_keys = (t + 1 - first) as f64;
-            head_scale[t * n_heads + h] = EPS * v.max(f64::MIN_POSITIVE) * (1.0 + s + n_keys.sqrt());
+            let keys: Vec<&[f32]> =
+                (first..=t).map(|j| &row(j)[width + cols.start..width + cols.end]).collect();
+            let values: Vec<&[f32]> =
+                (first..=t).map(|j| &row(j)[2 * width + cols.start..2 * width + cols.end]).collect();
+            head_scale[t * n_heads + h] = attention_scale(&row(t)[cols.clone()], &keys, &values);
         }
     }
     let fail = |e: String| format!("attention {variant} {shape:?} lengths {lengths:?} ({case:?}): {e}");
@@ -762,20 +729,6 @@ fn attention_never_crosses_a_sequence_boundary(variant: Variant) {
 // ---------------------------------------------------------------------------------------------
 // layernorm
 
-/// Bound on |GPU − reference| / (ε · (|γ_c| · max_c|x_c| / √(var + eps) + |β_c|)) for layernorm,
-/// per row.
-///
-/// The f32 mean of values up to max|x| is off by a few ε·max|x| (each of 64 partial sums adds
-/// ⌈width/64⌉ values, then six levels combine them), and that shift, divided by the standard
-/// deviation, is the dominant error of the normalised value. Measured maximum over 1500 random
-/// cases on lavapipe (2026-11-28): 3.07 for `cpu` (reading texels where the width is a multiple
-/// of 4, 2.99 where it is not), 2.38 for the others; the bound is about 2.6 times that.
-/// Catches: a one-pass variance E[x²] − E[x]² (with the +1000 offsets its cancellation error is
-/// about ε·1000²/σ², some 1000/σ times this bound; with constant rows it goes negative: NaN), the
-/// variance divided by width − 1, eps outside the square root, a partial sum dropped from the
-/// tree reduction, γ and β swapped.
-const LAYERNORM_BOUND: f64 = 8.0;
-
 #[derive(Clone, Debug)]
 struct LayernormCase {
     n_rows: usize,
@@ -827,18 +780,9 @@ fn check_layernorm(variant: Variant, case: &LayernormCase) -> Result<f64, String
     let gamma = normals(&mut rng, width, 1.0, 0.5);
     let beta = normals(&mut rng, width, 0.0, 1.0);
     let want = reference::layernorm(&x, &gamma, &beta, eps);
-    let row_scale: Vec<f64> = x
-        .chunks_exact(width)
-        .map(|row| {
-            let mean = row.iter().map(|&v| v as f64).sum::<f64>() / width as f64;
-            let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / width as f64;
-            let max = row.iter().fold(0.0f64, |m, &v| m.max((v as f64).abs()));
-            max / (var + eps as f64).sqrt()
-        })
-        .collect();
     let scale = |i: usize| {
-        let c = i % width;
-        EPS * ((gamma[c] as f64).abs() * row_scale[i / width] + (beta[c] as f64).abs()).max(f64::MIN_POSITIVE)
+        let (row, c) = (i / width, i % width);
+        layernorm_scale(&x[row * width..(row + 1) * width], gamma[c], beta[c], eps)
     };
     let fail = |e: String| format!("layernorm {variant} {case:?}: {e}");
     let k = kernels(variant);
@@ -865,18 +809,6 @@ fn check_layernorm(variant: Variant, case: &LayernormCase) -> Result<f64, String
 // ---------------------------------------------------------------------------------------------
 // gelu_new
 
-/// Bound on |GPU − reference| / (ε · |x| + 2⁻¹²⁶) for gelu_new.
-///
-/// y = ½·x·(1 + tanh(u)): an error of a few ε in tanh (absolute, as tanh ≤ 1) or in u moves y
-/// by a few ε·|x|; the 2⁻¹²⁶ (smallest normal f32) allows a driver that flushes subnormal
-/// results to zero. Measured maximum over 3500 random cases, on lavapipe: 1.69; the bound is
-/// about 3 times that.
-/// Catches: the erf GELU instead of the tanh approximation (up to 2·10⁻⁴·|x| apart), the cubic
-/// coefficient 0.0447 for 0.044715 (40 scale units at x ≈ 1.5), a missing factor ½. The fixed
-/// extremes would catch a tanh that turns NaN for large arguments without the clamp, but
-/// lavapipe's tanh(±∞) is ±1, so there removing the clamp passes.
-const GELU_BOUND: f64 = 5.0;
-
 /// A 1-wide linear layer with weight 1 and no bias, so v = x exactly, then the GELU epilogue:
 /// (v as the GPU stored it, gelu_new(v)).
 fn gpu_gelu(k: &Kernels, x: &[f32]) -> Result<(Vec<f32>, Vec<f32>), String> {
@@ -901,14 +833,9 @@ fn check_gelu(variant: Variant, x: &[f32], what: &str) -> Result<f64, String> {
         return Err(fail(format!("v[{i}] = {:e}, not x = {:e}", pre[i], x[i])));
     }
     let want = reference::gelu_new(&pre);
-    let ratio = check(
-        &got,
-        &want,
-        GELU_BOUND,
-        |i| EPS * (x[i] as f64).abs() + 2f64.powi(-126),
-        |i| format!("gelu_new(x[{i}] = {:e})", x[i]),
-    )
-    .map_err(fail)?;
+    let ratio =
+        check(&got, &want, GELU_BOUND, |i| gelu_scale(x[i]), |i| format!("gelu_new(x[{i}] = {:e})", x[i]))
+            .map_err(fail)?;
     println!("measure gelu_new {variant} {what}: ratio {ratio:.3}");
     Ok(ratio)
 }

@@ -126,7 +126,7 @@ impl LinearPipeline {
 
     /// Compiles `linear` (the variant's kernel, ending with linear_output.wgsl) for this key,
     /// followed by the row stores it uses.
-    pub(super) fn compile(self, gpu: &Gpu, linear: &Source) -> Result<Kernel> {
+    pub(super) fn compile(self, gpu: &Gpu, linear: &Source, fault: f32) -> Result<Kernel> {
         let rows = match self.row_stores {
             RowStores::None => "",
             RowStores::Scalar => include_str!("../../shaders/linear_rows.wgsl"),
@@ -136,6 +136,7 @@ impl LinearPipeline {
             ("EPILOGUE", self.fused as u32 as f64),
             ("WRITE_AUX", self.writes_v as u32 as f64),
             ("RECORD_OWNER", self.record_owner as u32 as f64),
+            ("FAULT", fault as f64),
         ];
         let mut tile = Vec::new();
         if let Some(cpu_tile) = self.cpu_tile {

@@ -41,6 +41,16 @@ pub struct Shapes {
     pub head_dims: Vec<usize>,
 }
 
+/// Deliberate errors compiled into the kernels, for `neoprobe verify --inject-fault` (all 0 in
+/// normal use): the relative amount by which each linear output, attention score and layernorm
+/// 1/√(var + eps) is scaled (each kernel's FAULT constant).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Faults {
+    pub linear: f32,
+    pub attention: f32,
+    pub layernorm: f32,
+}
+
 /// The rows a kernel call runs over: how many tokens, and the scratch textures made for the batch
 /// (the texel variants copy their operands there).
 #[derive(Clone, Copy)]
@@ -53,6 +63,7 @@ pub struct Rows<'s> {
 pub struct Kernels {
     pub variant: Variant,
     spec: &'static VariantSpec,
+    faults: Faults,
     embed: Kernel,
     layernorm: Kernel,
     layernorm_texels: Option<Kernel>,
@@ -117,6 +128,11 @@ impl Kernels {
     /// one compiles the rest: on a CPU driver each compile is LLVM's work on the calling thread
     /// (and wgpu's error scopes are per thread, so each sees only its own errors).
     pub fn new(gpu: &Gpu, variant: Variant, shapes: &Shapes) -> Result<Kernels> {
+        Kernels::with_faults(gpu, variant, shapes, Faults::default())
+    }
+
+    /// `new` with deliberate errors compiled in (`neoprobe verify --inject-fault`).
+    pub fn with_faults(gpu: &Gpu, variant: Variant, shapes: &Shapes, faults: Faults) -> Result<Kernels> {
         if let Some(reason) = variant.unsupported_on(gpu) {
             bail!(reason);
         }
@@ -132,15 +148,17 @@ impl Kernels {
             text: include_str!("../../shaders/rows_to_texture.wgsl"),
             workgroup_size: 256,
         };
+        let layernorm_fault = [("FAULT", faults.layernorm as f64)];
         let kernels = Kernels {
             variant,
             spec,
+            faults,
             embed: compile_source(gpu, &embed, &[])?,
-            layernorm: compile_source(gpu, &spec.layernorm, &[])?,
+            layernorm: compile_source(gpu, &spec.layernorm, &layernorm_fault)?,
             layernorm_texels: spec
                 .layernorm_texels
                 .as_ref()
-                .map(|s| compile_source(gpu, s, &[]))
+                .map(|s| compile_source(gpu, s, &layernorm_fault))
                 .transpose()?,
             linear_pipelines: Pipelines::new(),
             attention_pipelines: Pipelines::new(),
@@ -180,16 +198,19 @@ impl Kernels {
     }
 
     fn linear_pipeline(&self, gpu: &Gpu, key: LinearPipeline) -> Result<Arc<Kernel>> {
-        self.linear_pipelines.get(key, || key.compile(gpu, &self.spec.linear))
+        self.linear_pipelines.get(key, || key.compile(gpu, &self.spec.linear, self.faults.linear))
     }
 
     fn attention_pipeline(&self, gpu: &Gpu, head_dim: usize) -> Result<Arc<Kernel>> {
         if self.spec.attention_per_head_dim {
             self.attention_pipelines.get(head_dim, || {
-                compile_source(gpu, &self.spec.attention, &[("HEAD_DIM4", (head_dim / 4) as f64)])
+                let constants =
+                    [("HEAD_DIM4", (head_dim / 4) as f64), ("FAULT", self.faults.attention as f64)];
+                compile_source(gpu, &self.spec.attention, &constants)
             })
         } else {
-            self.attention_pipelines.get(0, || compile_source(gpu, &self.spec.attention, &[]))
+            let constants = [("FAULT", self.faults.attention as f64)];
+            self.attention_pipelines.get(0, || compile_source(gpu, &self.spec.attention, &constants))
         }
     }
 }
