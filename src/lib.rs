@@ -10,6 +10,7 @@ pub mod gpu;
 pub mod hub;
 pub mod kernels;
 pub mod model;
+pub mod out_dir;
 pub mod output;
 pub mod pool;
 pub mod reference;

@@ -7,7 +7,9 @@ pub mod stats;
 #[cfg(test)]
 pub(crate) mod synthetic;
 
-pub use run::{run_challenge, CategorySpec, ChallengeArgs, ChallengeOutcome, ModelSource, WordSource};
+pub use run::{
+    run_challenge, CategorySpec, ChallengeArgs, ChallengeOutcome, ModelSource, ResolvedModel, WordSource,
+};
 
 /// File names of the challenge outputs inside the output folder (the report links to them).
 pub const ACTIVATIONS_NPY: &str = "activations.npy";

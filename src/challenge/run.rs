@@ -22,13 +22,13 @@ use crate::engine::{Engine, LoadedModel};
 use crate::hub::{self, FetchOptions};
 use crate::kernels::Variant;
 use crate::model::{Batch, Hook, HookPlan, HookPoint, ModelDir};
+use crate::out_dir::{check_out_dir, Staging};
 use crate::output;
 use crate::pool::{pool, Pool};
 use crate::tokenize::{parse_word_list, read_word_list, ListedWord};
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// The shipped verb list, compiled in so that the command works from any folder.
@@ -140,7 +140,48 @@ pub enum ModelSource {
     Dir(PathBuf),
 }
 
+/// A [`ModelSource`] made local: the folder its files are in, and how to name it.
+#[derive(Clone, Debug)]
+pub struct ResolvedModel {
+    pub dir: PathBuf,
+    /// The hub id, or the folder as given.
+    pub label: String,
+    /// The revision asked of the hub, and the commit it resolved to.
+    pub revision: Option<String>,
+    pub commit: Option<String>,
+    /// Time to find or fetch the hub's files.
+    pub fetch_time: Duration,
+}
+
 impl ModelSource {
+    /// The local folder of the model: the given one, or the hub snapshot (fetched into the HF
+    /// cache if it is not there; `progress` hears which revision).
+    pub fn resolve(&self, fetch: &FetchOptions, progress: &mut dyn FnMut(&str)) -> Result<ResolvedModel> {
+        Ok(match self {
+            ModelSource::Dir(path) => ResolvedModel {
+                dir: path.clone(),
+                label: path.display().to_string(),
+                revision: None,
+                commit: None,
+                fetch_time: Duration::ZERO,
+            },
+            ModelSource::Hub { id, revision } => {
+                let revision = ModelSource::revision(id, revision);
+                progress(&format!("model {id} at revision {revision}"));
+                let fetch_started = Instant::now();
+                let snapshot = hub::fetch_model(id, &revision, fetch)?;
+                let commit = snapshot.file_name().map(|c| c.to_string_lossy().into_owned());
+                ResolvedModel {
+                    dir: snapshot,
+                    label: id.clone(),
+                    revision: Some(revision),
+                    commit,
+                    fetch_time: fetch_started.elapsed(),
+                }
+            }
+        })
+    }
+
     /// The revision asked of the hub.
     fn revision(id: &str, revision: &Option<String>) -> String {
         match revision {
@@ -200,23 +241,12 @@ pub fn run_challenge(args: &ChallengeArgs, progress: &mut dyn FnMut(&str)) -> Re
     if args.pool == Pool::None {
         bail!("--pool none is not available for the challenge, which needs one row per word; use mean, first, last or max");
     }
-    check_out_dir(&args.out_dir, args.force)?;
+    check_out_dir(&args.out_dir, args.force, &OUTPUT_FILES, "the challenge's files")?;
     let categories = read_categories(&args.categories)?;
 
     // The model.
-    let mut fetch_time = Duration::ZERO;
-    let (dir, model_label, revision, commit) = match &args.model {
-        ModelSource::Dir(path) => (path.clone(), path.display().to_string(), None, None),
-        ModelSource::Hub { id, revision } => {
-            let revision = ModelSource::revision(id, revision);
-            progress(&format!("model {id} at revision {revision}"));
-            let fetch_started = Instant::now();
-            let snapshot = hub::fetch_model(id, &revision, &args.fetch)?;
-            fetch_time = fetch_started.elapsed();
-            let commit = snapshot.file_name().map(|c| c.to_string_lossy().into_owned());
-            (snapshot, id.clone(), Some(revision), commit)
-        }
-    };
+    let ResolvedModel { dir, label: model_label, revision, commit, fetch_time } =
+        args.model.resolve(&args.fetch, progress)?;
     let hook = Hook::block(args.layer, HookPoint::MlpPre);
     let (model, plan) = LoadedModel::load(&ModelDir::open(&dir)?, |config| {
         if args.layer >= config.num_layers {
@@ -326,7 +356,7 @@ pub fn run_challenge(args: &ChallengeArgs, progress: &mut dyn FnMut(&str)) -> Re
     metadata.insert("neoprobe_version".to_string(), env!("CARGO_PKG_VERSION").to_string());
 
     let staging = Staging::create(&args.out_dir)?;
-    let at = |name: &str| staging.path.join(name);
+    let at = |name: &str| staging.file(name);
     output::write_array(&at(ACTIVATIONS_NPY), &shape, &acts.rows, &metadata)?;
     output::write_array(&at(ACTIVATIONS_SAFETENSORS), &shape, &acts.rows, &metadata)?;
     write_neurons_csv(&at(NEURONS_CSV), &acts, &stats)?;
@@ -345,7 +375,7 @@ pub fn run_challenge(args: &ChallengeArgs, progress: &mut dyn FnMut(&str)) -> Re
     };
     let report = report_markdown(&info, &acts, &stats, &found, &times);
     output::write_atomic(&at(REPORT_MD), |w| Ok(w.write_all(report.as_bytes())?))?;
-    let files = staging.publish(&args.out_dir)?;
+    let files = staging.publish(&args.out_dir, &OUTPUT_FILES)?;
 
     let mut notes = Vec::new();
     if let (ModelSource::Hub { .. }, Some(commit)) = (&args.model, &commit) {
@@ -453,163 +483,10 @@ fn join_and(lines: &[usize]) -> String {
     }
 }
 
-/// Checks, before any work, that the run will be able to write its output folder: an existing
-/// one must be a writable folder, empty unless `force`, with no folder in the way of an output
-/// file; a new one must have a parent folder that accepts a new folder.
-fn check_out_dir(out: &Path, force: bool) -> Result<()> {
-    let shown = out.display();
-    if out.exists() {
-        if !out.is_dir() {
-            bail!("--out-dir {shown} exists and is not a folder; choose another output folder");
-        }
-        let entries = fs::read_dir(out)
-            .with_context(|| format!("cannot read output folder {shown}; choose another --out-dir"))?
-            .count();
-        if entries > 0 && !force {
-            bail!(
-                "output folder {shown} already holds {entries} entr{}; pass --force to replace the challenge's files in it, or choose another --out-dir",
-                if entries == 1 { "y" } else { "ies" }
-            );
-        }
-        if let Some(name) = OUTPUT_FILES.iter().find(|name| out.join(name).is_dir()) {
-            bail!("output folder {shown} has a folder named {name} where the challenge writes a file; move it or choose another --out-dir");
-        }
-        if !writable(out) {
-            bail!("output folder {shown} is not writable; choose another --out-dir");
-        }
-        return Ok(());
-    }
-    let parent = parent_of(out);
-    if !parent.is_dir() {
-        let blocker = parent.ancestors().find(|a| a.is_file());
-        match blocker {
-            Some(file) => bail!(
-                "cannot create output folder {shown}: {} is a file, not a folder; choose another --out-dir",
-                file.display()
-            ),
-            None => bail!(
-                "cannot create output folder {shown}: folder {} does not exist; create it or choose another --out-dir",
-                parent.display()
-            ),
-        }
-    }
-    // A real attempt, so that read-only file systems and root-proof folders count too.
-    let probe = tempfile::Builder::new().prefix(".neoprobe-probe-").tempdir_in(parent).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot create output folder {shown}: folder {} is not writable ({}); choose another --out-dir",
-            parent.display(),
-            e.kind()
-        )
-    })?;
-    probe.close().with_context(|| format!("cannot clean up a probe folder in {}", parent.display()))?;
-    Ok(())
-}
-
-fn parent_of(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
-/// Whether the current user may create files in `dir` (without creating one).
-#[cfg(unix)]
-fn writable(dir: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return false };
-    // SAFETY: `path` is a valid NUL-terminated string that outlives the call; access() only reads it.
-    unsafe { libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
-}
-
-#[cfg(not(unix))]
-fn writable(dir: &Path) -> bool {
-    fs::metadata(dir).map(|m| !m.permissions().readonly()).unwrap_or(false)
-}
-
-/// A fresh folder beside the output folder that receives every file of a run; removed with
-/// whatever it holds unless it is published.
-struct Staging {
-    path: PathBuf,
-}
-
-impl Staging {
-    fn create(out: &Path) -> Result<Staging> {
-        let parent = parent_of(out);
-        let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
-        let stamp =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or(Duration::ZERO);
-        for attempt in 0..100u32 {
-            let path = parent.join(format!(
-                ".{name}.neoprobe-{}-{}-{attempt}",
-                std::process::id(),
-                stamp.subsec_nanos()
-            ));
-            // create_dir (not a tempdir) so that the folder gets the usual permissions when it
-            // becomes the output folder.
-            match fs::create_dir(&path) {
-                Ok(()) => return Ok(Staging { path }),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => bail!(
-                    "cannot create a staging folder in {} for {} ({e}); choose another --out-dir",
-                    parent.display(),
-                    out.display()
-                ),
-            }
-        }
-        bail!("cannot find a free staging folder name in {}", parent.display())
-    }
-
-    /// Moves the files into `out`: the whole folder is renamed when `out` does not exist,
-    /// otherwise the files are renamed into it one by one (replacing files of the same names).
-    fn publish(self, out: &Path) -> Result<Vec<PathBuf>> {
-        self.open_up()?;
-        let files: Vec<PathBuf> = OUTPUT_FILES.iter().map(|name| out.join(name)).collect();
-        if !out.exists() {
-            fs::rename(&self.path, out)
-                .with_context(|| format!("cannot create output folder {}", out.display()))?;
-        } else {
-            for (name, target) in OUTPUT_FILES.iter().zip(&files) {
-                fs::rename(self.path.join(name), target)
-                    .with_context(|| format!("cannot move {name} into output folder {}", out.display()))?;
-            }
-        }
-        Ok(files)
-    }
-}
-
-impl Staging {
-    /// Gives the files the permissions of a file created the usual way (the atomic writer's
-    /// temporary files are private, 0600): the staging folder's own mode, which the umask
-    /// shaped, without the execute bits.
-    #[cfg(unix)]
-    fn open_up(&self) -> Result<()> {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(&self.path)?.permissions().mode() & 0o666;
-        for name in OUTPUT_FILES {
-            let path = self.path.join(name);
-            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
-                .with_context(|| format!("cannot set the permissions of {}", path.display()))?;
-        }
-        Ok(())
-    }
-
-    #[cfg(not(unix))]
-    fn open_up(&self) -> Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        // After a successful publish of a new folder the path is gone; otherwise this removes the
-        // staging folder (and, after a move into an existing folder, the now empty folder).
-        let _ = fs::remove_dir_all(&self.path);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn category_arguments_need_a_name_and_a_file() {
