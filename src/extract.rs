@@ -1,9 +1,11 @@
 //! `neoprobe extract`: words or a text → one hook's activations → `.npy` / `.safetensors`.
 
+use crate::batching::{BatchLimits, Progress, Streamer};
 use crate::engine::{Engine, LoadedModel};
-use crate::model::{Batch, Hook, HookPlan, ModelDir};
+use crate::model::{Hook, HookPlan, ModelDir};
 use crate::output;
 use crate::pool::{pool, Pool};
+use crate::stream_out::ArrayWriter;
 use crate::tokenize::{read_text, read_word_list};
 use anyhow::{bail, Result};
 use std::collections::HashMap;
@@ -29,6 +31,10 @@ pub struct ExtractArgs {
     /// A text is cut to this many tokens (default and ceiling: the model's positions).
     pub max_tokens: Option<usize>,
     pub out: PathBuf,
+    /// Tokens per GPU batch (`None`: the default for the adapter, see `batching`).
+    pub batch_tokens: Option<usize>,
+    /// Draw a progress bar on stderr.
+    pub progress: bool,
 }
 
 /// What an extraction did.
@@ -55,6 +61,8 @@ pub fn extract(args: &ExtractArgs) -> Result<ExtractSummary> {
     let config = &model.config;
     let mut notes = Vec::new();
     let mut metadata = HashMap::new();
+    // How each sequence is named in errors.
+    let mut labels = Vec::new();
     let (sequences, how) = match &args.input {
         ExtractInput::Words(path) => {
             let words = read_word_list(path)?;
@@ -63,6 +71,10 @@ pub fn extract(args: &ExtractArgs) -> Result<ExtractSummary> {
                 .map(|w| model.tokenizer.encode_word(&w.word, args.prefix_space))
                 .collect::<Result<Vec<_>>>()?;
             let list: Vec<&str> = words.iter().map(|w| w.word.as_str()).collect();
+            labels = words
+                .iter()
+                .map(|w| format!("word {:?} (line {} of {})", w.word, w.line, path.display()))
+                .collect();
             metadata.insert("words".to_string(), serde_json::to_string(&list)?);
             (sequences, args.pool.unwrap_or(Pool::Mean))
         }
@@ -90,16 +102,16 @@ pub fn extract(args: &ExtractArgs) -> Result<ExtractSummary> {
                 ids.truncate(limit);
             }
             metadata.insert("text".to_string(), text);
+            labels.push(format!("text {}", path.display()));
             (vec![ids], args.pool.unwrap_or(Pool::None))
         }
     };
-    let batch = Batch::pack(&sequences, config.max_position_embeddings)?;
     let engine = Engine::new(&model.weights, None, model.load_time)?;
-    let (mut activations, _) = engine.forward(&batch, &plan, false)?;
+    let batch_tokens = BatchLimits::of(&engine).choose(args.batch_tokens, &engine.gpu.adapter_name())?;
     let width = hook.width(config);
-    let rows = activations.take(hook).expect("the forward reads back the requested hook");
-    let pooled = pool(&rows, width, &batch, how);
-    let shape = vec![pooled.len() / width, width];
+    let n_tokens: usize = sequences.iter().map(Vec::len).sum();
+    let rows = if how == Pool::None { n_tokens } else { sequences.len() };
+    let shape = vec![rows, width];
 
     metadata.insert("token_ids".to_string(), serde_json::to_string(&sequences)?);
     metadata.insert("hook".to_string(), hook.to_string());
@@ -108,6 +120,14 @@ pub fn extract(args: &ExtractArgs) -> Result<ExtractSummary> {
     metadata.insert("model_dir".to_string(), args.model_dir.display().to_string());
     metadata.insert("adapter".to_string(), engine.gpu.adapter_name());
     metadata.insert("neoprobe_version".to_string(), env!("CARGO_PKG_VERSION").to_string());
-    output::write_array(&args.out, &shape, &pooled, &metadata)?;
-    Ok(ExtractSummary { shape, n_tokens: batch.n_tokens(), hook, adapter: engine.gpu.adapter_name(), notes })
+    // Rows go to disk batch by batch: memory holds one batch, whatever the input's size.
+    let mut out = ArrayWriter::create(&args.out, &shape, &metadata)?;
+    let streamer = Streamer { engine: &engine, plan: &plan, hook, batch_tokens };
+    let progress = Progress::new(n_tokens as u64, args.progress, "extract");
+    let name = |i: usize| labels[i].clone();
+    streamer.run(sequences.iter().cloned().map(Ok), &progress, &name, |batch, _, rows| {
+        out.write(&pool(&rows, width, batch, how))
+    })?;
+    out.finish()?;
+    Ok(ExtractSummary { shape, n_tokens, hook, adapter: engine.gpu.adapter_name(), notes })
 }

@@ -138,6 +138,10 @@ struct ExtractCli {
     /// Output file: .npy (float32) or .safetensors (tensor `activations` plus metadata).
     #[arg(long, value_name = "PATH")]
     out: PathBuf,
+    /// Tokens per GPU batch; words are grouped into batches of at most N tokens (a word is never
+    /// split) and the output is written batch by batch [default: from the adapter's limits].
+    #[arg(long, value_name = "N")]
+    batch_tokens: Option<usize>,
 }
 
 #[derive(Args)]
@@ -231,6 +235,8 @@ fn run_extract(args: ExtractCli) -> anyhow::Result<()> {
         prefix_space: args.prefix_space,
         max_tokens: args.max_tokens,
         out: args.out.clone(),
+        batch_tokens: args.batch_tokens,
+        progress: std::io::stderr().is_terminal(),
     })?;
     for note in &summary.notes {
         eprintln!("note: {note}");

@@ -30,7 +30,7 @@ pub fn check_writable(path: &Path, extensions: &[&str]) -> Result<()> {
 }
 
 /// A temporary file in `path`'s folder (removed when dropped unless persisted).
-fn temp_file_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
+pub(crate) fn temp_file_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -59,6 +59,17 @@ fn temp_file_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
 /// The bytes of a `.npy` file (format 1.0) holding a little-endian float32 C-order array.
 pub fn npy_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
     assert_eq!(shape.iter().product::<usize>(), data.len(), "npy shape does not match data");
+    let mut out = npy_header(shape);
+    out.reserve(data.len() * 4);
+    for v in data {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// The header of a `.npy` file (format 1.0) of a little-endian float32 C-order array of `shape`:
+/// the data follow it directly.
+pub fn npy_header(shape: &[usize]) -> Vec<u8> {
     let shape_text = match shape {
         [n] => format!("({n},)"),
         dims => format!("({})", dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
@@ -69,13 +80,10 @@ pub fn npy_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
     let unpadded = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
     header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + data.len() * 4);
+    let mut out = Vec::with_capacity(10 + header.len());
     out.extend_from_slice(b"\x93NUMPY\x01\x00");
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
-    for v in data {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
     out
 }
 
