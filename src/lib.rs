@@ -16,4 +16,5 @@ pub mod output;
 pub mod pool;
 pub mod reference;
 pub mod stream_out;
+pub mod sweep;
 pub mod tokenize;

@@ -63,6 +63,8 @@ enum Command {
     Extract(ExtractCli),
     /// Time the kernels, the challenge forward and a whole run on this adapter (no download).
     Bench(BenchCli),
+    /// Sweep the vocabulary, a corpus or the unembedding: per neuron what it responds to and writes.
+    Sweep(neoprobe::sweep::cli::SweepCli),
 }
 
 #[derive(Args)]
@@ -206,6 +208,7 @@ fn main() -> ExitCode {
         Command::Extract(args) => run_extract(args),
         Command::Bench(args) => run_bench(args),
         Command::Challenge(args) => run_challenge_cli(args),
+        Command::Sweep(args) => neoprobe::sweep::cli::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

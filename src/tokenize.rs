@@ -30,6 +30,12 @@ impl Tokenizer {
         Ok(encoding.get_ids().to_vec())
     }
 
+    /// The text of one token id, as decoding it alone gives it (bytes that are not UTF-8 on
+    /// their own become U+FFFD); empty for an id the tokenizer does not know.
+    pub fn token_text(&self, id: u32) -> String {
+        self.inner.decode(&[id], false).unwrap_or_default()
+    }
+
     /// The ids of one word on its own: as written, or after one added leading space
     /// (`prefix_space`). A word that gives no token is an error.
     pub fn encode_word(&self, word: &str, prefix_space: bool) -> Result<Vec<u32>> {

@@ -299,7 +299,7 @@ fn band_rule_text(f: &Findings) -> String {
 }
 
 /// Escapes text for a Markdown table cell.
-fn md(text: &str) -> String {
+pub fn md(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for ch in text.chars() {
         if matches!(ch, '\\' | '|' | '*' | '_' | '`' | '[' | ']' | '<' | '>' | '#') {
