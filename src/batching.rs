@@ -115,8 +115,10 @@ pub struct StreamStats {
     pub batches: usize,
     pub sequences: usize,
     pub tokens: usize,
-    /// Time in the forwards (recording, running, reading back).
+    /// Time in the forwards (recording and running them).
     pub forward: Duration,
+    /// Time reading the hook rows back.
+    pub readback: Duration,
     /// Wall time of the whole run, the caller's work on each batch included.
     pub wall: Duration,
 }
@@ -152,10 +154,10 @@ impl Streamer<'_> {
                 }
                 let batch = Batch::pack(pending, self.engine.model.config.max_position_embeddings)
                     .with_context(|| format!("batch starting at {}", name(first)))?;
-                let forward_started = Instant::now();
-                let (mut activations, _) = self.engine.forward(&batch, self.plan, false)?;
+                let (mut activations, times) = self.engine.forward(&batch, self.plan, false)?;
                 let rows = activations.take(self.hook).context("the forward did not read back the hook")?;
-                stats.forward += forward_started.elapsed();
+                stats.forward += times.forward;
+                stats.readback += times.readback;
                 stats.batches += 1;
                 stats.sequences += batch.n_sequences();
                 stats.tokens += batch.n_tokens();

@@ -1,6 +1,9 @@
 //! The grammar-tuning challenge: word lists → activations → statistics → CSV, PNG, report.
 
+pub mod control;
+pub mod permutation;
 pub mod plots;
+pub mod profiles;
 pub mod report;
 pub mod run;
 pub mod stats;
