@@ -109,6 +109,17 @@ struct BenchCli {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// What to measure: the kernels, the challenge forward and a whole run; or the sweeps (the
+    /// vocabulary sweep's wall time and tokens/s against its target, and the corpus sweep's peak
+    /// memory on a 200 KB text against a 40 KB one, each as its own process).
+    #[arg(long, value_enum, default_value = "kernels")]
+    workload: Workload,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Workload {
+    Kernels,
+    Sweep,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -308,17 +319,24 @@ fn run_bench(args: BenchCli) -> anyhow::Result<()> {
             })?,
         None => repo,
     };
-    let report = bench::run(
-        &BenchArgs {
-            model,
-            variants,
-            repeats: args.repeats.max(1),
-            baseline_python,
-            gemm_rounds: args.gemm_rounds as usize,
-            repo,
-        },
-        &|step| eprintln!("bench: {step}"),
-    )?;
+    let bench_args = BenchArgs {
+        model,
+        variants,
+        repeats: args.repeats.max(1),
+        baseline_python,
+        gemm_rounds: args.gemm_rounds as usize,
+        repo,
+    };
+    if args.workload == Workload::Sweep {
+        let report = bench::run_sweep(&bench_args, &|step| eprintln!("bench: {step}"))?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", bench::sweep::render(&report));
+        }
+        return Ok(());
+    }
+    let report = bench::run(&bench_args, &|step| eprintln!("bench: {step}"))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -250,7 +250,7 @@ pub fn run(cli: SweepCli) -> anyhow::Result<()> {
             for f in &merged.files {
                 summary.push_str(&format!("wrote {}\n", f.display()));
             }
-            SweepOutcome { summary, files: merged.files }
+            SweepOutcome { summary, files: merged.files, streamed: None }
         }
         SweepCommand::Logits(a) => {
             let run = RunCli {

@@ -271,6 +271,7 @@ pub fn sweep_corpus(args: &CorpusArgs, note: &mut dyn FnMut(&str)) -> Result<Swe
     Ok(SweepOutcome {
         summary: summary_text(&format!("corpus sweep of {hook}"), &stats, batch_tokens, &adapter, &written),
         files: written,
+        streamed: Some((stats, batch_tokens)),
     })
 }
 

@@ -202,7 +202,7 @@ pub fn sweep_logits(args: &LogitsArgs, note: &mut dyn FnMut(&str)) -> Result<Swe
     for f in &written {
         let _ = writeln!(summary, "wrote {}", f.display());
     }
-    Ok(SweepOutcome { summary, files: written })
+    Ok(SweepOutcome { summary, files: written, streamed: None })
 }
 
 fn logits_markdown(file: &SweepFile, lists: &super::files::TokenLists, tokenizer: &Tokenizer) -> String {

@@ -11,6 +11,7 @@ pub mod merge;
 pub mod topk;
 pub mod vocab;
 
+use crate::batching::StreamStats;
 use crate::challenge::{ModelSource, ResolvedModel};
 use crate::hub::FetchOptions;
 use crate::kernels::Variant;
@@ -56,6 +57,8 @@ pub struct SweepOutcome {
     pub summary: String,
     /// Every file written, at its final place.
     pub files: Vec<PathBuf>,
+    /// The streamed batches and their size (the activation sweeps).
+    pub streamed: Option<(StreamStats, usize)>,
 }
 
 /// Checks `--top-k` against the model's vocabulary.

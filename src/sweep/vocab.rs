@@ -145,6 +145,7 @@ pub fn sweep_vocab(args: &VocabArgs, note: &mut dyn FnMut(&str)) -> Result<Sweep
     Ok(SweepOutcome {
         summary: summary_text(&format!("vocab sweep of {hook}"), &stats, batch_tokens, &adapter, &written),
         files: written,
+        streamed: Some((stats, batch_tokens)),
     })
 }
 
