@@ -9,7 +9,7 @@
 //! generator as the previous permutations left it; its first n₀ words form category 0.
 
 use super::report::ALPHA;
-use super::stats::{benjamini_hochberg, bonferroni, quantile, welch_t_test, WordActivations};
+use super::stats::{benjamini_hochberg, bonferroni, quantile, t_two_sided_p, WordActivations};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::Serialize;
@@ -93,26 +93,56 @@ pub fn label_permutations(n_words: usize, n: usize, seed: u64) -> Vec<Vec<usize>
 }
 
 /// Two-sided Welch p-values of every neuron with the words of `order[..n_first]` as category 0
-/// and the rest as category 1; `columns[j]` holds neuron j's value for every word.
-fn counts_for(columns: &[Vec<f64>], order: &[usize], n_first: usize) -> Counts {
-    let mut a = Vec::with_capacity(n_first);
-    let mut b = Vec::with_capacity(order.len() - n_first);
+/// and the rest as category 1, counted. `columns[j]` holds neuron j's value for every word,
+/// centred on the neuron's mean over all words (so that variances from sums of squares keep
+/// their precision), and `totals[j]` its sum and sum of squares.
+fn counts_for(columns: &[Vec<f64>], totals: &[(f64, f64)], order: &[usize], n_first: usize) -> Counts {
+    let (na, nb) = (n_first as f64, (order.len() - n_first) as f64);
     let p: Vec<f64> = columns
         .iter()
-        .map(|values| {
-            a.clear();
-            b.clear();
-            a.extend(order[..n_first].iter().map(|&w| values[w]));
-            b.extend(order[n_first..].iter().map(|&w| values[w]));
-            let (t, _, p) = welch_t_test(&a, &b);
-            if t.abs() < T_NEVER_SIGNIFICANT {
-                1.0
-            } else {
-                p
+        .zip(totals)
+        .map(|(values, &(sum, squares))| {
+            let (mut sa, mut qa) = (0.0, 0.0);
+            for &w in &order[..n_first] {
+                let v = values[w];
+                sa += v;
+                qa += v * v;
             }
+            let (sb, qb) = (sum - sa, squares - qa);
+            let (ma, mb) = (sa / na, sb / nb);
+            let va = ((qa - sa * ma) / (na - 1.0)).max(0.0);
+            let vb = ((qb - sb * mb) / (nb - 1.0)).max(0.0);
+            let (ea, eb) = (va / na, vb / nb);
+            let se2 = ea + eb;
+            if se2 == 0.0 {
+                // Both groups constant: significant only if their means differ (welch_t_test's rule).
+                return if ma == mb { 1.0 } else { 0.0 };
+            }
+            let t = (ma - mb) / se2.sqrt();
+            if t.abs() < T_NEVER_SIGNIFICANT {
+                return 1.0;
+            }
+            let (r, q) = (ea / se2, eb / se2);
+            let df = 1.0 / (r * r / (na - 1.0) + q * q / (nb - 1.0));
+            t_two_sided_p(t, df)
         })
         .collect();
     Counts::of(&p)
+}
+
+/// Each neuron's values for the words of categories 0 and 1, centred on their mean, with the
+/// sum and sum of squares of the centred values.
+fn centred_columns(acts: &WordActivations) -> (Vec<Vec<f64>>, Vec<(f64, f64)>) {
+    (0..acts.width)
+        .map(|j| {
+            let mut values = acts.neuron_values(0, j);
+            values.extend(acts.neuron_values(1, j));
+            let mean = values.iter().sum::<f64>() / values.len() as f64;
+            values.iter_mut().for_each(|v| *v -= mean);
+            let totals = (values.iter().sum(), values.iter().map(|v| v * v).sum());
+            (values, totals)
+        })
+        .unzip()
 }
 
 /// Shuffles the labels of categories 0 and 1 of `acts` `n` times and counts the significant
@@ -121,13 +151,7 @@ pub fn permutation_test(acts: &WordActivations, observed: Counts, n: usize, seed
     assert!(n > 0, "a permutation test needs at least one shuffle");
     let n_first = acts.categories[0].words.len();
     let n_words = n_first + acts.categories[1].words.len();
-    let columns: Vec<Vec<f64>> = (0..acts.width)
-        .map(|j| {
-            let mut values = acts.neuron_values(0, j);
-            values.extend(acts.neuron_values(1, j));
-            values
-        })
-        .collect();
+    let (columns, totals) = centred_columns(acts);
     let orders = label_permutations(n_words, n, seed);
     // Shuffles are independent: they are split among threads, each result kept in its place.
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(n);
@@ -136,8 +160,10 @@ pub fn permutation_test(acts: &WordActivations, observed: Counts, n: usize, seed
         let handles: Vec<_> = orders
             .chunks(per_thread)
             .map(|chunk| {
-                let columns = &columns;
-                scope.spawn(move || chunk.iter().map(|o| counts_for(columns, o, n_first)).collect::<Vec<_>>())
+                let (columns, totals) = (&columns, &totals);
+                scope.spawn(move || {
+                    chunk.iter().map(|o| counts_for(columns, totals, o, n_first)).collect::<Vec<_>>()
+                })
             })
             .collect();
         handles.into_iter().flat_map(|h| h.join().expect("a permutation thread panicked")).collect()
@@ -165,12 +191,10 @@ mod tests {
         let acts = synthetic::activations();
         let stats = neuron_stats(&acts).unwrap();
         let f = findings(&acts, &stats);
-        let columns: Vec<Vec<f64>> = (0..acts.width)
-            .map(|j| acts.neuron_values(0, j).into_iter().chain(acts.neuron_values(1, j)).collect())
-            .collect();
+        let (columns, totals) = centred_columns(&acts);
         let identity: Vec<usize> = (0..20).collect();
         assert_eq!(
-            counts_for(&columns, &identity, 10),
+            counts_for(&columns, &totals, &identity, 10),
             Counts { bh: f.n_sig_bh, bonferroni: f.n_sig_bonferroni }
         );
     }
