@@ -88,9 +88,14 @@ impl Progress {
             Some(total_tokens),
             indicatif::ProgressDrawTarget::stderr(),
         );
-        let template = "{msg} {wide_bar} {human_pos}/{human_len} tokens, {per_sec}, ETA {eta}";
+        let template = "{msg} {wide_bar} {human_pos}/{human_len} tokens, {rate}, ETA {eta}";
         if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
-            bar.set_style(style);
+            bar.set_style(style.with_key(
+                "rate",
+                |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0} tokens/s", state.per_sec());
+                },
+            ));
         }
         bar.set_message(what.to_string());
         Progress { bar }
