@@ -1,11 +1,14 @@
-//! `neoprobe extract`: words or a text → the activations of any hooks → `.npy` / `.safetensors`.
+//! `neoprobe extract`: words or a text → the activations of any hooks → `.npy` / `.safetensors`,
+//! in GPU batches that fit the adapter, each batch's rows written to disk before the next runs.
 
+use crate::batching::{BatchLimits, Progress, Streamer};
 use crate::engine::{Engine, LoadedModel, ModelSource};
 use crate::hub::FetchOptions;
 use crate::kernels::Variant;
-use crate::model::{Batch, Hook, HookPlan, ModelDir};
-use crate::output::{self, NamedTensor};
+use crate::model::{attention_pattern_shape, Hook, HookPlan, ModelDir};
+use crate::output;
 use crate::pool::{pool, Pool};
+use crate::stream_out::{ArrayWriter, TensorsWriter};
 use crate::tokenize::{read_text, read_word_list};
 use anyhow::{bail, Result};
 use serde::Serialize;
@@ -37,6 +40,10 @@ pub struct ExtractArgs {
     pub out: PathBuf,
     /// Kernel variant; `None`: the fastest for the adapter.
     pub variant: Option<Variant>,
+    /// Tokens per GPU batch (`None`: the default for the adapter, see `batching`).
+    pub batch_tokens: Option<usize>,
+    /// Draw a progress bar on stderr.
+    pub progress: bool,
 }
 
 /// What an extraction did: what `--json` prints.
@@ -47,6 +54,7 @@ pub struct ExtractSummary {
     pub hooks: Vec<HookArray>,
     pub n_tokens: usize,
     pub n_sequences: usize,
+    pub n_batches: usize,
     pub model: String,
     /// The hub commit the model files came from (`None` for a local folder).
     pub commit: Option<String>,
@@ -112,6 +120,8 @@ pub fn extract(args: &ExtractArgs) -> Result<ExtractSummary> {
     let config = &model.config;
     let mut notes = Vec::new();
     let mut metadata = HashMap::new();
+    // How each sequence is named in errors.
+    let mut labels = Vec::new();
     let (sequences, default_pool) = match &args.input {
         ExtractInput::Words(path) => {
             let words = read_word_list(path)?;
@@ -120,6 +130,10 @@ pub fn extract(args: &ExtractArgs) -> Result<ExtractSummary> {
                 .map(|w| model.tokenizer.encode_word(&w.word, args.prefix_space))
                 .collect::<Result<Vec<_>>>()?;
             let list: Vec<&str> = words.iter().map(|w| w.word.as_str()).collect();
+            labels = words
+                .iter()
+                .map(|w| format!("word {:?} (line {} of {})", w.word, w.line, path.display()))
+                .collect();
             metadata.insert("words".to_string(), serde_json::to_string(&list)?);
             (sequences, Pool::Mean)
         }
@@ -147,6 +161,7 @@ pub fn extract(args: &ExtractArgs) -> Result<ExtractSummary> {
                 ids.truncate(limit);
             }
             metadata.insert("text".to_string(), text);
+            labels.push(format!("text {}", path.display()));
             (vec![ids], Pool::None)
         }
     };
@@ -162,30 +177,27 @@ pub fn extract(args: &ExtractArgs) -> Result<ExtractSummary> {
             pooling_for(hook, how)
         })
         .collect::<Result<_>>()?;
-    let batch = Batch::pack(&sequences, config.max_position_embeddings)?;
     let engine = Engine::new(&model.weights, args.variant, model.load_time)?;
+    let batch_tokens =
+        BatchLimits::for_plan(&engine, &plan).choose(args.batch_tokens, &engine.gpu.adapter_name())?;
     let loaded = started.elapsed().as_secs_f64() - resolved.fetch_time.as_secs_f64();
-    let (mut activations, times) = engine.forward(&batch, &plan, false)?;
-
-    let mut arrays = Vec::new();
-    for (&hook, &how) in hooks.iter().zip(&pooling) {
-        let values = activations.take(hook).expect("the forward reads back every requested hook");
-        let shape = activations.shape(hook).expect("every hook read back has a shape").to_vec();
-        // Pooling applies to one-row-per-token hooks; the attention pattern is per sequence.
-        let (shape, values) = if hook.per_token() {
-            let width = shape[1];
-            let pooled = pool(&values, width, &batch, how);
-            (vec![pooled.len() / width, width], pooled)
-        } else {
-            (shape, values)
-        };
-        arrays.push((hook, shape, values, hook.per_token().then(|| how.to_string())));
-    }
-
+    // Each hook's array shape, known before the forward: one row per token or per sequence, or
+    // the attention pattern's [sequences, heads, longest, longest].
+    let n_tokens: usize = sequences.iter().map(Vec::len).sum();
+    let longest = sequences.iter().map(Vec::len).max().unwrap_or(0);
+    let shapes: Vec<Vec<usize>> = hooks
+        .iter()
+        .zip(&pooling)
+        .map(|(&hook, &how)| match hook.per_token() {
+            true => vec![if how == Pool::None { n_tokens } else { sequences.len() }, hook.width(config)],
+            false => attention_pattern_shape(sequences.len(), config, longest),
+        })
+        .collect();
     metadata.insert("token_ids".to_string(), serde_json::to_string(&sequences)?);
     let hook_names: Vec<String> = hooks.iter().map(Hook::to_string).collect();
     metadata.insert("hooks".to_string(), serde_json::to_string(&hook_names)?);
-    let pool_names: Vec<Option<String>> = arrays.iter().map(|a| a.3.clone()).collect();
+    let pool_names: Vec<Option<String>> =
+        hooks.iter().zip(&pooling).map(|(h, how)| h.per_token().then(|| how.to_string())).collect();
     metadata.insert("pooling".to_string(), serde_json::to_string(&pool_names)?);
     metadata.insert("prefix_space".to_string(), args.prefix_space.to_string());
     metadata.insert("model".to_string(), resolved.label.clone());
@@ -195,26 +207,48 @@ pub fn extract(args: &ExtractArgs) -> Result<ExtractSummary> {
     metadata.insert("adapter".to_string(), engine.gpu.adapter_name());
     metadata.insert("kernel_variant".to_string(), engine.kernels.variant.to_string());
     metadata.insert("neoprobe_version".to_string(), env!("CARGO_PKG_VERSION").to_string());
-    let bytes = if is_npy {
-        let (_, shape, values, _) = &arrays[0];
-        output::npy_bytes(shape, values)
+    // Rows go to disk batch by batch: memory holds one batch, whatever the input's size.
+    let mut out = if is_npy {
+        Out::One(ArrayWriter::create(&args.out, &shapes[0], &metadata)?)
     } else {
-        let tensors: Vec<NamedTensor> = arrays
-            .iter()
-            .zip(&hook_names)
-            .map(|((_, shape, values, _), name)| NamedTensor { name, shape: shape.clone(), data: values })
-            .collect();
-        output::safetensors_bytes(&tensors, &metadata)?
+        let tensors: Vec<(String, Vec<usize>)> =
+            hook_names.iter().cloned().zip(shapes.iter().cloned()).collect();
+        Out::Many(TensorsWriter::create(&args.out, &tensors, &metadata)?)
     };
-    output::write_atomic(&args.out, |w| Ok(w.write_all(&bytes)?))?;
+    let streamer = Streamer { engine: &engine, plan: &plan, hook: plan.deepest(), batch_tokens };
+    let progress = Progress::new(n_tokens as u64, args.progress, "extract");
+    let name = |i: usize| labels[i].clone();
+    let stats =
+        streamer.run_all(sequences.iter().cloned().map(Ok), &progress, &name, |batch, _, mut acts| {
+            for (i, (&hook, &how)) in hooks.iter().zip(&pooling).enumerate() {
+                let values = acts.take(hook).expect("the forward reads back every requested hook");
+                let values = if hook.per_token() {
+                    pool(&values, hook.width(config), batch, how)
+                } else {
+                    // This batch's patterns, padded from its longest sequence to the input's.
+                    let shape = acts.shape(hook).expect("every hook read back has a shape");
+                    repad_pattern(&values, shape, longest)
+                };
+                out.write(i, &values)?;
+            }
+            Ok(())
+        })?;
+    out.finish()?;
     Ok(ExtractSummary {
         out: args.out.clone(),
-        hooks: arrays
-            .into_iter()
-            .map(|(hook, shape, _, pooling)| HookArray { hook: hook.to_string(), shape, pooling })
+        hooks: hooks
+            .iter()
+            .zip(shapes)
+            .zip(&pooling)
+            .map(|((hook, shape), how)| HookArray {
+                hook: hook.to_string(),
+                shape,
+                pooling: hook.per_token().then(|| how.to_string()),
+            })
             .collect(),
-        n_tokens: batch.n_tokens(),
-        n_sequences: batch.n_sequences(),
+        n_tokens,
+        n_sequences: sequences.len(),
+        n_batches: stats.batches,
         model: resolved.label,
         commit: resolved.commit,
         adapter: engine.gpu.adapter_name(),
@@ -222,9 +256,45 @@ pub fn extract(args: &ExtractArgs) -> Result<ExtractSummary> {
         seconds: ExtractTimes {
             fetch: resolved.fetch_time.as_secs_f64(),
             load: loaded,
-            forward: times.forward.as_secs_f64(),
+            forward: stats.forward.as_secs_f64(),
             total: started.elapsed().as_secs_f64(),
         },
         notes,
     })
+}
+
+/// Where the arrays go: one `.npy` array, or one `.safetensors` tensor per hook.
+enum Out {
+    One(ArrayWriter),
+    Many(TensorsWriter),
+}
+
+impl Out {
+    fn write(&mut self, tensor: usize, values: &[f32]) -> Result<()> {
+        match self {
+            Out::One(writer) => writer.write(values),
+            Out::Many(writer) => writer.write(tensor, values),
+        }
+    }
+
+    fn finish(self) -> Result<()> {
+        match self {
+            Out::One(writer) => writer.finish(),
+            Out::Many(writer) => writer.finish(),
+        }
+    }
+}
+
+/// A batch's attention patterns `[sequences, heads, l, l]` laid out for the input's longest
+/// sequence instead: `[sequences, heads, longest, longest]`, zeros in the new rows and columns.
+fn repad_pattern(values: &[f32], shape: &[usize], longest: usize) -> Vec<f32> {
+    let (blocks, l) = (shape[0] * shape[1], shape[2]);
+    let mut out = vec![0.0; blocks * longest * longest];
+    for b in 0..blocks {
+        for q in 0..l {
+            let from = &values[(b * l + q) * l..(b * l + q + 1) * l];
+            out[(b * longest + q) * longest..(b * longest + q) * longest + l].copy_from_slice(from);
+        }
+    }
+    out
 }

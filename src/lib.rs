@@ -2,6 +2,7 @@
 //! TransformerLens-style hook points read back to the host, and the grammar-tuning challenge
 //! (do block-8 MLP neurons prefer nouns or verbs?) built on it.
 
+pub mod batching;
 pub mod bench;
 pub mod challenge;
 pub mod engine;
@@ -12,9 +13,12 @@ pub mod gpu;
 pub mod hub;
 pub mod kernels;
 pub mod model;
+pub mod out_dir;
 pub mod output;
 pub mod pool;
 pub mod reference;
+pub mod stream_out;
+pub mod sweep;
 pub mod tokenize;
 pub mod trace;
 pub mod verify;

@@ -3,6 +3,7 @@
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use neoprobe::bench::{self, BenchArgs, BenchModel};
+use neoprobe::challenge::permutation::{DEFAULT_PERMUTATIONS as PERMUTATIONS, DEFAULT_SEED as SEED};
 use neoprobe::challenge::run::{DEFAULT_LAYER, DEFAULT_OUT_DIR};
 use neoprobe::challenge::{run_challenge, CategorySpec, ChallengeArgs, ModelSource};
 use neoprobe::explain;
@@ -33,11 +34,13 @@ enum Command {
     /// Do GPT-Neo's MLP neurons prefer nouns or verbs? Activations, statistics, figures and a report
     ///
     /// Runs every word of each category alone (as written, or after one space with
-    /// --prefix-space), all in one packed batch, through the model up to blocks.L.mlp.hook_pre
+    /// --prefix-space), in packed GPU batches, through the model up to blocks.L.mlp.hook_pre
     /// (the c_fc output after matmul and bias, before GELU), pools each word's tokens into one
     /// row, and compares the categories neuron by neuron: Welch's t-test of the first category
     /// against the second (Bonferroni and Benjamini-Hochberg corrected), Cohen's d, and means and
-    /// SDs for every category.
+    /// SDs for every category. Two checks go beside the counts: label shuffles (how many
+    /// neurons chance alone makes significant: --permutations) and the same test on the words
+    /// that are one token long (a control for word length).
     ///
     /// The default is the challenge itself: the 100 verbs and 100 nouns of data/verbs.txt and
     /// data/nouns.txt (built into the binary) through EleutherAI/gpt-neo-125m at a pinned commit,
@@ -57,9 +60,10 @@ enum Command {
     ///   heatmap.png              words × neurons, grouped by category
     ///   top_neurons.png          every word's activation for the neurons with the largest |t|
     ///   offsets.png              histogram of the per-neuron means
-    ///   report.md                the findings with their numbers and the figures
+    ///   report.md                the findings with their numbers and the figures, the
+    ///                            checks, and with --sweep what the top neurons respond to
     ///
-    /// A summary goes to stdout; notes and download progress to stderr.
+    /// A summary goes to stdout (JSON with --json); notes and progress to stderr.
     #[command(verbatim_doc_comment)]
     Challenge(ChallengeCli),
     /// Run words or a text through the model and save the activations of any hook points.
@@ -97,6 +101,8 @@ enum Command {
     Verify(VerifyCli),
     /// Time the kernels, the challenge forward and a whole run on this adapter (no download).
     Bench(BenchCli),
+    /// Sweep the vocabulary, a corpus or the unembedding: per neuron what it responds to and writes.
+    Sweep(neoprobe::sweep::cli::SweepCli),
 }
 
 #[derive(Args)]
@@ -241,6 +247,17 @@ struct BenchCli {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// What to measure: the kernels, the challenge forward and a whole run; or the sweeps (the
+    /// vocabulary sweep's wall time and tokens/s against its target, and the corpus sweep's peak
+    /// memory on a 200 KB text against a 40 KB one, each as its own process).
+    #[arg(long, value_enum, default_value = "kernels")]
+    workload: Workload,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Workload {
+    Kernels,
+    Sweep,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -286,6 +303,10 @@ struct ExtractCli {
     /// adapter and variant, timings.
     #[arg(long)]
     json: bool,
+    /// Tokens per GPU batch; words are grouped into batches of at most N tokens (a word is never
+    /// split) and the output is written batch by batch [default: from the adapter's limits].
+    #[arg(long, value_name = "N")]
+    batch_tokens: Option<usize>,
 }
 
 #[derive(Args)]
@@ -335,6 +356,26 @@ struct ChallengeCli {
     /// Kernel implementation [default: the fastest for the adapter].
     #[arg(long, value_enum, value_name = "VARIANT")]
     kernel_variant: Option<Variant>,
+    /// Tokens per GPU batch; words are grouped into batches of at most N tokens, never split
+    /// [default: from the adapter's limits].
+    #[arg(long, value_name = "N")]
+    batch_tokens: Option<usize>,
+    /// Label shuffles of the permutation test: the neurons at BH q < 0.05 and Bonferroni
+    /// p < 0.05 are recounted with the first two categories' labels shuffled N times, and the
+    /// observed counts set against that null (mean, 95th percentile, p-value); 0 skips it.
+    #[arg(long, value_name = "N", default_value_t = PERMUTATIONS)]
+    permutations: usize,
+    /// Seed of the label shuffles.
+    #[arg(long, value_name = "S", default_value_t = SEED)]
+    seed: u64,
+    /// Output folder of `neoprobe sweep vocab`, `corpus` or `logits` on the same model and block
+    /// (repeatable): report.md then shows each top neuron's top tokens alone, top corpus contexts
+    /// and the tokens it promotes and suppresses.
+    #[arg(long = "sweep", value_name = "DIR")]
+    sweeps: Vec<PathBuf>,
+    /// Print the summary as JSON on stdout instead of the text summary.
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() -> ExitCode {
@@ -353,6 +394,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => run_explain(args),
         Command::Trace(args) => run_trace(args),
         Command::Verify(args) => run_verify(args),
+        Command::Sweep(args) => neoprobe::sweep::cli::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -386,6 +428,8 @@ fn run_extract(args: ExtractCli) -> anyhow::Result<()> {
         max_tokens: args.max_tokens,
         out: args.out.clone(),
         variant: args.kernel_variant,
+        batch_tokens: args.batch_tokens,
+        progress: interactive,
     })?;
     for note in &summary.notes {
         eprintln!("note: {note}");
@@ -434,17 +478,24 @@ fn run_bench(args: BenchCli) -> anyhow::Result<()> {
             })?,
         None => repo,
     };
-    let report = bench::run(
-        &BenchArgs {
-            model,
-            variants,
-            repeats: args.repeats.max(1),
-            baseline_python,
-            gemm_rounds: args.gemm_rounds as usize,
-            repo,
-        },
-        &|step| eprintln!("bench: {step}"),
-    )?;
+    let bench_args = BenchArgs {
+        model,
+        variants,
+        repeats: args.repeats.max(1),
+        baseline_python,
+        gemm_rounds: args.gemm_rounds as usize,
+        repo,
+    };
+    if args.workload == Workload::Sweep {
+        let report = bench::run_sweep(&bench_args, &|step| eprintln!("bench: {step}"))?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", bench::sweep::render(&report));
+        }
+        return Ok(());
+    }
+    let report = bench::run(&bench_args, &|step| eprintln!("bench: {step}"))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -572,6 +623,11 @@ fn run_challenge_cli(args: ChallengeCli) -> anyhow::Result<()> {
             force: args.force,
             variant: args.kernel_variant,
             fetch: FetchOptions { progress: interactive, ..FetchOptions::default() },
+            batch_tokens: args.batch_tokens,
+            progress: interactive,
+            permutations: args.permutations,
+            seed: args.seed,
+            sweeps: args.sweeps,
         },
         &mut |note| {
             if interactive {
@@ -579,7 +635,11 @@ fn run_challenge_cli(args: ChallengeCli) -> anyhow::Result<()> {
             }
         },
     )?;
-    print!("{}", outcome.summary);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&outcome.json)?);
+    } else {
+        print!("{}", outcome.summary);
+    }
     for note in &outcome.notes {
         eprintln!("neoprobe: {note}");
     }

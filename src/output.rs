@@ -3,10 +3,8 @@
 
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
-use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 /// Writes a file atomically: `fill` writes the whole content into a temporary file created next to
 /// `path`, which is then renamed to `path`. On any error the temporary file is removed.
@@ -32,7 +30,7 @@ pub fn check_writable(path: &Path, extensions: &[&str]) -> Result<()> {
 }
 
 /// A temporary file in `path`'s folder (removed when dropped unless persisted).
-fn temp_file_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
+pub(crate) fn temp_file_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -61,6 +59,17 @@ fn temp_file_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
 /// The bytes of a `.npy` file (format 1.0) holding a little-endian float32 C-order array.
 pub fn npy_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
     assert_eq!(shape.iter().product::<usize>(), data.len(), "npy shape does not match data");
+    let mut out = npy_header(shape);
+    out.reserve(data.len() * 4);
+    for v in data {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// The header of a `.npy` file (format 1.0) of a little-endian float32 C-order array of `shape`:
+/// the data follow it directly.
+pub fn npy_header(shape: &[usize]) -> Vec<u8> {
     let shape_text = match shape {
         [n] => format!("({n},)"),
         dims => format!("({})", dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
@@ -71,13 +80,10 @@ pub fn npy_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
     let unpadded = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
     header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + data.len() * 4);
+    let mut out = Vec::with_capacity(10 + header.len());
     out.extend_from_slice(b"\x93NUMPY\x01\x00");
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
-    for v in data {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
     out
 }
 
@@ -120,167 +126,6 @@ pub fn write_array(
         _ => bail!("output path {} must end in .npy or .safetensors", path.display()),
     };
     write_atomic(path, |w| Ok(w.write_all(&bytes)?))
-}
-
-/// Checks, before any work, that a run will be able to write its output folder `out`, whose
-/// files are `files` (`whose`: "the challenge's", for the messages): an existing folder must be
-/// writable, empty unless `force`, with no folder in the way of an output file; a new one must
-/// have a parent folder that accepts a new folder.
-pub fn check_out_dir(out: &Path, force: bool, files: &[&str], whose: &str) -> Result<()> {
-    let shown = out.display();
-    if out.exists() {
-        if !out.is_dir() {
-            bail!("--out-dir {shown} exists and is not a folder; choose another output folder");
-        }
-        let entries = fs::read_dir(out)
-            .with_context(|| format!("cannot read output folder {shown}; choose another --out-dir"))?
-            .count();
-        if entries > 0 && !force {
-            bail!(
-                "output folder {shown} already holds {entries} entr{}; pass --force to replace {whose} files in it, or choose another --out-dir",
-                if entries == 1 { "y" } else { "ies" }
-            );
-        }
-        if let Some(name) = files.iter().find(|name| out.join(name).is_dir()) {
-            bail!("output folder {shown} has a folder named {name} where {whose} file goes; move it or choose another --out-dir");
-        }
-        if !writable(out) {
-            bail!("output folder {shown} is not writable; choose another --out-dir");
-        }
-        return Ok(());
-    }
-    let parent = parent_of(out);
-    if !parent.is_dir() {
-        let blocker = parent.ancestors().find(|a| a.is_file());
-        match blocker {
-            Some(file) => bail!(
-                "cannot create output folder {shown}: {} is a file, not a folder; choose another --out-dir",
-                file.display()
-            ),
-            None => bail!(
-                "cannot create output folder {shown}: folder {} does not exist; create it or choose another --out-dir",
-                parent.display()
-            ),
-        }
-    }
-    // A real attempt, so that read-only file systems and root-proof folders count too.
-    let probe = tempfile::Builder::new().prefix(".neoprobe-probe-").tempdir_in(parent).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot create output folder {shown}: folder {} is not writable ({}); choose another --out-dir",
-            parent.display(),
-            e.kind()
-        )
-    })?;
-    probe.close().with_context(|| format!("cannot clean up a probe folder in {}", parent.display()))?;
-    Ok(())
-}
-
-fn parent_of(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
-/// Whether the current user may create files in `dir` (without creating one).
-#[cfg(unix)]
-fn writable(dir: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return false };
-    // SAFETY: `path` is a valid NUL-terminated string that outlives the call; access() only reads it.
-    unsafe { libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
-}
-
-#[cfg(not(unix))]
-fn writable(dir: &Path) -> bool {
-    fs::metadata(dir).map(|m| !m.permissions().readonly()).unwrap_or(false)
-}
-
-/// A fresh folder beside the output folder that receives every file of a run; removed with
-/// whatever it holds unless it is published.
-pub struct Staging {
-    path: PathBuf,
-}
-
-impl Staging {
-    /// A staging folder for the output folder `out`.
-    pub fn create(out: &Path) -> Result<Staging> {
-        let parent = parent_of(out);
-        let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
-        let stamp =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or(Duration::ZERO);
-        for attempt in 0..100u32 {
-            let path = parent.join(format!(
-                ".{name}.neoprobe-{}-{}-{attempt}",
-                std::process::id(),
-                stamp.subsec_nanos()
-            ));
-            // create_dir (not a tempdir) so that the folder gets the usual permissions when it
-            // becomes the output folder.
-            match fs::create_dir(&path) {
-                Ok(()) => return Ok(Staging { path }),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => bail!(
-                    "cannot create a staging folder in {} for {} ({e}); choose another --out-dir",
-                    parent.display(),
-                    out.display()
-                ),
-            }
-        }
-        bail!("cannot find a free staging folder name in {}", parent.display())
-    }
-
-    /// Where the run writes its files until they are published.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Moves the files `names` into `out`: the whole folder is renamed when `out` does not exist,
-    /// otherwise the files are renamed into it one by one (replacing files of the same names).
-    pub fn publish(self, out: &Path, names: &[&str]) -> Result<Vec<PathBuf>> {
-        self.open_up(names)?;
-        let files: Vec<PathBuf> = names.iter().map(|name| out.join(name)).collect();
-        if !out.exists() {
-            fs::rename(&self.path, out)
-                .with_context(|| format!("cannot create output folder {}", out.display()))?;
-        } else {
-            for (name, target) in names.iter().zip(&files) {
-                fs::rename(self.path.join(name), target)
-                    .with_context(|| format!("cannot move {name} into output folder {}", out.display()))?;
-            }
-        }
-        Ok(files)
-    }
-}
-
-impl Staging {
-    /// Gives the files the permissions of a file created the usual way (the atomic writer's
-    /// temporary files are private, 0600): the staging folder's own mode, which the umask
-    /// shaped, without the execute bits.
-    #[cfg(unix)]
-    fn open_up(&self, names: &[&str]) -> Result<()> {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(&self.path)?.permissions().mode() & 0o666;
-        for name in names {
-            let path = self.path.join(name);
-            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
-                .with_context(|| format!("cannot set the permissions of {}", path.display()))?;
-        }
-        Ok(())
-    }
-
-    #[cfg(not(unix))]
-    fn open_up(&self, _names: &[&str]) -> Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        // After a successful publish of a new folder the path is gone; otherwise this removes the
-        // staging folder (and, after a move into an existing folder, the now empty folder).
-        let _ = fs::remove_dir_all(&self.path);
-    }
 }
 
 #[cfg(test)]

@@ -30,9 +30,10 @@ impl Tokenizer {
         Ok(encoding.get_ids().to_vec())
     }
 
-    /// What token `id` stands for, as text (a leading space shown as a space).
+    /// The text of one token id, as decoding it alone gives it (bytes that are not UTF-8 on
+    /// their own become U+FFFD); empty for an id the tokenizer does not know.
     pub fn token_text(&self, id: u32) -> String {
-        self.inner.decode(&[id], false).unwrap_or_else(|_| format!("<{id}>"))
+        self.inner.decode(&[id], false).unwrap_or_default()
     }
 
     /// The ids of one word on its own: as written, or after one added leading space

@@ -8,7 +8,8 @@ use crate::gpu::Trace;
 use crate::hub::FetchOptions;
 use crate::kernels::Variant;
 use crate::model::{Batch, Hook, HookPlan, ModelDir};
-use crate::output::{self, check_out_dir, Staging};
+use crate::out_dir::{check_out_dir, Staging};
+use crate::output;
 use crate::tokenize::{read_text, read_word_list};
 use anyhow::{bail, Result};
 use plotters::prelude::*;
@@ -137,7 +138,7 @@ pub struct TraceOutcome {
 /// Runs the forward of `args.input` up to `args.hook` once to compile and warm up, then once
 /// traced, and writes `trace.png` and `trace.json`.
 pub fn trace(args: &TraceArgs, progress: &mut dyn FnMut(&str)) -> Result<TraceOutcome> {
-    check_out_dir(&args.out_dir, args.force, &OUTPUT_FILES, "trace's")?;
+    check_out_dir(&args.out_dir, args.force, &OUTPUT_FILES, "trace's files")?;
     let resolved = args.model.resolve(&args.fetch, progress)?;
     let mut hook = None;
     let (model, plan) = LoadedModel::load(&ModelDir::open(&resolved.dir)?, |config| {
@@ -181,9 +182,9 @@ pub fn trace(args: &TraceArgs, progress: &mut dyn FnMut(&str)) -> Result<TraceOu
         TraceReport::new(trace, engine.gpu.adapter_name(), variant, resolved.label, hook, batch.n_tokens());
 
     let staging = Staging::create(&args.out_dir)?;
-    trace_png(&staging.path().join(TRACE_PNG), &report)?;
+    trace_png(&staging.file(TRACE_PNG), &report)?;
     let json = serde_json::to_string_pretty(&report)?;
-    output::write_atomic(&staging.path().join(TRACE_JSON), |f| Ok(f.write_all(json.as_bytes())?))?;
+    output::write_atomic(&staging.file(TRACE_JSON), |f| Ok(f.write_all(json.as_bytes())?))?;
     let files = staging.publish(&args.out_dir, &OUTPUT_FILES)?;
     Ok(TraceOutcome { report, files })
 }

@@ -103,6 +103,33 @@ fn many_hooks_in_one_forward_match_single_hook_runs_bit_for_bit() {
         assert!(!summary[key].is_null(), "no {key} in {summary}");
     }
     let bytes = std::fs::read(&all).unwrap();
+    // In batches of at most 4 tokens (each word its own batch): the same bytes, the attention
+    // patterns of shorter batches padded to the input's longest word.
+    let batched = dir.path().join("batched.safetensors");
+    let run = neoprobe(
+        &[
+            "extract",
+            "--model-dir",
+            TINY,
+            "--words",
+            path(&words),
+            "--hook",
+            "blocks.*.mlp.hook_pre",
+            "--hook",
+            "blocks.7.*",
+            "--hook",
+            "hook_embed",
+            "--hook",
+            "logits",
+            "--out",
+            path(&batched),
+            "--batch-tokens",
+            "4",
+        ],
+        &[],
+    );
+    assert!(run.ok, "{}", run.stderr);
+    assert!(std::fs::read(&batched).unwrap() == bytes, "streamed batches wrote other bytes");
     let file = SafeTensors::deserialize(&bytes).unwrap();
     let mut names = file.names();
     names.sort();

@@ -223,7 +223,7 @@ fn measure_twice(command: &mut Command) -> Result<ProcessRun> {
 /// The peak is the child's `VmHWM` (Linux), read every few milliseconds while it runs. Its
 /// `ru_maxrss` would not do: a spawned child shares this (large) process's memory until it
 /// executes its program, and the kernel counts that toward the child's maximum.
-fn measure_process(command: &mut Command) -> Result<(f64, f64)> {
+pub(super) fn measure_process(command: &mut Command) -> Result<(f64, f64)> {
     let started = Instant::now();
     let mut child = command
         .stdout(Stdio::null())

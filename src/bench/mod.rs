@@ -4,6 +4,7 @@
 
 mod baseline;
 mod measure;
+pub mod sweep;
 
 pub use baseline::{Baseline, BaselineRatios, ProcessRun};
 pub use measure::{ChallengeTiming, KernelTiming, Phases, TimingSource};
@@ -73,19 +74,7 @@ pub fn run(args: &BenchArgs, progress: &dyn Fn(&str)) -> Result<BenchReport> {
         bail!("no kernel variant to measure");
     }
     let temp = tempfile::tempdir().context("cannot create a temporary folder for the benchmark")?;
-    let (model_dir, model_name) = match &args.model {
-        BenchModel::Dir(dir) => (dir.clone(), dir.display().to_string()),
-        BenchModel::Synthetic { tokenizer, save_to } => {
-            progress("writing a synthetic GPT-Neo-125M-shaped model (seeded random weights)");
-            let dir = save_to.clone().unwrap_or_else(|| temp.path().join("gpt-neo-125m-synthetic"));
-            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-            GptNeoWeights::synthetic(&GptNeoConfig::gpt_neo_125m(), 125).save(&dir)?;
-            std::fs::copy(tokenizer, dir.join("tokenizer.json")).with_context(|| {
-                format!("cannot copy the tokenizer {}; pass --tokenizer FILE", tokenizer.display())
-            })?;
-            (dir, "synthetic gpt-neo-125m (seeded random weights)".to_string())
-        }
-    };
+    let (model_dir, model_name) = prepare_model(args, temp.path(), progress)?;
     let dir = ModelDir::open(&model_dir)?;
     let hook = Hook::block(8, HookPoint::MlpPre);
 
@@ -161,6 +150,33 @@ pub fn run(args: &BenchArgs, progress: &dyn Fn(&str)) -> Result<BenchReport> {
         baseline,
         ratios,
     })
+}
+
+/// The benchmarked model's folder and name: the given folder, or seeded synthetic weights written
+/// into `temp` (or `save_to`).
+fn prepare_model(args: &BenchArgs, temp: &Path, progress: &dyn Fn(&str)) -> Result<(PathBuf, String)> {
+    Ok(match &args.model {
+        BenchModel::Dir(dir) => (dir.clone(), dir.display().to_string()),
+        BenchModel::Synthetic { tokenizer, save_to } => {
+            progress("writing a synthetic GPT-Neo-125M-shaped model (seeded random weights)");
+            let dir = save_to.clone().unwrap_or_else(|| temp.join("gpt-neo-125m-synthetic"));
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            GptNeoWeights::synthetic(&GptNeoConfig::gpt_neo_125m(), 125).save(&dir)?;
+            std::fs::copy(tokenizer, dir.join("tokenizer.json")).with_context(|| {
+                format!("cannot copy the tokenizer {}; pass --tokenizer FILE", tokenizer.display())
+            })?;
+            (dir, "synthetic gpt-neo-125m (seeded random weights)".to_string())
+        }
+    })
+}
+
+/// The `sweep` workload (see `sweep`): on the same model as the other measurements, with the
+/// first of `args.variants`.
+pub fn run_sweep(args: &BenchArgs, progress: &dyn Fn(&str)) -> Result<sweep::SweepBench> {
+    let temp = tempfile::tempdir().context("cannot create a temporary folder for the benchmark")?;
+    let (model_dir, model_name) = prepare_model(args, temp.path(), progress)?;
+    let binary = sweep::own_binary()?;
+    sweep::run(&model_dir, &model_name, args.variants.first().copied(), &binary, temp.path(), progress)
 }
 
 /// The report as a table for people.

@@ -1,13 +1,16 @@
 //! The grammar-tuning challenge: word lists → activations → statistics → CSV, PNG, report.
 
+pub mod control;
+pub mod permutation;
 pub mod plots;
+pub mod profiles;
 pub mod report;
 pub mod run;
 pub mod stats;
 #[cfg(test)]
 pub(crate) mod synthetic;
 
-pub use crate::engine::ModelSource;
+pub use crate::engine::{ModelSource, ResolvedModel};
 pub use run::{run_challenge, CategorySpec, ChallengeArgs, ChallengeOutcome, WordSource};
 
 /// File names of the challenge outputs inside the output folder (the report links to them).

@@ -6,6 +6,8 @@
 //! the terminal summary (adapter and timings) all start with [`MACHINE_LINE_PREFIX`]; in
 //! `report.md` the adapter is a row of the run table and the timings are the last section.
 
+use super::control::SingleTokenControl;
+use super::permutation::PermutationTest;
 use super::sig;
 use super::stats::{median, neuron_means, NeuronStats, WordActivations};
 use super::{HEATMAP_PNG, NEURONS_CSV, OFFSETS_PNG, TOP_NEURONS_PNG};
@@ -34,6 +36,17 @@ pub struct PhaseTimes {
     pub forward: Duration,
     pub readback: Duration,
     pub total: Duration,
+}
+
+/// The checks a skeptic asks for, shown beside the findings; each is optional.
+#[derive(Clone, Debug, Default)]
+pub struct Checks {
+    /// The counts against label shuffles (`--permutations`).
+    pub permutation: Option<PermutationTest>,
+    /// The test on single-token words only.
+    pub single_token: Option<SingleTokenControl>,
+    /// What the top neurons respond to beyond the word lists (`--sweep`), as a Markdown section.
+    pub profiles: Option<String>,
 }
 
 /// Every machine-dependent line of [`terminal_summary`] starts with this word.
@@ -299,7 +312,7 @@ fn band_rule_text(f: &Findings) -> String {
 }
 
 /// Escapes text for a Markdown table cell.
-fn md(text: &str) -> String {
+pub fn md(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for ch in text.chars() {
         if matches!(ch, '\\' | '|' | '*' | '_' | '`' | '[' | ']' | '<' | '>' | '#') {
@@ -321,6 +334,34 @@ fn words_text(p: &Preferring, markdown: bool) -> String {
         .join(", ")
 }
 
+/// The single-token control in a sentence (`markdown`: for report.md).
+fn single_token_text(control: &SingleTokenControl, f: &Findings, markdown: bool) -> String {
+    let (a, b) = (f.name(0), f.name(1));
+    let words = format!("{} {a}, {} {b}", control.words[0], control.words[1]);
+    let words = if markdown { md(&words) } else { words };
+    match control.counts {
+        Some(c) if markdown => format!(
+            "The same test on the words that are one token long ({words}): **{}** at BH q < {}, **{}** at Bonferroni p < {} (all words: {} and {}).",
+            neurons(c.bh),
+            f.alpha,
+            c.bonferroni,
+            f.alpha,
+            f.n_sig_bh,
+            f.n_sig_bonferroni
+        ),
+        Some(c) => format!(
+            "single-token words only ({words}): {} at BH q < {}; {} at Bonferroni p < {}",
+            neurons(c.bh),
+            f.alpha,
+            c.bonferroni,
+            f.alpha
+        ),
+        None => format!(
+            "single-token words only ({words}): too few for the test (it needs 2 words per category)"
+        ),
+    }
+}
+
 /// `report.md`: run information, the three observations with their numbers and figures, and
 /// (as the last section) where the time went.
 pub fn report_markdown(
@@ -328,6 +369,7 @@ pub fn report_markdown(
     acts: &WordActivations,
     stats: &[NeuronStats],
     findings: &Findings,
+    checks: &Checks,
     times: &PhaseTimes,
 ) -> String {
     let f = findings;
@@ -436,6 +478,33 @@ pub fn report_markdown(
         f.n_sig_bonferroni_first,
         f.n_sig_bonferroni_second
     );
+    if let Some(test) = &checks.permutation {
+        let _ = writeln!(
+            s,
+            "\n**Against chance.** The {a}/{b} labels shuffled {} times (seed {}), the whole test run on \
+             each shuffle; the permutation p is (1 + shuffles with a count at least the observed one) / \
+             ({} + 1).\n",
+            test.n, test.seed, test.n
+        );
+        let _ = writeln!(s, "| count | observed | null mean | null 95th percentile | permutation p |");
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|");
+        for (what, c) in [
+            (format!("BH q < {}", f.alpha), &test.bh),
+            (format!("Bonferroni p < {}", f.alpha), &test.bonferroni),
+        ] {
+            let _ = writeln!(
+                s,
+                "| {what} | {} | {} | {} | {} |",
+                c.observed,
+                sig(c.null_mean, 3),
+                sig(c.null_p95, 3),
+                sig(c.p_value, 3)
+            );
+        }
+    }
+    if let Some(control) = &checks.single_token {
+        let _ = writeln!(s, "\n**Word length.** {}", single_token_text(control, f, true));
+    }
     for (name, other, list) in [(&a, &b, &f.top_first), (&b, &a, &f.top_second)] {
         let _ = writeln!(s, "\n### Top {} {}-preferring neurons\n", TOP_PREFERRING, md(name));
         if list.is_empty() {
@@ -467,6 +536,9 @@ pub fn report_markdown(
         }
     }
     let _ = writeln!(s, "\n![Top neurons by |t|]({TOP_NEURONS_PNG})");
+    if let Some(profiles) = &checks.profiles {
+        s.push_str(profiles);
+    }
 
     let _ = writeln!(s, "\n## Where time went\n");
     let _ = writeln!(s, "| phase | time |\n|---|---:|");
@@ -485,7 +557,7 @@ pub fn report_markdown(
 
 /// The short summary the CLI prints (about 20 lines). Every machine-dependent line (adapter,
 /// timings) starts with [`MACHINE_LINE_PREFIX`], so a snapshot test can drop them.
-pub fn terminal_summary(info: &RunInfo, findings: &Findings, times: &PhaseTimes) -> String {
+pub fn terminal_summary(info: &RunInfo, findings: &Findings, checks: &Checks, times: &PhaseTimes) -> String {
     let f = findings;
     let (a, b) = (f.name(0), f.name(1));
     let mut s = String::new();
@@ -530,6 +602,22 @@ pub fn terminal_summary(info: &RunInfo, findings: &Findings, times: &PhaseTimes)
         f.n_sig_bonferroni,
         f.alpha
     );
+    if let Some(test) = &checks.permutation {
+        let _ = writeln!(
+            s,
+            "    against chance ({} label shuffles): BH null mean {}, 95th pct {}, p = {}; Bonferroni null mean {}, 95th pct {}, p = {}",
+            test.n,
+            sig(test.bh.null_mean, 3),
+            sig(test.bh.null_p95, 3),
+            sig(test.bh.p_value, 3),
+            sig(test.bonferroni.null_mean, 3),
+            sig(test.bonferroni.null_p95, 3),
+            sig(test.bonferroni.p_value, 3)
+        );
+    }
+    if let Some(control) = &checks.single_token {
+        let _ = writeln!(s, "    {}", single_token_text(control, f, false));
+    }
     for (name, list) in [(&a, &f.top_first), (&b, &f.top_second)] {
         let _ = writeln!(s, "    prefer {name}:");
         if list.is_empty() {
@@ -588,6 +676,21 @@ mod tests {
             forward: ms(35),
             readback: ms(4),
             total: ms(2000),
+        }
+    }
+
+    /// Every check, on the synthetic activations: 100 shuffles, and half the verbs made
+    /// two-token words for the control.
+    fn checks(acts: &WordActivations, f: &Findings) -> Checks {
+        use crate::challenge::control::single_token_control;
+        use crate::challenge::permutation::{permutation_test, Counts};
+        let observed = Counts { bh: f.n_sig_bh, bonferroni: f.n_sig_bonferroni };
+        let mut tokens = vec![1; 20];
+        tokens[..5].fill(2);
+        Checks {
+            permutation: Some(permutation_test(acts, observed, 100, 1)),
+            single_token: Some(single_token_control(acts, &tokens).unwrap()),
+            profiles: Some("\n## 4. PROFILES\n".to_string()),
         }
     }
 
@@ -650,8 +753,8 @@ mod tests {
 
     #[test]
     fn terminal_summary_is_short_and_keeps_machine_lines_apart() {
-        let (_, _, f) = synthetic_findings();
-        let text = terminal_summary(&info(), &f, &times());
+        let (acts, _, f) = synthetic_findings();
+        let text = terminal_summary(&info(), &f, &checks(&acts, &f), &times());
         let lines: Vec<&str> = text.lines().collect();
         assert!((15..=25).contains(&lines.len()), "{} lines:\n{text}", lines.len());
         let machine: Vec<&&str> = lines.iter().filter(|l| l.starts_with(MACHINE_LINE_PREFIX)).collect();
@@ -666,12 +769,17 @@ mod tests {
             text.contains("(3) verbs − nouns: 3 neurons at BH q < 0.05 (2 prefer verbs, 1 prefer nouns)"),
             "{text}"
         );
+        assert!(text.contains("    against chance (100 label shuffles): BH null mean "), "{text}");
+        assert!(text.contains("    single-token words only (5 verbs, 10 nouns): "), "{text}");
+        // Without the checks, their lines are gone.
+        let plain = terminal_summary(&info(), &f, &Checks::default(), &times());
+        assert_eq!(plain.lines().count() + 2, lines.len());
     }
 
     #[test]
     fn terminal_summary_snapshot() {
-        let (_, _, f) = synthetic_findings();
-        insta::assert_snapshot!(terminal_summary(&info(), &f, &times()));
+        let (acts, _, f) = synthetic_findings();
+        insta::assert_snapshot!(terminal_summary(&info(), &f, &checks(&acts, &f), &times()));
     }
 
     #[test]
@@ -679,7 +787,7 @@ mod tests {
         let (acts, stats, f) = synthetic_findings();
         let mut run = info();
         run.revision = None;
-        let md = report_markdown(&run, &acts, &stats, &f, &times());
+        let md = report_markdown(&run, &acts, &stats, &f, &checks(&acts, &f), &times());
         for needle in [
             "## Run",
             "| revision | `not pinned` |",
@@ -699,6 +807,12 @@ mod tests {
             "](offsets.png)",
             "[neurons.csv](neurons.csv)",
             "| forward | 0.035 s |",
+            "**Against chance.** The verbs/nouns labels shuffled 100 times (seed 1)",
+            "| BH q < 0.05 | 3 | ",
+            "| Bonferroni p < 0.05 | 3 | ",
+            "**Word length.** The same test on the words that are one token long (5 verbs, 10 nouns): ",
+            "(all words: 3 and 3)",
+            "\n## 4. PROFILES\n",
         ] {
             assert!(md.contains(needle), "missing {needle:?} in:\n{md}");
         }
@@ -719,7 +833,7 @@ mod tests {
         let f = findings(&broken, &[]);
         assert_eq!(f.n_neurons, 0);
         assert!(f.bands.is_empty());
-        let text = terminal_summary(&info(), &f, &PhaseTimes::default());
+        let text = terminal_summary(&info(), &f, &Checks::default(), &PhaseTimes::default());
         assert!(text.contains("none"));
     }
 

@@ -11,18 +11,25 @@
 //! 4. statistics, figures and report, written into a fresh staging folder beside the output
 //!    folder, whose files are moved into place only once every one of them is complete.
 
+use super::control::single_token_control;
+use super::permutation::{permutation_test, Counts};
 use super::plots::{heatmap_png_titled, offsets_png, top_neurons_png};
-use super::report::{findings, report_markdown, terminal_summary, PhaseTimes, RunInfo};
+use super::profiles::{load_sweeps, profiles_markdown};
+use super::report::{
+    findings, report_markdown, terminal_summary, Checks, Findings, PhaseTimes, Preferring, RunInfo,
+};
 use super::stats::{csv_name, neuron_stats, write_neurons_csv, Category, WordActivations};
 use super::{
     ACTIVATIONS_NPY, ACTIVATIONS_SAFETENSORS, HEATMAP_PNG, NEURONS_CSV, OFFSETS_PNG, REPORT_MD,
     TOP_NEURONS_PNG,
 };
+use crate::batching::{BatchLimits, Progress, Streamer};
 use crate::engine::{Engine, LoadedModel, ModelSource, ResolvedModel};
 use crate::hub::FetchOptions;
 use crate::kernels::Variant;
-use crate::model::{Batch, Hook, HookPlan, HookPoint, ModelDir};
-use crate::output::{self, check_out_dir, Staging};
+use crate::model::{Hook, HookPlan, HookPoint, ModelDir};
+use crate::out_dir::{check_out_dir, Staging};
+use crate::output;
 use crate::pool::{pool, Pool};
 use crate::tokenize::{parse_word_list, read_word_list, ListedWord};
 use anyhow::{bail, Context, Result};
@@ -148,6 +155,15 @@ pub struct ChallengeArgs {
     pub variant: Option<Variant>,
     /// How to reach the hub and its cache (only for [`ModelSource::Hub`]).
     pub fetch: FetchOptions,
+    /// Tokens per GPU batch (`None`: the adapter's default, see `batching`).
+    pub batch_tokens: Option<usize>,
+    /// Draw a progress bar on stderr.
+    pub progress: bool,
+    /// Label shuffles of the permutation test (0: none) and the generator's seed.
+    pub permutations: usize,
+    pub seed: u64,
+    /// Output folders of the sweeps, for the report's section on the top neurons.
+    pub sweeps: Vec<PathBuf>,
 }
 
 /// What a challenge run produced.
@@ -162,6 +178,8 @@ pub struct ChallengeOutcome {
     pub times: PhaseTimes,
     /// Things to tell the user on stderr once the run is over.
     pub notes: Vec<String>,
+    /// The summary as JSON (`challenge --json`).
+    pub json: serde_json::Value,
 }
 
 /// A category's words, read and checked.
@@ -178,7 +196,7 @@ pub fn run_challenge(args: &ChallengeArgs, progress: &mut dyn FnMut(&str)) -> Re
     if args.pool == Pool::None {
         bail!("--pool none is not available for the challenge, which needs one row per word; use mean, first, last or max");
     }
-    check_out_dir(&args.out_dir, args.force, &OUTPUT_FILES, "the challenge's")?;
+    check_out_dir(&args.out_dir, args.force, &OUTPUT_FILES, "the challenge's files")?;
     let categories = read_categories(&args.categories)?;
 
     // The model.
@@ -197,8 +215,16 @@ pub fn run_challenge(args: &ChallengeArgs, progress: &mut dyn FnMut(&str)) -> Re
         HookPlan::new(&[hook])
     })?;
     let config = &model.config;
+    let width = hook.width(config);
+    // The sweeps the report draws on, checked before any GPU work.
+    let evidence = if args.sweeps.is_empty() {
+        None
+    } else {
+        let sha256 = crate::sweep::sha256_file(&dir.join("model.safetensors"))?;
+        Some(load_sweeps(&args.sweeps, args.layer, width, &sha256)?)
+    };
 
-    // Tokens: every word alone, all in one packed batch.
+    // Tokens: every word alone, in packed batches.
     let mut sequences = Vec::new();
     for category in &categories {
         for w in &category.words {
@@ -209,11 +235,10 @@ pub fn run_challenge(args: &ChallengeArgs, progress: &mut dyn FnMut(&str)) -> Re
             sequences.push(ids);
         }
     }
-    let batch = Batch::pack(&sequences, config.max_position_embeddings)?;
+    let n_tokens: usize = sequences.iter().map(Vec::len).sum();
     progress(&format!(
-        "{} words, {} tokens, through blocks 0 to {} of {model_label}",
+        "{} words, {n_tokens} tokens, through blocks 0 to {} of {model_label}",
         sequences.len(),
-        batch.n_tokens(),
         args.layer
     ));
 
@@ -221,11 +246,20 @@ pub fn run_challenge(args: &ChallengeArgs, progress: &mut dyn FnMut(&str)) -> Re
     let engine = Engine::new(&model.weights, args.variant, model.load_time)?;
     let adapter = engine.gpu.adapter_name();
     let variant = engine.kernels.variant;
+    let batch_tokens = BatchLimits::of(&engine).choose(args.batch_tokens, &adapter)?;
     progress(&format!("running on {adapter} with the {variant} kernels"));
-    let (mut activations, forward_times) = engine.forward(&batch, &plan, false)?;
-    let width = hook.width(config);
-    let rows = activations.take(hook).context("the forward did not read back the challenge's hook")?;
-    let pooled = pool(&rows, width, &batch, args.pool);
+    let names: Vec<String> = categories
+        .iter()
+        .flat_map(|c| c.words.iter().map(|w| format!("word {:?} ({} line {})", w.word, c.source, w.line)))
+        .collect();
+    let mut pooled = Vec::with_capacity(sequences.len() * width);
+    let streamer = Streamer { engine: &engine, plan: &plan, hook, batch_tokens };
+    let bar = Progress::new(n_tokens as u64, args.progress, "challenge");
+    let streamed =
+        streamer.run(sequences.iter().cloned().map(Ok), &bar, &|i| names[i].clone(), |batch, _, rows| {
+            pooled.extend(pool(&rows, width, batch, args.pool));
+            Ok(())
+        })?;
 
     // Statistics.
     let acts = WordActivations::new(
@@ -241,6 +275,17 @@ pub fn run_challenge(args: &ChallengeArgs, progress: &mut dyn FnMut(&str)) -> Re
     )?;
     let stats = neuron_stats(&acts)?;
     let found = findings(&acts, &stats);
+    let observed = Counts { bh: found.n_sig_bh, bonferroni: found.n_sig_bonferroni };
+    if args.permutations > 0 {
+        progress(&format!("{} label shuffles (seed {})", args.permutations, args.seed));
+    }
+    let token_counts: Vec<usize> = sequences.iter().map(Vec::len).collect();
+    let checks = Checks {
+        permutation: (args.permutations > 0)
+            .then(|| permutation_test(&acts, observed, args.permutations, args.seed)),
+        single_token: Some(single_token_control(&acts, &token_counts)?),
+        profiles: evidence.as_ref().map(|e| profiles_markdown(e, &found, &model.tokenizer)),
+    };
     let info = RunInfo {
         model: model_label.clone(),
         revision: commit.clone(),
@@ -248,7 +293,7 @@ pub fn run_challenge(args: &ChallengeArgs, progress: &mut dyn FnMut(&str)) -> Re
         pooling: args.pool.to_string(),
         prefix_space: args.prefix_space,
         adapter: format!("{adapter}, {variant} kernels"),
-        n_tokens: batch.n_tokens(),
+        n_tokens,
     };
 
     // Files, into a staging folder beside the output folder.
@@ -293,7 +338,7 @@ pub fn run_challenge(args: &ChallengeArgs, progress: &mut dyn FnMut(&str)) -> Re
     metadata.insert("neoprobe_version".to_string(), env!("CARGO_PKG_VERSION").to_string());
 
     let staging = Staging::create(&args.out_dir)?;
-    let at = |name: &str| staging.path().join(name);
+    let at = |name: &str| staging.file(name);
     output::write_array(&at(ACTIVATIONS_NPY), &shape, &acts.rows, &metadata)?;
     output::write_array(&at(ACTIVATIONS_SAFETENSORS), &shape, &acts.rows, &metadata)?;
     write_neurons_csv(&at(NEURONS_CSV), &acts, &stats)?;
@@ -306,11 +351,11 @@ pub fn run_challenge(args: &ChallengeArgs, progress: &mut dyn FnMut(&str)) -> Re
         load: engine.times.load,
         pipelines: engine.times.pipelines,
         upload: engine.times.upload,
-        forward: forward_times.forward,
-        readback: forward_times.readback,
+        forward: streamed.forward,
+        readback: streamed.readback,
         total: started.elapsed(),
     };
-    let report = report_markdown(&info, &acts, &stats, &found, &times);
+    let report = report_markdown(&info, &acts, &stats, &found, &checks, &times);
     output::write_atomic(&at(REPORT_MD), |w| Ok(w.write_all(report.as_bytes())?))?;
     let files = staging.publish(&args.out_dir, &OUTPUT_FILES)?;
 
@@ -323,7 +368,66 @@ pub fn run_challenge(args: &ChallengeArgs, progress: &mut dyn FnMut(&str)) -> Re
         ));
     }
     notes.push(format!("wrote {} files into {}", files.len(), args.out_dir.display()));
-    Ok(ChallengeOutcome { summary: terminal_summary(&info, &found, &times), shape, files, times, notes })
+    let json = summary_json(&shape, &found, &checks, &files);
+    Ok(ChallengeOutcome {
+        summary: terminal_summary(&info, &found, &checks, &times),
+        shape,
+        files,
+        times,
+        notes,
+        json,
+    })
+}
+
+/// The summary `challenge --json` prints: the shape, the counts, the permutation test (`null`
+/// without one), the single-token control, the top neurons of both directions, the files.
+pub fn summary_json(shape: &[usize], f: &Findings, checks: &Checks, files: &[PathBuf]) -> serde_json::Value {
+    let neurons = |list: &[Preferring]| -> serde_json::Value {
+        list.iter()
+            .map(|p| {
+                serde_json::json!({
+                    "neuron": p.neuron,
+                    "t": p.t,
+                    "cohen_d": p.cohen_d,
+                    "q_bh": p.q_bh,
+                    "p_bonferroni": p.p_bonferroni,
+                    "mean_preferred": p.mean_preferred,
+                    "mean_other": p.mean_other,
+                    "top_words": p.top_words.iter().map(|w| serde_json::json!({"word": w.word, "value": w.value})).collect::<Vec<_>>(),
+                })
+            })
+            .collect()
+    };
+    let permutation = checks.permutation.as_ref().map(|t| {
+        serde_json::json!({
+            "n": t.n,
+            "seed": t.seed,
+            "bh_null_mean": t.bh.null_mean,
+            "bh_null_p95": t.bh.null_p95,
+            "bh_p_value": t.bh.p_value,
+            "bonferroni_null_mean": t.bonferroni.null_mean,
+            "bonferroni_null_p95": t.bonferroni.null_p95,
+            "bonferroni_p_value": t.bonferroni.p_value,
+        })
+    });
+    let control = checks.single_token.as_ref().map(|c| {
+        serde_json::json!({
+            "words": c.words,
+            "bh_count": c.counts.map(|c| c.bh),
+            "bonferroni_count": c.counts.map(|c| c.bonferroni),
+        })
+    });
+    serde_json::json!({
+        "shape": shape,
+        "categories": f.category_names,
+        "bh_count": f.n_sig_bh,
+        "bonferroni_count": f.n_sig_bonferroni,
+        "permutation": permutation,
+        "single_token_control": control,
+        "top_verb_neurons": neurons(&f.top_first),
+        "top_noun_neurons": neurons(&f.top_second),
+        "files": files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+    })
 }
 
 /// `[C, n, width]` when every category has `n` words, else `[total words, width]`.

@@ -17,7 +17,8 @@ use crate::gpu::Recorder;
 use crate::hub::FetchOptions;
 use crate::kernels::{KOrder, Rows, Variant};
 use crate::model::{Batch, Hook, HookPlan, HookPoint, ModelDir};
-use crate::output::{self, check_out_dir, Staging};
+use crate::out_dir::{check_out_dir, Staging};
+use crate::output;
 use crate::pool::{pool, Pool};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -177,7 +178,7 @@ pub fn explain(args: &ExplainArgs, progress: &mut dyn FnMut(&str)) -> Result<Exp
     if args.word.trim().is_empty() {
         bail!("--word is empty; give the word to explain (any UTF-8 text)");
     }
-    check_out_dir(&args.out_dir, args.force, &OUTPUT_FILES, "explain's")?;
+    check_out_dir(&args.out_dir, args.force, &OUTPUT_FILES, "explain's files")?;
     let resolved = args.model.resolve(&args.fetch, progress)?;
     let layer = args.layer;
     let at = |point| Hook::block(layer, point);
@@ -314,7 +315,7 @@ pub fn explain(args: &ExplainArgs, progress: &mut dyn FnMut(&str)) -> Result<Exp
     };
 
     let staging = Staging::create(&args.out_dir)?;
-    let at = |name: &str| staging.path().join(name);
+    let at = |name: &str| staging.file(name);
     figures::contributions_png(&at(CONTRIBUTIONS_PNG), &explanation)?;
     figures::tiles_png(&at(TILES_PNG), &explanation)?;
     let json = serde_json::to_string_pretty(&explanation)?;

@@ -47,7 +47,7 @@ struct UnembeddingChunk {
 
 /// Vocabulary rows per unembedding chunk: small enough that a chunk's weights and its
 /// `[tokens, rows]` output fit any adapter's storage binding for thousands of tokens.
-const UNEMBEDDING_CHUNK_ROWS: usize = 4096;
+pub const UNEMBEDDING_CHUNK_ROWS: usize = 4096;
 
 /// A layer on the GPU with the name of its HF module (`h.8.mlp.c_fc`), which traces show.
 struct Named<T> {
@@ -655,6 +655,11 @@ impl Staged {
             }
         }
     }
+}
+
+/// The shape of the attention pattern of `n_sequences` sequences, the longest `longest` tokens.
+pub fn attention_pattern_shape(n_sequences: usize, config: &GptNeoConfig, longest: usize) -> Vec<usize> {
+    vec![n_sequences, config.num_heads, longest, longest]
 }
 
 /// The attention probabilities of every sequence of `batch`, from the qkv rows

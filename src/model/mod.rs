@@ -9,7 +9,10 @@ mod weights;
 
 pub use batch::Batch;
 pub use config::{AttentionKind, GptNeoConfig};
-pub use forward::{attention_pattern, kernel_shapes, Activations, ForwardTimes, GpuModel};
+pub use forward::{
+    attention_pattern, attention_pattern_shape, kernel_shapes, Activations, ForwardTimes, GpuModel,
+    UNEMBEDDING_CHUNK_ROWS,
+};
 pub use hooks::{Hook, HookPlan, HookPoint};
 pub use loss::{logsumexp, next_token_loss};
 pub use weights::{BlockWeights, GptNeoWeights, HostTensor, LayerNormWeights, LinearWeights};
