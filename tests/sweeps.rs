@@ -539,6 +539,11 @@ fn challenge_checks_agree_with_an_independent_computation_and_the_report_shows_t
     assert_eq!(json["bh_count"].as_u64(), Some(bh as u64), "{json}");
     assert_eq!(json["bonferroni_count"].as_u64(), Some(bonferroni as u64));
     assert_eq!(json["shape"], serde_json::json!([2, 100, WIDTH]));
+    // The run itself: model, hook, adapter and variant, timings.
+    assert_eq!(json["model"], model.to_str().unwrap());
+    assert_eq!(json["hook"], "blocks.8.mlp.hook_pre");
+    assert!(json["adapter"].is_string() && json["variant"].is_string() && json["commit"].is_null(), "{json}");
+    assert!(json["seconds"]["total"].as_f64().unwrap() >= json["seconds"]["forward"].as_f64().unwrap());
 
     // The shuffles as documented: identity orders shuffled in turn by one seeded generator.
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);

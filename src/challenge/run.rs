@@ -368,7 +368,23 @@ pub fn run_challenge(args: &ChallengeArgs, progress: &mut dyn FnMut(&str)) -> Re
         ));
     }
     notes.push(format!("wrote {} files into {}", files.len(), args.out_dir.display()));
-    let json = summary_json(&shape, &found, &checks, &files);
+    let mut json = summary_json(&shape, &found, &checks, &files);
+    let secs = |d: std::time::Duration| d.as_secs_f64();
+    let run = serde_json::json!({
+        "model": model_label,
+        "revision": revision,
+        "commit": commit,
+        "hook": hook.to_string(),
+        "adapter": adapter,
+        "variant": variant.to_string(),
+        "seconds": {
+            "fetch": secs(fetch_time), "load": secs(times.load), "pipelines": secs(times.pipelines),
+            "upload": secs(times.upload), "forward": secs(times.forward), "total": secs(times.total),
+        },
+    });
+    if let (Some(summary), serde_json::Value::Object(run)) = (json.as_object_mut(), run) {
+        summary.extend(run);
+    }
     Ok(ChallengeOutcome {
         summary: terminal_summary(&info, &found, &checks, &times),
         shape,
