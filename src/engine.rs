@@ -5,7 +5,7 @@ use crate::gpu::{Gpu, Trace};
 use crate::hub::{self, FetchOptions};
 use crate::kernels::{Faults, Kernels, Variant};
 use crate::model::{
-    kernel_shapes, Activations, Batch, ForwardTimes, GptNeoConfig, GptNeoWeights, GpuModel, HookPlan,
+    kernel_shapes, Activations, Batch, ForwardTimes, GptNeoConfig, GptNeoWeights, GpuModel, Hook, HookPlan,
     ModelDir,
 };
 use crate::tokenize::Tokenizer;
@@ -91,6 +91,13 @@ impl LoadedModel {
         let tokenizer = Tokenizer::load(&dir.tokenizer_path())?;
         let weights = dir.weights(&config, &plan)?;
         Ok((LoadedModel { config, tokenizer, weights, load_time: started.elapsed() }, plan))
+    }
+
+    /// `load` for a forward up to one hook, named as a user names it (checked against the config).
+    pub fn load_for_hook(dir: &ModelDir, name: &str) -> Result<(LoadedModel, HookPlan, Hook)> {
+        let (model, plan) = LoadedModel::load(dir, |config| HookPlan::new(&[Hook::parse(name, config)?]))?;
+        let hook = plan.deepest();
+        Ok((model, plan, hook))
     }
 }
 

@@ -7,7 +7,7 @@ use crate::figures::{font, plot_err, render};
 use crate::gpu::Trace;
 use crate::hub::FetchOptions;
 use crate::kernels::Variant;
-use crate::model::{Batch, Hook, HookPlan, ModelDir};
+use crate::model::{Batch, Hook, ModelDir};
 use crate::out_dir::{check_out_dir, Staging};
 use crate::output;
 use crate::tokenize::{read_text, read_word_list};
@@ -140,13 +140,7 @@ pub struct TraceOutcome {
 pub fn trace(args: &TraceArgs, progress: &mut dyn FnMut(&str)) -> Result<TraceOutcome> {
     check_out_dir(&args.out_dir, args.force, &OUTPUT_FILES, "trace's files")?;
     let resolved = args.model.resolve(&args.fetch, progress)?;
-    let mut hook = None;
-    let (model, plan) = LoadedModel::load(&ModelDir::open(&resolved.dir)?, |config| {
-        let parsed = Hook::parse(&args.hook, config)?;
-        hook = Some(parsed);
-        HookPlan::new(&[parsed])
-    })?;
-    let hook = hook.expect("the plan was made from the hook");
+    let (model, plan, hook) = LoadedModel::load_for_hook(&ModelDir::open(&resolved.dir)?, &args.hook)?;
     let config = &model.config;
     let sequences = match &args.input {
         TraceInput::ChallengeWords => {

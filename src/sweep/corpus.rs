@@ -17,7 +17,7 @@ use super::{
 };
 use crate::batching::{BatchLimits, Progress, Streamer};
 use crate::engine::{Engine, LoadedModel};
-use crate::model::{Hook, HookPlan, ModelDir};
+use crate::model::ModelDir;
 use crate::out_dir::{check_out_dir, Staging};
 use crate::output::write_atomic;
 use crate::tokenize::{read_text, Tokenizer};
@@ -145,13 +145,7 @@ pub fn sweep_corpus(args: &CorpusArgs, note: &mut dyn FnMut(&str)) -> Result<Swe
     let files = [CORPUS_TOPK, CONTEXTS_JSONL];
     check_out_dir(&c.out_dir, c.force, &files, "the sweep's files")?;
     let resolved = c.model.resolve(&c.fetch, note)?;
-    let mut parsed = None;
-    let (model, plan) = LoadedModel::load(&ModelDir::open(&resolved.dir)?, |config| {
-        let hook = Hook::parse(&args.hook, config)?;
-        parsed = Some(hook);
-        HookPlan::new(&[hook])
-    })?;
-    let hook = parsed.expect("the plan was made from the hook");
+    let (model, plan, hook) = LoadedModel::load_for_hook(&ModelDir::open(&resolved.dir)?, &args.hook)?;
     let config = &model.config;
     check_top_k(args.top_k, config.vocab_size)?;
     if args.context > config.max_position_embeddings {

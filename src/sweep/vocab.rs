@@ -15,7 +15,7 @@ use super::{check_top_k, model_metadata, token_cell, SweepCommon, SweepOutcome, 
 use crate::batching::{BatchLimits, Progress, StreamStats, Streamer};
 use crate::challenge::sig;
 use crate::engine::{Engine, LoadedModel};
-use crate::model::{Hook, HookPlan, ModelDir};
+use crate::model::ModelDir;
 use crate::out_dir::{check_out_dir, Staging};
 use crate::tokenize::Tokenizer;
 use anyhow::{bail, Result};
@@ -67,13 +67,7 @@ pub fn sweep_vocab(args: &VocabArgs, note: &mut dyn FnMut(&str)) -> Result<Sweep
     let files = [VOCAB_TOPK, VOCAB_MD];
     check_out_dir(&c.out_dir, c.force, &files, "the sweep's files")?;
     let resolved = c.model.resolve(&c.fetch, note)?;
-    let mut parsed = None;
-    let (model, plan) = LoadedModel::load(&ModelDir::open(&resolved.dir)?, |config| {
-        let hook = Hook::parse(&args.hook, config)?;
-        parsed = Some(hook);
-        HookPlan::new(&[hook])
-    })?;
-    let hook = parsed.expect("the plan was made from the hook");
+    let (model, plan, hook) = LoadedModel::load_for_hook(&ModelDir::open(&resolved.dir)?, &args.hook)?;
     let config = &model.config;
     check_top_k(args.top_k, config.vocab_size)?;
     let (ids, skipped) = vocab_tokens(&model.tokenizer, config.vocab_size, args.prefix_space)?;
