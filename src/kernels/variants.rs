@@ -408,6 +408,18 @@ const TILED_SPLIT: LinearSplit = LinearSplit::Tiles { tile: 32, k_slices: 4, blo
 /// linear_tiled.wgsl's workgroup memory: per slice an x and a w tile of 16 k × 9 vec4s.
 const TILED_WORKGROUP_BYTES: u32 = 4 * 2 * 16 * 9 * 16;
 
+/// The plain attention and layernorm of `simple`, which `tiled` runs too.
+const PLAIN_ATTENTION: Source = Source {
+    file: "attention.wgsl",
+    text: shader!("attention.wgsl", "attention_keys.wgsl"),
+    workgroup_size: 64,
+};
+const PLAIN_LAYERNORM: Source = Source {
+    file: "layernorm.wgsl",
+    text: shader!("layernorm.wgsl", "layernorm_rows.wgsl"),
+    workgroup_size: 64,
+};
+
 /// The shipped variants.
 pub static VARIANTS: [VariantSpec; 3] = [
     VariantSpec {
@@ -423,17 +435,9 @@ pub static VARIANTS: [VariantSpec; 3] = [
             workgroup_size: 64,
         },
         linear_split: LinearSplit::PerOutput { outputs: 64 },
-        attention: Source {
-            file: "attention.wgsl",
-            text: shader!("attention.wgsl", "attention_keys.wgsl"),
-            workgroup_size: 64,
-        },
+        attention: PLAIN_ATTENTION,
         attention_per_head_dim: false,
-        layernorm: Source {
-            file: "layernorm.wgsl",
-            text: shader!("layernorm.wgsl", "layernorm_rows.wgsl"),
-            workgroup_size: 64,
-        },
+        layernorm: PLAIN_LAYERNORM,
         layernorm_texels: None,
     },
     VariantSpec {
@@ -488,17 +492,9 @@ pub static VARIANTS: [VariantSpec; 3] = [
             workgroup_size: 256,
         },
         linear_split: TILED_SPLIT,
-        attention: Source {
-            file: "attention.wgsl",
-            text: shader!("attention.wgsl", "attention_keys.wgsl"),
-            workgroup_size: 64,
-        },
+        attention: PLAIN_ATTENTION,
         attention_per_head_dim: false,
-        layernorm: Source {
-            file: "layernorm.wgsl",
-            text: shader!("layernorm.wgsl", "layernorm_rows.wgsl"),
-            workgroup_size: 64,
-        },
+        layernorm: PLAIN_LAYERNORM,
         layernorm_texels: None,
     },
 ];
