@@ -218,7 +218,7 @@ pub fn explain(args: &ExplainArgs, progress: &mut dyn FnMut(&str)) -> Result<Exp
     let (h, inter, n_tokens) = (config.hidden_size, config.intermediate_size, ids.len());
     let k = &engine.kernels;
     let gpu = &engine.gpu;
-    let layer_gpu = k.upload_linear(gpu, "c_fc", &[c_fc.weight.bytes()], Some(c_fc.bias.bytes()), h)?;
+    let layer_gpu = engine.model.mlp_expansion(layer).context("the engine holds the block explained")?;
     let x_buf = gpu.upload("x", bytemuck::cast_slice(&x_rows))?;
     let (workgroups, invocations) =
         (gpu.storage("workgroups", n_tokens * inter)?, gpu.storage("invocations", n_tokens * inter)?);
@@ -226,7 +226,7 @@ pub fn explain(args: &ExplainArgs, progress: &mut dyn FnMut(&str)) -> Result<Exp
     let mut rec = Recorder::new(gpu, false);
     k.linear_owners(
         &mut rec,
-        &layer_gpu,
+        layer_gpu,
         &x_buf,
         &workgroups,
         &invocations,

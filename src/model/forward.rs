@@ -164,6 +164,11 @@ impl GpuModel {
         Ok(model)
     }
 
+    /// Block `layer`'s MLP expansion (c_fc) as uploaded, if that block is on the GPU.
+    pub fn mlp_expansion(&self, layer: usize) -> Option<&GpuLinear> {
+        self.blocks.get(layer).map(|block| &block.mlp.c_fc.layer)
+    }
+
     /// Runs `batch` up to the deepest hook of `plan` and reads back every hook it asks for; with
     /// `timed`, every dispatch is timed on the GPU where the adapter has timestamps.
     pub fn forward(
