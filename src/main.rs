@@ -405,6 +405,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// Progress notes for people watching a terminal; a pipe gets only the results and final notes.
+fn terminal_notes(interactive: bool) -> impl FnMut(&str) {
+    move |note: &str| {
+        if interactive {
+            eprintln!("neoprobe: {note}");
+        }
+    }
+}
+
 /// Errors are printed on one line, whatever their sources put in them.
 fn one_line(message: &str) -> String {
     message.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -518,11 +527,7 @@ fn run_explain(args: ExplainCli) -> anyhow::Result<()> {
             out_dir: args.out_dir.clone(),
             force: args.force,
         },
-        &mut |note| {
-            if interactive {
-                eprintln!("neoprobe: {note}");
-            }
-        },
+        &mut terminal_notes(interactive),
     )?;
     if args.json {
         println!("{}", serde_json::to_string(&outcome.explanation)?);
@@ -550,11 +555,7 @@ fn run_trace(args: TraceCli) -> anyhow::Result<()> {
             out_dir: args.out_dir.clone(),
             force: args.force,
         },
-        &mut |note| {
-            if interactive {
-                eprintln!("neoprobe: {note}");
-            }
-        },
+        &mut terminal_notes(interactive),
     )?;
     if args.json {
         println!("{}", serde_json::to_string(&outcome.report)?);
@@ -582,11 +583,7 @@ fn run_verify(args: VerifyCli) -> anyhow::Result<()> {
             variants: args.variants,
             faults,
         },
-        &mut |note| {
-            if interactive {
-                eprintln!("neoprobe: {note}");
-            }
-        },
+        &mut terminal_notes(interactive),
     )?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -610,7 +607,6 @@ fn run_challenge_cli(args: ChallengeCli) -> anyhow::Result<()> {
         Some(dir) => ModelSource::Dir(dir),
         None => ModelSource::Hub { id: args.model, revision: args.revision },
     };
-    // Progress is for people watching a terminal; a pipe gets only the final notes.
     let interactive = std::io::stderr().is_terminal();
     let outcome = run_challenge(
         &ChallengeArgs {
@@ -629,11 +625,7 @@ fn run_challenge_cli(args: ChallengeCli) -> anyhow::Result<()> {
             seed: args.seed,
             sweeps: args.sweeps,
         },
-        &mut |note| {
-            if interactive {
-                eprintln!("neoprobe: {note}");
-            }
-        },
+        &mut terminal_notes(interactive),
     )?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&outcome.json)?);
