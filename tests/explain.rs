@@ -5,50 +5,18 @@
 
 mod common;
 
+use common::{neoprobe, path, read_npy};
+
 use neoprobe::kernels::Variant;
 use neoprobe::model::{GptNeoConfig, GptNeoWeights};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const TINY: &str = "fixtures/tiny-neo";
 /// A word of two tokens on the fixture model's GPT-2 tokenizer ("prom", "ote").
 const WORD: &str = "promote";
 const NEURON: usize = 37;
 const LAYER: usize = 8;
-
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-fn neoprobe(args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_neoprobe"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .unwrap();
-    Run {
-        ok: output.status.success(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
-    let bytes = std::fs::read(path).unwrap();
-    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
-    let shape_text = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
-    let shape =
-        shape_text.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().unwrap()).collect();
-    (shape, bytemuck::pod_collect_to_vec(&bytes[10 + header_len..]))
-}
 
 /// `extract` of `hook` for WORD alone with `variant`, pooled as asked: the rows.
 fn extract(dir: &Path, variant: Variant, hook: &str, pool: &str) -> Vec<f32> {

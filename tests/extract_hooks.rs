@@ -2,49 +2,17 @@
 //! same bits as one hook per run), the JSON summary, the logits and the attention pattern, a
 //! model from the hub, and the errors of asking for what cannot be written.
 
+mod common;
 mod support;
+
+use common::{neoprobe, neoprobe_with_env, path, read_npy};
 
 use safetensors::SafeTensors;
 use serde_json::Value;
 use std::path::Path;
-use std::process::Command;
 use support::{FakeFile, FakeHub, FakeRepo, COMMIT};
 
 const TINY: &str = "fixtures/tiny-neo";
-
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-fn neoprobe(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_neoprobe"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    Run {
-        ok: output.status.success(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn npy_values(path: &Path) -> (Vec<usize>, Vec<f32>) {
-    let bytes = std::fs::read(path).unwrap();
-    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
-    let shape_text = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
-    let shape =
-        shape_text.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().unwrap()).collect();
-    (shape, bytemuck::pod_collect_to_vec(&bytes[10 + header_len..]))
-}
 
 fn words_file(dir: &Path) -> std::path::PathBuf {
     let words = dir.join("words.txt");
@@ -58,27 +26,24 @@ fn many_hooks_in_one_forward_match_single_hook_runs_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
     let words = words_file(dir.path());
     let all = dir.path().join("all.safetensors");
-    let run = neoprobe(
-        &[
-            "extract",
-            "--model-dir",
-            TINY,
-            "--words",
-            path(&words),
-            "--hook",
-            "blocks.*.mlp.hook_pre",
-            "--hook",
-            "blocks.7.*",
-            "--hook",
-            "hook_embed",
-            "--hook",
-            "logits",
-            "--out",
-            path(&all),
-            "--json",
-        ],
-        &[],
-    );
+    let run = neoprobe(&[
+        "extract",
+        "--model-dir",
+        TINY,
+        "--words",
+        path(&words),
+        "--hook",
+        "blocks.*.mlp.hook_pre",
+        "--hook",
+        "blocks.7.*",
+        "--hook",
+        "hook_embed",
+        "--hook",
+        "logits",
+        "--out",
+        path(&all),
+        "--json",
+    ]);
     assert!(run.ok, "{}", run.stderr);
     let summary: Value = serde_json::from_str(&run.stdout).unwrap();
     let hooks: Vec<&str> =
@@ -106,28 +71,25 @@ fn many_hooks_in_one_forward_match_single_hook_runs_bit_for_bit() {
     // In batches of at most 4 tokens (each word its own batch): the same bytes, the attention
     // patterns of shorter batches padded to the input's longest word.
     let batched = dir.path().join("batched.safetensors");
-    let run = neoprobe(
-        &[
-            "extract",
-            "--model-dir",
-            TINY,
-            "--words",
-            path(&words),
-            "--hook",
-            "blocks.*.mlp.hook_pre",
-            "--hook",
-            "blocks.7.*",
-            "--hook",
-            "hook_embed",
-            "--hook",
-            "logits",
-            "--out",
-            path(&batched),
-            "--batch-tokens",
-            "4",
-        ],
-        &[],
-    );
+    let run = neoprobe(&[
+        "extract",
+        "--model-dir",
+        TINY,
+        "--words",
+        path(&words),
+        "--hook",
+        "blocks.*.mlp.hook_pre",
+        "--hook",
+        "blocks.7.*",
+        "--hook",
+        "hook_embed",
+        "--hook",
+        "logits",
+        "--out",
+        path(&batched),
+        "--batch-tokens",
+        "4",
+    ]);
     assert!(run.ok, "{}", run.stderr);
     assert!(std::fs::read(&batched).unwrap() == bytes, "streamed batches wrote other bytes");
     let file = SafeTensors::deserialize(&bytes).unwrap();
@@ -145,12 +107,19 @@ fn many_hooks_in_one_forward_match_single_hook_runs_bit_for_bit() {
         "logits",
     ] {
         let alone = dir.path().join(format!("{hook}.npy"));
-        let run = neoprobe(
-            &["extract", "--model-dir", TINY, "--words", path(&words), "--hook", hook, "--out", path(&alone)],
-            &[],
-        );
+        let run = neoprobe(&[
+            "extract",
+            "--model-dir",
+            TINY,
+            "--words",
+            path(&words),
+            "--hook",
+            hook,
+            "--out",
+            path(&alone),
+        ]);
         assert!(run.ok, "{hook}: {}", run.stderr);
-        let (shape, values) = npy_values(&alone);
+        let (shape, values) = read_npy(&alone);
         let tensor = file.tensor(hook).unwrap();
         assert_eq!(tensor.shape(), &shape[..], "{hook}");
         let together: Vec<f32> = bytemuck::pod_collect_to_vec(tensor.data());
@@ -184,7 +153,7 @@ fn what_cannot_be_written_is_refused_before_the_forward() {
     for (extra, expect) in cases {
         let mut args = vec!["extract", "--model-dir", TINY, "--words", path(&words)];
         args.extend(extra);
-        let run = neoprobe(&args, &[]);
+        let run = neoprobe(&args);
         assert!(!run.ok, "{args:?} succeeded");
         let lines: Vec<&str> = run.stderr.lines().collect();
         assert_eq!(lines.len(), 1, "{args:?}: {}", run.stderr);
@@ -211,7 +180,7 @@ fn a_model_from_the_hub() {
     let words = words_file(dir.path());
     let (from_hub, local) = (dir.path().join("hub.npy"), dir.path().join("local.npy"));
     let env = [("HF_ENDPOINT", hub.url.as_str()), ("HF_HOME", path(home.path()))];
-    let run = neoprobe(
+    let run = neoprobe_with_env(
         &[
             "extract",
             "--model",
@@ -231,8 +200,7 @@ fn a_model_from_the_hub() {
     assert_eq!(summary["model"], "test-org/tiny-neo");
     assert_eq!(summary["commit"], COMMIT);
     assert!(hub.connections() > 0);
-    let run =
-        neoprobe(&["extract", "--model-dir", TINY, "--words", path(&words), "--out", path(&local)], &[]);
+    let run = neoprobe(&["extract", "--model-dir", TINY, "--words", path(&words), "--out", path(&local)]);
     assert!(run.ok, "{}", run.stderr);
     assert_eq!(std::fs::read(&from_hub).unwrap(), std::fs::read(&local).unwrap());
 }

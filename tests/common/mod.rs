@@ -5,6 +5,8 @@ use neoprobe::engine::Engine;
 use neoprobe::gpu::Gpu;
 use neoprobe::kernels::{Kernels, Shapes, Variant};
 use neoprobe::model::{AttentionKind, GptNeoConfig, GptNeoWeights};
+use std::path::Path;
+use std::process::Command;
 use std::sync::OnceLock;
 
 /// The test binary's GPU. No adapter is a test failure, never a skip.
@@ -88,4 +90,47 @@ macro_rules! test_each_variant {
             )+
         }
     };
+}
+
+/// What a run of the built `neoprobe` binary printed, and whether it succeeded.
+pub struct Run {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the built binary with `args` (Mesa's runtime-folder warning kept off stderr).
+pub fn neoprobe(args: &[&str]) -> Run {
+    neoprobe_with_env(args, &[])
+}
+
+/// `neoprobe` with these environment variables set too.
+pub fn neoprobe_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_neoprobe"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    Run {
+        ok: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A path as a command-line argument.
+pub fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A float32 C-order `.npy` file: (shape, values).
+pub fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap();
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    let shape_text = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+    let shape =
+        shape_text.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().unwrap()).collect();
+    (shape, bytemuck::pod_collect_to_vec(&bytes[10 + header_len..]))
 }
