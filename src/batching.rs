@@ -10,6 +10,7 @@
 use crate::engine::Engine;
 use crate::kernels::Operands;
 use crate::model::{Activations, Batch, GptNeoConfig, Hook, HookPlan, UNEMBEDDING_CHUNK_ROWS};
+use crate::notes::{Notes, Unit};
 use anyhow::{bail, Context, Result};
 use std::time::{Duration, Instant};
 
@@ -91,46 +92,6 @@ impl BatchLimits {
     }
 }
 
-/// A progress bar on stderr (tokens done, tokens/s, ETA) when `visible`, else nothing.
-pub struct Progress {
-    bar: indicatif::ProgressBar,
-}
-
-impl Progress {
-    pub fn new(total_tokens: u64, visible: bool, what: &str) -> Progress {
-        if !visible {
-            return Progress { bar: indicatif::ProgressBar::hidden() };
-        }
-        let bar = indicatif::ProgressBar::with_draw_target(
-            Some(total_tokens),
-            indicatif::ProgressDrawTarget::stderr(),
-        );
-        let template = "{msg} {wide_bar} {human_pos}/{human_len} tokens, {rate}, ETA {eta}";
-        if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
-            bar.set_style(style.with_key(
-                "rate",
-                |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                    let _ = write!(w, "{:.0} tokens/s", state.per_sec());
-                },
-            ));
-        }
-        bar.set_message(what.to_string());
-        Progress { bar }
-    }
-
-    pub fn hidden() -> Progress {
-        Progress { bar: indicatif::ProgressBar::hidden() }
-    }
-
-    fn advance(&self, tokens: usize) {
-        self.bar.inc(tokens as u64);
-    }
-
-    fn done(&self) {
-        self.bar.finish_and_clear();
-    }
-}
-
 /// What a streamed run did.
 #[derive(Clone, Debug, Default)]
 pub struct StreamStats {
@@ -151,6 +112,11 @@ pub struct Streamer<'a> {
     pub plan: &'a HookPlan,
     pub hook: Hook,
     pub batch_tokens: usize,
+    /// Hears the progress (a bar over `total_tokens`), and is asked between batches whether to stop.
+    pub notes: &'a dyn Notes,
+    /// The bar's label ("extract", "challenge") and its total in tokens.
+    pub label: &'a str,
+    pub total_tokens: u64,
 }
 
 impl Streamer<'_> {
@@ -160,11 +126,10 @@ impl Streamer<'_> {
     pub fn run(
         &self,
         sequences: impl IntoIterator<Item = Result<Vec<u32>>>,
-        progress: &Progress,
         name: &dyn Fn(usize) -> String,
         mut each: impl FnMut(&Batch, usize, Vec<f32>) -> Result<()>,
     ) -> Result<StreamStats> {
-        self.run_all(sequences, progress, name, |batch, first, mut activations| {
+        self.run_all(sequences, name, |batch, first, mut activations| {
             let rows = activations.take(self.hook).context("the forward did not read back the hook")?;
             each(batch, first, rows)
         })
@@ -174,11 +139,11 @@ impl Streamer<'_> {
     pub fn run_all(
         &self,
         sequences: impl IntoIterator<Item = Result<Vec<u32>>>,
-        progress: &Progress,
         name: &dyn Fn(usize) -> String,
         mut each: impl FnMut(&Batch, usize, Activations) -> Result<()>,
     ) -> Result<StreamStats> {
         let started = Instant::now();
+        let progress = self.notes.bar(self.label, Some(self.total_tokens), 0, Unit::Tokens);
         let mut stats = StreamStats::default();
         let mut pending: Vec<Vec<u32>> = Vec::new();
         let mut pending_tokens = 0;
@@ -188,6 +153,7 @@ impl Streamer<'_> {
                 if pending.is_empty() {
                     return Ok(());
                 }
+                self.notes.check_interrupt()?;
                 let batch = Batch::pack(pending, self.engine.model.config.max_position_embeddings)
                     .with_context(|| format!("batch starting at {}", name(first)))?;
                 let (activations, times) = self.engine.forward(&batch, self.plan, false)?;
@@ -197,7 +163,7 @@ impl Streamer<'_> {
                 stats.sequences += batch.n_sequences();
                 stats.tokens += batch.n_tokens();
                 each(&batch, first, activations)?;
-                progress.advance(batch.n_tokens());
+                progress.advance(batch.n_tokens() as u64);
                 pending.clear();
                 Ok(())
             };
@@ -227,7 +193,7 @@ impl Streamer<'_> {
             pending.push(sequence);
         }
         run_pending(&mut pending, first, &mut stats)?;
-        progress.done();
+        progress.finish();
         if stats.sequences == 0 {
             bail!("nothing to run: no sequences");
         }

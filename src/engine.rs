@@ -8,6 +8,7 @@ use crate::model::{
     kernel_shapes, Activations, Batch, ForwardTimes, GptNeoConfig, GptNeoWeights, GpuModel, Hook, HookPlan,
     ModelDir,
 };
+use crate::notes::Notes;
 use crate::tokenize::Tokenizer;
 use anyhow::Result;
 use std::path::PathBuf;
@@ -135,8 +136,8 @@ impl ModelSource {
     }
 
     /// The local folder of this model: the folder itself, or the hub snapshot in the HF cache
-    /// (fetched when missing). `progress` hears which revision is asked for.
-    pub fn resolve(&self, fetch: &FetchOptions, progress: &mut dyn FnMut(&str)) -> Result<ResolvedModel> {
+    /// (fetched when missing). `notes` hear which revision is asked for, and the download.
+    pub fn resolve(&self, fetch: &FetchOptions, notes: &dyn Notes) -> Result<ResolvedModel> {
         match self {
             ModelSource::Dir(path) => Ok(ResolvedModel {
                 dir: path.clone(),
@@ -147,9 +148,9 @@ impl ModelSource {
             }),
             ModelSource::Hub { id, revision } => {
                 let revision = ModelSource::revision(id, revision);
-                progress(&format!("model {id} at revision {revision}"));
+                notes.step(&format!("model {id} at revision {revision}"));
                 let started = Instant::now();
-                let snapshot = hub::fetch_model(id, &revision, fetch)?;
+                let snapshot = hub::fetch_model(id, &revision, fetch, notes)?;
                 let commit = snapshot.file_name().map(|c| c.to_string_lossy().into_owned());
                 Ok(ResolvedModel {
                     dir: snapshot,

@@ -1,11 +1,12 @@
 //! `neoprobe extract`: words or a text → the activations of any hooks → `.npy` / `.safetensors`,
 //! in GPU batches that fit the adapter, each batch's rows written to disk before the next runs.
 
-use crate::batching::{BatchLimits, Progress, Streamer};
+use crate::batching::{BatchLimits, Streamer};
 use crate::engine::{Engine, LoadedModel, ModelSource};
 use crate::hub::FetchOptions;
 use crate::kernels::Variant;
 use crate::model::{attention_pattern_shape, Hook, HookPlan, ModelDir};
+use crate::notes::Notes;
 use crate::output;
 use crate::pool::{pool, Pool};
 use crate::stream_out::{ArrayWriter, TensorsWriter};
@@ -42,8 +43,6 @@ pub struct ExtractArgs {
     pub variant: Option<Variant>,
     /// Tokens per GPU batch (`None`: the default for the adapter, see `batching`).
     pub batch_tokens: Option<usize>,
-    /// Draw a progress bar on stderr.
-    pub progress: bool,
 }
 
 /// What an extraction did: what `--json` prints.
@@ -94,13 +93,13 @@ fn pooling_for(hook: Hook, how: Pool) -> Result<Pool> {
     }
 }
 
-pub fn extract(args: &ExtractArgs) -> Result<ExtractSummary> {
+pub fn extract(args: &ExtractArgs, notes: &dyn Notes) -> Result<ExtractSummary> {
     let started = Instant::now();
     output::check_writable(&args.out, &["npy", "safetensors"])?;
     if args.hooks.is_empty() {
         bail!("no --hook given; name at least one hook point");
     }
-    let resolved = args.model.resolve(&args.fetch, &mut |_| {})?;
+    let resolved = args.model.resolve(&args.fetch, notes)?;
     let mut hooks = Vec::new();
     let (model, plan) = LoadedModel::load(&ModelDir::open(&resolved.dir)?, |config| {
         for name in &args.hooks {
@@ -118,7 +117,7 @@ pub fn extract(args: &ExtractArgs) -> Result<ExtractSummary> {
         );
     }
     let config = &model.config;
-    let mut notes = Vec::new();
+    let mut warnings = Vec::new();
     let mut metadata = HashMap::new();
     // How each sequence is named in errors.
     let mut labels = Vec::new();
@@ -148,7 +147,7 @@ pub fn extract(args: &ExtractArgs) -> Result<ExtractSummary> {
             let limit = match args.max_tokens {
                 Some(0) => bail!("--max-tokens must be at least 1"),
                 Some(n) if n > ceiling => {
-                    notes.push(format!(
+                    warnings.push(format!(
                         "--max-tokens {n} is above the model's {ceiling} positions; using {ceiling}"
                     ));
                     ceiling
@@ -157,7 +156,7 @@ pub fn extract(args: &ExtractArgs) -> Result<ExtractSummary> {
                 None => ceiling,
             };
             if ids.len() > limit {
-                notes.push(format!("the text has {} tokens; cut to the first {limit}", ids.len()));
+                warnings.push(format!("the text has {} tokens; cut to the first {limit}", ids.len()));
                 ids.truncate(limit);
             }
             metadata.insert("text".to_string(), text);
@@ -165,6 +164,9 @@ pub fn extract(args: &ExtractArgs) -> Result<ExtractSummary> {
             (vec![ids], Pool::None)
         }
     };
+    for warning in &warnings {
+        notes.warn(warning);
+    }
     // Each hook's pooling, checked before the forward.
     let pooling: Vec<Pool> = hooks
         .iter()
@@ -215,24 +217,30 @@ pub fn extract(args: &ExtractArgs) -> Result<ExtractSummary> {
             hook_names.iter().cloned().zip(shapes.iter().cloned()).collect();
         Out::Many(TensorsWriter::create(&args.out, &tensors, &metadata)?)
     };
-    let streamer = Streamer { engine: &engine, plan: &plan, hook: plan.deepest(), batch_tokens };
-    let progress = Progress::new(n_tokens as u64, args.progress, "extract");
+    let streamer = Streamer {
+        engine: &engine,
+        plan: &plan,
+        hook: plan.deepest(),
+        batch_tokens,
+        notes,
+        label: "extract",
+        total_tokens: n_tokens as u64,
+    };
     let name = |i: usize| labels[i].clone();
-    let stats =
-        streamer.run_all(sequences.iter().cloned().map(Ok), &progress, &name, |batch, _, mut acts| {
-            for (i, (&hook, &how)) in hooks.iter().zip(&pooling).enumerate() {
-                let values = acts.take(hook).expect("the forward reads back every requested hook");
-                let values = if hook.per_token() {
-                    pool(&values, hook.width(config), batch, how)
-                } else {
-                    // This batch's patterns, padded from its longest sequence to the input's.
-                    let shape = acts.shape(hook).expect("every hook read back has a shape");
-                    repad_pattern(&values, shape, longest)
-                };
-                out.write(i, &values)?;
-            }
-            Ok(())
-        })?;
+    let stats = streamer.run_all(sequences.iter().cloned().map(Ok), &name, |batch, _, mut acts| {
+        for (i, (&hook, &how)) in hooks.iter().zip(&pooling).enumerate() {
+            let values = acts.take(hook).expect("the forward reads back every requested hook");
+            let values = if hook.per_token() {
+                pool(&values, hook.width(config), batch, how)
+            } else {
+                // This batch's patterns, padded from its longest sequence to the input's.
+                let shape = acts.shape(hook).expect("every hook read back has a shape");
+                repad_pattern(&values, shape, longest)
+            };
+            out.write(i, &values)?;
+        }
+        Ok(())
+    })?;
     out.finish()?;
     Ok(ExtractSummary {
         out: args.out.clone(),
@@ -259,7 +267,7 @@ pub fn extract(args: &ExtractArgs) -> Result<ExtractSummary> {
             forward: stats.forward.as_secs_f64(),
             total: started.elapsed().as_secs_f64(),
         },
-        notes,
+        notes: warnings,
     })
 }
 

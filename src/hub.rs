@@ -56,6 +56,7 @@
 //! `X-Repo-Commit`, `X-Linked-Etag`/`ETag`, `X-Linked-Size`/`Content-Length` and `Location`,
 //! then a `GET` of the file or its CDN location) is done here with `ureq` directly.
 
+use crate::notes::{Bar, Notes, Unit};
 use anyhow::Result;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -79,8 +80,6 @@ const COPY_BUFFER: usize = 1 << 20;
 /// environment (in one place, when `fetch_model` starts), exactly like Python's `huggingface_hub`.
 #[derive(Clone, Debug)]
 pub struct FetchOptions {
-    /// Draw indicatif progress bars (and one-line notes) on stderr while downloading.
-    pub progress: bool,
     /// The Hugging Face home folder: the cache is `{hf_home}/hub`, the token file
     /// `{hf_home}/token`. `None`: `HF_HUB_CACHE` / `HF_HOME`, else `$XDG_CACHE_HOME/huggingface`,
     /// else `~/.cache/huggingface`.
@@ -115,7 +114,6 @@ pub struct FetchOptions {
 impl Default for FetchOptions {
     fn default() -> Self {
         Self {
-            progress: false,
             hf_home: None,
             endpoint: None,
             offline: None,
@@ -197,7 +195,12 @@ fn io_fail(what: &str, path: &Path, e: io::Error) -> anyhow::Error {
 
 /// Returns a local folder holding the three files (the cache's snapshot dir for that revision),
 /// downloading what is missing. See the module documentation for the exact behaviour.
-pub fn fetch_model(model_id: &str, revision: &str, opts: &FetchOptions) -> Result<PathBuf> {
+pub fn fetch_model(
+    model_id: &str,
+    revision: &str,
+    opts: &FetchOptions,
+    notes: &dyn Notes,
+) -> Result<PathBuf> {
     validate_model_id(model_id)?;
     validate_revision(revision)?;
     let settings = Settings::resolve(opts)?;
@@ -222,7 +225,7 @@ pub fn fetch_model(model_id: &str, revision: &str, opts: &FetchOptions) -> Resul
 
     // 2. The hub, for whatever is missing or damaged.
     let client = Client::new(&settings, opts);
-    let ctx = Ctx { model_id, revision, endpoint: &settings.endpoint, progress: opts.progress };
+    let ctx = Ctx { model_id, revision, endpoint: &settings.endpoint, notes };
     let mut commit = known_commit;
     let mut announced = false;
     for (state, file) in states.iter().zip(MODEL_FILES) {
@@ -230,12 +233,10 @@ pub fn fetch_model(model_id: &str, revision: &str, opts: &FetchOptions) -> Resul
             continue;
         }
         if let (CachedFile::Damaged(reason), Some(c)) = (state, &commit) {
-            if opts.progress {
-                eprintln!(
-                    "neoprobe: cached {} is damaged ({reason}); downloading it again",
-                    cache.snapshot(c).join(file).display()
-                );
-            }
+            notes.step(&format!(
+                "cached {} is damaged ({reason}); downloading it again",
+                cache.snapshot(c).join(file).display()
+            ));
         }
         // Once the commit is known, every request names it, so the three files always come
         // from the same commit even if a branch moves meanwhile.
@@ -254,13 +255,13 @@ pub fn fetch_model(model_id: &str, revision: &str, opts: &FetchOptions) -> Resul
             }
             Some(_) => {}
         }
-        if opts.progress && !announced {
+        if !announced {
             announced = true;
-            eprintln!(
-                "neoprobe: downloading {model_id} (revision {revision}) from {} into {}",
+            notes.step(&format!(
+                "downloading {model_id} (revision {revision}) from {} into {}",
                 settings.endpoint,
                 cache.dir.display()
-            );
+            ));
         }
         fetch_file(&client, &ctx, &cache, &meta, file)?;
     }
@@ -563,7 +564,7 @@ struct BlobLock {
     _file: File,
 }
 
-fn lock_blob(path: &Path, progress: bool) -> Result<BlobLock> {
+fn lock_blob(path: &Path, notes: &dyn Notes) -> Result<BlobLock> {
     let parent = path.parent().expect("lock path has a parent");
     fs::create_dir_all(parent).map_err(|e| io_fail("create", parent, e))?;
     let file = OpenOptions::new()
@@ -580,12 +581,10 @@ fn lock_blob(path: &Path, progress: bool) -> Result<BlobLock> {
         if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let err = io::Error::last_os_error();
             if err.kind() == io::ErrorKind::WouldBlock {
-                if progress {
-                    eprintln!(
-                        "neoprobe: another process is downloading this file; waiting for it ({})",
-                        path.display()
-                    );
-                }
+                notes.step(&format!(
+                    "another process is downloading this file; waiting for it ({})",
+                    path.display()
+                ));
                 loop {
                     // SAFETY: as above.
                     if unsafe { libc::flock(fd, libc::LOCK_EX) } == 0 {
@@ -602,7 +601,7 @@ fn lock_blob(path: &Path, progress: bool) -> Result<BlobLock> {
         }
     }
     #[cfg(not(unix))]
-    let _ = progress;
+    let _ = notes;
     Ok(BlobLock { _file: file })
 }
 
@@ -764,7 +763,7 @@ struct Ctx<'a> {
     model_id: &'a str,
     revision: &'a str,
     endpoint: &'a str,
-    progress: bool,
+    notes: &'a dyn Notes,
 }
 
 /// What the hub says about one file.
@@ -782,17 +781,13 @@ fn fetch_file(client: &Client, ctx: &Ctx, cache: &RepoCache, meta: &FileMeta, fi
     let blob = cache.blob(&meta.etag);
     let blobs = blob.parent().expect("blob path has a parent");
     fs::create_dir_all(blobs).map_err(|e| io_fail("create", blobs, e))?;
-    let _lock = lock_blob(&cache.lock_path(&meta.etag), ctx.progress)?;
+    let _lock = lock_blob(&cache.lock_path(&meta.etag), ctx.notes)?;
     match verify_file(&blob, &meta.etag, meta.size) {
         Ok(Verdict::Good) => {}
         Ok(Verdict::Missing) => download(client, ctx, cache, meta, file)?,
         Ok(Verdict::Bad(reason)) => {
-            if ctx.progress {
-                eprintln!(
-                    "neoprobe: cached blob {} is damaged ({reason}); downloading it again",
-                    blob.display()
-                );
-            }
+            ctx.notes
+                .step(&format!("cached blob {} is damaged ({reason}); downloading it again", blob.display()));
             download(client, ctx, cache, meta, file)?
         }
         Err(e) => return Err(io_fail("read", &blob, e)),
@@ -913,34 +908,28 @@ fn download_to(client: &Client, ctx: &Ctx, meta: &FileMeta, file: &str, part: &P
         }
     }
 
-    let bar = progress_bar(ctx.progress, file, meta.size, state.have);
+    let bar = ctx.notes.bar(file, meta.size, state.have, Unit::Bytes);
     let mut retry = Retry::new(client.retries, client.retry_wait);
     loop {
-        let failure = match one_try(client, ctx, meta, file, part, &mut out, &mut state, &bar) {
+        let failure = match one_try(client, ctx, meta, file, part, &mut out, &mut state, &*bar) {
             Ok(()) => {
                 bar.finish();
                 return Ok(Downloaded { inherited: state.inherited > 0, size: state.size });
             }
             Err(TryError::Fatal(e)) => {
-                bar.abandon();
                 return Err(e);
             }
             Err(TryError::Transient(t)) => t,
         };
         let Some(wait) = retry.failed(state.got > 0) else {
-            bar.abandon();
             return Err(gave_up(client, ctx, file, part, &state, &retry, &failure));
         };
-        if ctx.progress {
-            bar.suspend(|| {
-                eprintln!(
-                    "neoprobe: the download of {file} stopped at {} bytes ({}); resuming in {:.1} s",
-                    state.have,
-                    failure.cause(),
-                    wait.as_secs_f64()
-                )
-            });
-        }
+        ctx.notes.step(&format!(
+            "the download of {file} stopped at {} bytes ({}); resuming in {:.1} s",
+            state.have,
+            failure.cause(),
+            wait.as_secs_f64()
+        ));
         std::thread::sleep(wait);
     }
 }
@@ -1004,7 +993,7 @@ fn one_try(
     part: &Path,
     out: &mut File,
     state: &mut Partial,
-    bar: &indicatif::ProgressBar,
+    bar: &dyn Bar,
 ) -> std::result::Result<(), TryError> {
     state.got = 0;
     let mut first = true;
@@ -1077,9 +1066,9 @@ fn one_try(
     };
 
     if let Some(size) = state.size {
-        bar.set_length(size);
+        bar.set_total(size);
     }
-    bar.set_position(state.have);
+    bar.set(state.have);
     let mut body = response.into_body().into_reader();
     let mut buf = vec![0u8; COPY_BUFFER];
     loop {
@@ -1095,7 +1084,7 @@ fn one_try(
         out.write_all(&buf[..n]).map_err(|e| TryError::Fatal(io_fail("write", part, e)))?;
         state.have += n as u64;
         state.got += n as u64;
-        bar.set_position(state.have);
+        bar.set(state.have);
     }
     out.flush().map_err(|e| TryError::Fatal(io_fail("write", part, e)))?;
     match state.size {
@@ -1168,24 +1157,6 @@ fn gave_up(
             ),
         ),
     }
-}
-
-fn progress_bar(show: bool, file: &str, size: Option<u64>, at: u64) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::with_draw_target(size, indicatif::ProgressDrawTarget::stderr());
-    let template = if size.is_some() {
-        "{msg} [{elapsed_precise}] [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} ({eta})"
-    } else {
-        "{msg} [{elapsed_precise}] {spinner} {bytes} {bytes_per_sec}"
-    };
-    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_message(file.to_string());
-    bar.set_position(at);
-    bar
 }
 
 /// `bytes START-END/TOTAL` → (START, TOTAL when given).

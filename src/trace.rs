@@ -8,6 +8,7 @@ use crate::gpu::Trace;
 use crate::hub::FetchOptions;
 use crate::kernels::Variant;
 use crate::model::{Batch, Hook, ModelDir};
+use crate::notes::Notes;
 use crate::out_dir::{check_out_dir, Staging};
 use crate::output;
 use crate::tokenize::{read_text, read_word_list};
@@ -137,9 +138,9 @@ pub struct TraceOutcome {
 
 /// Runs the forward of `args.input` up to `args.hook` once to compile and warm up, then once
 /// traced, and writes `trace.png` and `trace.json`.
-pub fn trace(args: &TraceArgs, progress: &mut dyn FnMut(&str)) -> Result<TraceOutcome> {
+pub fn trace(args: &TraceArgs, notes: &dyn Notes) -> Result<TraceOutcome> {
     check_out_dir(&args.out_dir, args.force, &OUTPUT_FILES, "trace's files")?;
-    let resolved = args.model.resolve(&args.fetch, progress)?;
+    let resolved = args.model.resolve(&args.fetch, notes)?;
     let (model, plan, hook) = LoadedModel::load_for_hook(&ModelDir::open(&resolved.dir)?, &args.hook)?;
     let config = &model.config;
     let sequences = match &args.input {
@@ -164,7 +165,7 @@ pub fn trace(args: &TraceArgs, progress: &mut dyn FnMut(&str)) -> Result<TraceOu
     let batch = Batch::pack(&sequences, config.max_position_embeddings)?;
     let engine = Engine::new(&model.weights, args.variant, model.load_time)?;
     let variant = engine.kernels.variant;
-    progress(&format!(
+    notes.step(&format!(
         "{} tokens up to {hook} on {} ({variant})",
         batch.n_tokens(),
         engine.gpu.adapter_name()

@@ -4,6 +4,7 @@
 mod support;
 
 use neoprobe::hub::{fetch_model, FetchError, FetchErrorKind, FetchOptions, MODEL_FILES};
+use neoprobe::notes::{Recorded, Silent};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -58,9 +59,11 @@ fn fresh_download_gives_identical_files_in_the_standard_cache_layout() {
     let _env = env_shared();
     let hub = FakeHub::tiny();
     let home = tempfile::tempdir().unwrap();
-    let mut o = opts(&hub, home.path());
-    o.progress = true; // hidden when stderr is not a terminal, but exercised
-    let snapshot = fetch_model(REPO, COMMIT, &o).unwrap();
+    let notes = Recorded::default();
+    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path()), &notes).unwrap();
+    // The library prints nothing; it tells its caller what it does.
+    let steps = notes.lines();
+    assert!(steps.iter().any(|(_, line)| line.starts_with(&format!("downloading {REPO}"))), "{steps:?}");
 
     let repo = repo_dir(home.path(), REPO);
     assert_eq!(snapshot, repo.join("snapshots").join(COMMIT));
@@ -95,10 +98,10 @@ fn second_fetch_makes_no_request_at_all() {
     let _env = env_shared();
     let hub = FakeHub::tiny();
     let home = tempfile::tempdir().unwrap();
-    let first = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    let first = fetch_model(REPO, COMMIT, &opts(&hub, home.path()), &Silent).unwrap();
     assert!(hub.connections() > 0);
     hub.reset_counts();
-    let second = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    let second = fetch_model(REPO, COMMIT, &opts(&hub, home.path()), &Silent).unwrap();
     assert_eq!(first, second);
     assert_eq!(hub.connections(), 0, "requests: {:?}", hub.seen());
     assert!(hub.seen().is_empty());
@@ -109,10 +112,10 @@ fn offline_with_the_files_cached_works_without_the_network() {
     let _env = env_shared();
     let hub = FakeHub::tiny();
     let home = tempfile::tempdir().unwrap();
-    let online = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    let online = fetch_model(REPO, COMMIT, &opts(&hub, home.path()), &Silent).unwrap();
     hub.reset_counts();
     let offline = FetchOptions { offline: Some(true), ..opts(&hub, home.path()) };
-    assert_eq!(fetch_model(REPO, COMMIT, &offline).unwrap(), online);
+    assert_eq!(fetch_model(REPO, COMMIT, &offline, &Silent).unwrap(), online);
     assert_eq!(hub.connections(), 0);
 }
 
@@ -147,7 +150,7 @@ fn fetch_within(
     let (model_id, revision, o) = (model_id.to_string(), revision.to_string(), o.clone());
     std::thread::spawn(move || {
         let start = Instant::now();
-        let result = fetch_model(&model_id, &revision, &o);
+        let result = fetch_model(&model_id, &revision, &o, &Silent);
         let _ = tx.send((result, start.elapsed()));
     });
     rx.recv_timeout(deadline).unwrap_or_else(|_| panic!("fetch_model did not return within {deadline:?}"))
@@ -234,7 +237,7 @@ fn unknown_repo_is_reported_as_not_found() {
     let _env = env_shared();
     let hub = FakeHub::tiny();
     let home = tempfile::tempdir().unwrap();
-    let err = fetch_model("test-org/no-such-model", COMMIT, &opts(&hub, home.path())).unwrap_err();
+    let err = fetch_model("test-org/no-such-model", COMMIT, &opts(&hub, home.path()), &Silent).unwrap_err();
     assert_eq!(kind(&err), FetchErrorKind::NotFound);
     let text = shown(&err);
     assert!(text.contains("\"test-org/no-such-model\" was not found"), "{text}");
@@ -252,7 +255,7 @@ fn unknown_repo_is_reported_as_not_found_by_a_mirror_without_error_codes() {
         token: Some("hf_x".into()), // so the hub answers 404 rather than 401
         ..opts(&hub, home.path())
     };
-    let err = fetch_model("test-org/no-such-model", COMMIT, &o).unwrap_err();
+    let err = fetch_model("test-org/no-such-model", COMMIT, &o, &Silent).unwrap_err();
     assert_eq!(kind(&err), FetchErrorKind::NotFound);
     let text = shown(&err);
     assert!(text.contains("was not found on the hub"), "{text}");
@@ -264,7 +267,7 @@ fn unknown_revision_is_reported_as_not_found() {
     let _env = env_shared();
     let hub = FakeHub::tiny();
     let home = tempfile::tempdir().unwrap();
-    let err = fetch_model(REPO, "no-such-branch", &opts(&hub, home.path())).unwrap_err();
+    let err = fetch_model(REPO, "no-such-branch", &opts(&hub, home.path()), &Silent).unwrap_err();
     assert_eq!(kind(&err), FetchErrorKind::NotFound);
     let text = shown(&err);
     assert!(text.contains("revision \"no-such-branch\""), "{text}");
@@ -281,14 +284,14 @@ fn a_file_missing_from_the_repo_is_named() {
     let _env = env_shared();
     let hub = hub_without_tokenizer();
     let home = tempfile::tempdir().unwrap();
-    let err = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap_err();
+    let err = fetch_model(REPO, COMMIT, &opts(&hub, home.path()), &Silent).unwrap_err();
     assert_eq!(kind(&err), FetchErrorKind::FileNotFound);
     let text = shown(&err);
     assert!(text.contains("no file \"tokenizer.json\""), "{text}");
     // The files that exist were cached; the snapshot is incomplete, so it is not returned
     // offline either.
     let offline = FetchOptions { offline: Some(true), ..opts(&hub, home.path()) };
-    let err = fetch_model(REPO, COMMIT, &offline).unwrap_err();
+    let err = fetch_model(REPO, COMMIT, &offline, &Silent).unwrap_err();
     assert_eq!(kind(&err), FetchErrorKind::NotCached);
     assert!(shown(&err).contains("missing: tokenizer.json"));
 }
@@ -299,7 +302,7 @@ fn a_file_missing_from_the_repo_is_named_by_a_mirror_without_error_codes() {
     let hub = hub_without_tokenizer();
     hub.set_faults(Faults { no_error_codes: true, ..Faults::default() });
     let home = tempfile::tempdir().unwrap();
-    let err = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap_err();
+    let err = fetch_model(REPO, COMMIT, &opts(&hub, home.path()), &Silent).unwrap_err();
     assert_eq!(kind(&err), FetchErrorKind::FileNotFound);
     assert!(shown(&err).contains("\"tokenizer.json\""));
     assert!(hub.seen().iter().any(|s| s.target.starts_with("/api/models/")));
@@ -337,7 +340,7 @@ fn a_cut_transfer_is_resumed_within_the_same_fetch() {
     let hub = FakeHub::tiny();
     let home = tempfile::tempdir().unwrap();
     hub.set_faults(Faults { cuts: vec![100_000], ..Faults::default() });
-    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path()), &Silent).unwrap();
     assert_files_match(&hub, REPO, &snapshot);
     assert_eq!(lfs_ranges(&hub), [None, from(100_000)], "did not resume where the cut left it");
     assert!(!weights_partial(&hub, home.path()).exists());
@@ -349,7 +352,7 @@ fn a_transfer_cut_several_times_resumes_exactly_where_each_cut_left_it() {
     let hub = FakeHub::tiny();
     let home = tempfile::tempdir().unwrap();
     hub.set_faults(Faults { cuts: vec![40_000, 60_000, 30_000], ..Faults::default() });
-    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path()), &Silent).unwrap();
     assert_files_match(&hub, REPO, &snapshot);
     assert_eq!(lfs_ranges(&hub), [None, from(40_000), from(100_000), from(130_000)]);
 }
@@ -362,7 +365,7 @@ fn a_transfer_cut_more_often_than_the_retries_completes_while_each_try_brings_by
     let o = opts(&hub, home.path());
     let cuts = 2 * o.retries as usize;
     hub.set_faults(Faults { cuts: vec![20_000; cuts], ..Faults::default() });
-    let snapshot = fetch_model(REPO, COMMIT, &o).unwrap();
+    let snapshot = fetch_model(REPO, COMMIT, &o, &Silent).unwrap();
     assert_files_match(&hub, REPO, &snapshot);
     let expected: Vec<_> =
         (0..=cuts as u64).map(|i| (i > 0).then(|| format!("bytes={}-", i * 20_000))).collect();
@@ -376,7 +379,7 @@ fn a_transfer_that_stops_bringing_bytes_fails_after_its_retries_and_the_next_run
     let home = tempfile::tempdir().unwrap();
     // The first response is cut after 100000 bytes, the 5 retries (the default) bring none.
     hub.set_faults(Faults { cuts: vec![100_000, 0, 0, 0, 0, 0], ..Faults::default() });
-    let err = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap_err();
+    let err = fetch_model(REPO, COMMIT, &opts(&hub, home.path()), &Silent).unwrap_err();
     assert_eq!(kind(&err), FetchErrorKind::Interrupted);
     let text = shown(&err);
     let partial = weights_partial(&hub, home.path());
@@ -393,7 +396,7 @@ fn a_transfer_that_stops_bringing_bytes_fails_after_its_retries_and_the_next_run
     assert_eq!(fs::metadata(&partial).unwrap().len(), 100_000);
 
     hub.reset_counts();
-    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path()), &Silent).unwrap();
     assert_files_match(&hub, REPO, &snapshot);
     assert_eq!(lfs_ranges(&hub), [from(100_000)], "the next run did not resume");
     assert!(!partial.exists());
@@ -406,7 +409,7 @@ fn the_number_of_retries_is_an_option() {
     let home = tempfile::tempdir().unwrap();
     let o = FetchOptions { retries: 2, ..opts(&hub, home.path()) };
     hub.set_faults(Faults { cuts: vec![100_000, 0, 0], ..Faults::default() });
-    let err = fetch_model(REPO, COMMIT, &o).unwrap_err();
+    let err = fetch_model(REPO, COMMIT, &o, &Silent).unwrap_err();
     assert_eq!(kind(&err), FetchErrorKind::Interrupted);
     assert!(shown(&err).contains("after 3 tries, the last 2 without new bytes"), "{err}");
     assert_eq!(lfs_gets(&hub).len(), 3);
@@ -414,7 +417,7 @@ fn the_number_of_retries_is_an_option() {
     // Two retries without new bytes are allowed: the third try completes the file.
     hub.reset_counts();
     hub.set_faults(Faults { cuts: vec![0, 0], ..Faults::default() });
-    let snapshot = fetch_model(REPO, COMMIT, &o).unwrap();
+    let snapshot = fetch_model(REPO, COMMIT, &o, &Silent).unwrap();
     assert_files_match(&hub, REPO, &snapshot);
     assert_eq!(lfs_ranges(&hub), vec![from(100_000); 3]);
 }
@@ -428,7 +431,7 @@ fn retries_wait_longer_each_time_no_bytes_arrive() {
     let o = FetchOptions { retry_wait: wait, ..opts(&hub, home.path()) };
     hub.set_faults(Faults { cuts: vec![0, 0, 0], ..Faults::default() });
     let start = Instant::now();
-    let snapshot = fetch_model(REPO, COMMIT, &o).unwrap();
+    let snapshot = fetch_model(REPO, COMMIT, &o, &Silent).unwrap();
     let elapsed = start.elapsed();
     assert_files_match(&hub, REPO, &snapshot);
     assert_eq!(lfs_gets(&hub).len(), 4);
@@ -463,7 +466,7 @@ fn a_server_that_ignores_range_on_a_retry_restarts_the_file_cleanly() {
     let home = tempfile::tempdir().unwrap();
     hub.set_faults(Faults { cuts: vec![70_000], ignore_range: true, ..Faults::default() });
     // The server answers the ranged retry with 200 and the whole file.
-    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path()), &Silent).unwrap();
     assert_files_match(&hub, REPO, &snapshot);
     assert_eq!(lfs_ranges(&hub), [None, from(70_000)]);
 }
@@ -477,7 +480,7 @@ fn a_partial_file_from_an_earlier_run_is_restarted_when_the_server_ignores_range
     fs::create_dir_all(partial.parent().unwrap()).unwrap();
     fs::write(&partial, vec![0xab; 70_000]).unwrap();
     hub.set_faults(Faults { ignore_range: true, ..Faults::default() });
-    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path()), &Silent).unwrap();
     assert_files_match(&hub, REPO, &snapshot);
     // One request: the whole file replaced the partial one, rather than being appended to it
     // (which the hash check would catch, at the cost of a second download).
@@ -490,7 +493,7 @@ fn a_wrong_part_from_the_download_server_is_an_error_not_retried() {
     let hub = FakeHub::tiny();
     let home = tempfile::tempdir().unwrap();
     hub.set_faults(Faults { wrong_range: true, ..Faults::default() });
-    let err = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap_err();
+    let err = fetch_model(REPO, COMMIT, &opts(&hub, home.path()), &Silent).unwrap_err();
     assert_eq!(kind(&err), FetchErrorKind::BadResponse);
     let text = shown(&err);
     assert!(text.contains("sent a wrong part of model.safetensors"), "{text}");
@@ -507,7 +510,7 @@ fn a_bad_partial_file_from_an_earlier_run_is_downloaded_once_more_from_scratch()
     let partial = weights_partial(&hub, home.path());
     fs::create_dir_all(partial.parent().unwrap()).unwrap();
     fs::write(&partial, vec![0xab; 1000]).unwrap();
-    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path()), &Silent).unwrap();
     assert_files_match(&hub, REPO, &snapshot);
     assert_eq!(lfs_ranges(&hub), [from(1000), None]);
 }
@@ -518,7 +521,7 @@ fn a_download_that_does_not_match_its_hash_is_discarded() {
     let hub = FakeHub::tiny();
     let home = tempfile::tempdir().unwrap();
     hub.set_faults(Faults { corrupt_times: 1, ..Faults::default() });
-    let err = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap_err();
+    let err = fetch_model(REPO, COMMIT, &opts(&hub, home.path()), &Silent).unwrap_err();
     assert_eq!(kind(&err), FetchErrorKind::Corrupt);
     let text = shown(&err);
     assert!(text.contains("model.safetensors"), "{text}");
@@ -528,7 +531,7 @@ fn a_download_that_does_not_match_its_hash_is_discarded() {
     assert_no_weights_in_place(&hub, home.path());
     assert!(!weights_partial(&hub, home.path()).exists());
 
-    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path()), &Silent).unwrap();
     assert_files_match(&hub, REPO, &snapshot);
 }
 
@@ -539,7 +542,7 @@ fn a_file_resumed_within_the_fetch_that_does_not_match_its_hash_is_discarded() {
     let home = tempfile::tempdir().unwrap();
     // Cut once, then the resumed part has a flipped byte.
     hub.set_faults(Faults { cuts: vec![100_000], corrupt_times: 1, ..Faults::default() });
-    let err = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap_err();
+    let err = fetch_model(REPO, COMMIT, &opts(&hub, home.path()), &Silent).unwrap_err();
     assert_eq!(kind(&err), FetchErrorKind::Corrupt);
     assert!(shown(&err).contains("sha256"), "{err}");
     assert_eq!(lfs_ranges(&hub), [None, from(100_000)]);
@@ -554,7 +557,7 @@ fn a_refusal_from_the_download_server_is_not_retried() {
         let hub = FakeHub::tiny();
         let home = tempfile::tempdir().unwrap();
         hub.set_faults(Faults { statuses: vec![status; 6], ..Faults::default() });
-        let err = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap_err();
+        let err = fetch_model(REPO, COMMIT, &opts(&hub, home.path()), &Silent).unwrap_err();
         assert_eq!(kind(&err), FetchErrorKind::BadResponse, "{err}");
         let text = shown(&err);
         assert!(text.contains(&format!("answered HTTP {status}")), "{text}");
@@ -570,7 +573,7 @@ fn a_busy_download_server_is_asked_again() {
     let hub = FakeHub::tiny();
     let home = tempfile::tempdir().unwrap();
     hub.set_faults(Faults { statuses: vec![503, 429, 500], ..Faults::default() });
-    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path()), &Silent).unwrap();
     assert_files_match(&hub, REPO, &snapshot);
     assert_eq!(lfs_gets(&hub).len(), 4);
 }
@@ -581,7 +584,7 @@ fn a_download_server_that_stays_unavailable_fails_naming_the_tries() {
     let hub = FakeHub::tiny();
     let home = tempfile::tempdir().unwrap();
     hub.set_faults(Faults { statuses: vec![503; 7], ..Faults::default() });
-    let err = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap_err();
+    let err = fetch_model(REPO, COMMIT, &opts(&hub, home.path()), &Silent).unwrap_err();
     assert_eq!(kind(&err), FetchErrorKind::BadResponse);
     let text = shown(&err);
     assert!(text.contains("answered HTTP 503 to each of 6 tries"), "{text}");
@@ -600,13 +603,13 @@ fn a_truncated_blob_in_the_cache_is_refused_offline_and_downloaded_again_online(
     let _env = env_shared();
     let hub = FakeHub::tiny();
     let home = tempfile::tempdir().unwrap();
-    fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    fetch_model(REPO, COMMIT, &opts(&hub, home.path()), &Silent).unwrap();
     let blob = repo_dir(home.path(), REPO).join("blobs").join(weights_sha(&hub));
     let full = fs::metadata(&blob).unwrap().len();
     truncate_file(&blob, full / 2);
 
     let offline = FetchOptions { offline: Some(true), ..opts(&hub, home.path()) };
-    let err = fetch_model(REPO, COMMIT, &offline).unwrap_err();
+    let err = fetch_model(REPO, COMMIT, &offline, &Silent).unwrap_err();
     assert_eq!(kind(&err), FetchErrorKind::Corrupt);
     let text = shown(&err);
     assert!(text.contains("model.safetensors"), "{text}");
@@ -614,7 +617,7 @@ fn a_truncated_blob_in_the_cache_is_refused_offline_and_downloaded_again_online(
     assert!(text.contains("--model-dir"), "{text}");
 
     hub.reset_counts();
-    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path()), &Silent).unwrap();
     assert_files_match(&hub, REPO, &snapshot);
     assert_eq!(lfs_gets(&hub).len(), 1, "the weights were not downloaded again");
     // Only the damaged file was asked about.
@@ -626,7 +629,7 @@ fn a_json_blob_with_garbage_appended_is_not_returned() {
     let _env = env_shared();
     let hub = FakeHub::tiny();
     let home = tempfile::tempdir().unwrap();
-    fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    fetch_model(REPO, COMMIT, &opts(&hub, home.path()), &Silent).unwrap();
     let etag = hub.repo(REPO).file("config.json").etag();
     let blob = repo_dir(home.path(), REPO).join("blobs").join(etag);
     let mut bytes = fs::read(&blob).unwrap();
@@ -634,10 +637,10 @@ fn a_json_blob_with_garbage_appended_is_not_returned() {
     fs::write(&blob, bytes).unwrap();
 
     let offline = FetchOptions { offline: Some(true), ..opts(&hub, home.path()) };
-    let err = fetch_model(REPO, COMMIT, &offline).unwrap_err();
+    let err = fetch_model(REPO, COMMIT, &offline, &Silent).unwrap_err();
     assert_eq!(kind(&err), FetchErrorKind::Corrupt);
     assert!(shown(&err).contains("config.json"));
-    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path()), &Silent).unwrap();
     assert_files_match(&hub, REPO, &snapshot);
 }
 
@@ -646,7 +649,7 @@ fn a_same_length_bit_flip_is_caught_with_verify_cached() {
     let _env = env_shared();
     let hub = FakeHub::tiny();
     let home = tempfile::tempdir().unwrap();
-    fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    fetch_model(REPO, COMMIT, &opts(&hub, home.path()), &Silent).unwrap();
     let blob = repo_dir(home.path(), REPO).join("blobs").join(weights_sha(&hub));
     let mut bytes = fs::read(&blob).unwrap();
     let last = bytes.len() - 1;
@@ -654,12 +657,12 @@ fn a_same_length_bit_flip_is_caught_with_verify_cached() {
     fs::write(&blob, bytes).unwrap();
 
     let deep_offline = FetchOptions { offline: Some(true), verify_cached: true, ..opts(&hub, home.path()) };
-    let err = fetch_model(REPO, COMMIT, &deep_offline).unwrap_err();
+    let err = fetch_model(REPO, COMMIT, &deep_offline, &Silent).unwrap_err();
     assert_eq!(kind(&err), FetchErrorKind::Corrupt);
     assert!(shown(&err).contains("sha256"));
 
     let deep_online = FetchOptions { verify_cached: true, ..opts(&hub, home.path()) };
-    let snapshot = fetch_model(REPO, COMMIT, &deep_online).unwrap();
+    let snapshot = fetch_model(REPO, COMMIT, &deep_online, &Silent).unwrap();
     assert_files_match(&hub, REPO, &snapshot);
 }
 
@@ -668,12 +671,12 @@ fn a_partly_cached_snapshot_fetches_only_what_is_missing() {
     let _env = env_shared();
     let hub = FakeHub::tiny();
     let home = tempfile::tempdir().unwrap();
-    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    let snapshot = fetch_model(REPO, COMMIT, &opts(&hub, home.path()), &Silent).unwrap();
     fs::remove_file(snapshot.join("tokenizer.json")).unwrap();
     let etag = hub.repo(REPO).file("tokenizer.json").etag();
     fs::remove_file(repo_dir(home.path(), REPO).join("blobs").join(etag)).unwrap();
     hub.reset_counts();
-    fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    fetch_model(REPO, COMMIT, &opts(&hub, home.path()), &Silent).unwrap();
     let seen = hub.seen();
     assert!(seen.iter().all(|s| s.target.ends_with("/tokenizer.json")), "{seen:?}");
     assert_files_match(&hub, REPO, &snapshot);
@@ -684,7 +687,7 @@ fn a_branch_is_resolved_once_and_then_found_through_refs() {
     let _env = env_shared();
     let hub = FakeHub::tiny();
     let home = tempfile::tempdir().unwrap();
-    let snapshot = fetch_model(REPO, "main", &opts(&hub, home.path())).unwrap();
+    let snapshot = fetch_model(REPO, "main", &opts(&hub, home.path()), &Silent).unwrap();
     assert!(snapshot.ends_with(COMMIT));
     let refs = repo_dir(home.path(), REPO).join("refs");
     assert_eq!(fs::read_to_string(refs.join("main")).unwrap(), COMMIT);
@@ -694,7 +697,7 @@ fn a_branch_is_resolved_once_and_then_found_through_refs() {
     assert!(hub_requests[1..].iter().all(|s| s.target.contains(&format!("/resolve/{COMMIT}/"))));
     hub.reset_counts();
     let offline = FetchOptions { offline: Some(true), ..opts(&hub, home.path()) };
-    assert_eq!(fetch_model(REPO, "main", &offline).unwrap(), snapshot);
+    assert_eq!(fetch_model(REPO, "main", &offline, &Silent).unwrap(), snapshot);
     assert_eq!(hub.connections(), 0);
 }
 
@@ -705,7 +708,7 @@ fn a_renamed_repo_is_followed_through_its_relative_redirect() {
     repo.renamed_from = vec!["old-org/tiny-model".into()];
     let hub = FakeHub::start(vec![repo]);
     let home = tempfile::tempdir().unwrap();
-    let snapshot = fetch_model("old-org/tiny-model", COMMIT, &opts(&hub, home.path())).unwrap();
+    let snapshot = fetch_model("old-org/tiny-model", COMMIT, &opts(&hub, home.path()), &Silent).unwrap();
     // Cached under the name asked for, as huggingface_hub does.
     assert!(snapshot.starts_with(repo_dir(home.path(), "old-org/tiny-model")));
     assert_files_match(&hub, REPO, &snapshot);
@@ -722,13 +725,13 @@ fn the_token_goes_to_the_hub_but_not_to_the_cdn() {
     // Without a token (`Some("")` sends none) the private repo looks like a missing one, as on
     // the hub.
     let anonymous = FetchOptions { token: Some(String::new()), ..opts(&hub, home.path()) };
-    let err = fetch_model(REPO, COMMIT, &anonymous).unwrap_err();
+    let err = fetch_model(REPO, COMMIT, &anonymous, &Silent).unwrap_err();
     assert_eq!(kind(&err), FetchErrorKind::NotFound);
     assert!(hub.seen().iter().all(|s| s.authorization.is_none()));
 
     let with_token = FetchOptions { token: Some("hf_secret".into()), ..opts(&hub, home.path()) };
     hub.reset_counts();
-    let snapshot = fetch_model(REPO, COMMIT, &with_token).unwrap();
+    let snapshot = fetch_model(REPO, COMMIT, &with_token, &Silent).unwrap();
     assert_files_match(&hub, REPO, &snapshot);
     let seen = hub.seen();
     assert!(seen.iter().filter(|s| !s.cdn).all(|s| s.authorization.as_deref() == Some("Bearer hf_secret")));
@@ -742,11 +745,11 @@ fn malformed_model_ids_are_rejected_without_a_request() {
     let hub = FakeHub::tiny();
     let home = tempfile::tempdir().unwrap();
     for id in ["../etc", "a/b/c", "", "org/na me", "org/-x"] {
-        let err = fetch_model(id, COMMIT, &opts(&hub, home.path())).unwrap_err();
+        let err = fetch_model(id, COMMIT, &opts(&hub, home.path()), &Silent).unwrap_err();
         assert_eq!(kind(&err), FetchErrorKind::InvalidInput, "{id}");
     }
     for rev in ["", "../x", "a//b"] {
-        let err = fetch_model(REPO, rev, &opts(&hub, home.path())).unwrap_err();
+        let err = fetch_model(REPO, rev, &opts(&hub, home.path()), &Silent).unwrap_err();
         assert_eq!(kind(&err), FetchErrorKind::InvalidInput, "{rev}");
     }
     assert_eq!(hub.connections(), 0);
@@ -771,13 +774,13 @@ fn the_hf_hub_crate_and_neoprobe_share_one_cache() {
     // ... and neoprobe finds its files offline.
     hub.reset_counts();
     let offline = FetchOptions { offline: Some(true), ..opts(&hub, home.path()) };
-    let snapshot = fetch_model(REPO, COMMIT, &offline).unwrap();
+    let snapshot = fetch_model(REPO, COMMIT, &offline, &Silent).unwrap();
     assert_files_match(&hub, REPO, &snapshot);
     assert_eq!(hub.connections(), 0);
 
     // The other way round: what neoprobe fetched, hf-hub's cache lookup finds.
     let home = tempfile::tempdir().unwrap();
-    fetch_model(REPO, COMMIT, &opts(&hub, home.path())).unwrap();
+    fetch_model(REPO, COMMIT, &opts(&hub, home.path()), &Silent).unwrap();
     let cache = hf_hub::Cache::new(home.path().join("hub")).repo(hf_hub::Repo::with_revision(
         REPO.into(),
         hf_hub::RepoType::Model,
@@ -825,7 +828,7 @@ fn the_environment_variables_are_honoured() {
     env.set("HF_TOKEN", Some("hf_from_env"));
     env.set("HF_HUB_OFFLINE", None);
 
-    let snapshot = fetch_model(REPO, COMMIT, &FetchOptions::default()).unwrap();
+    let snapshot = fetch_model(REPO, COMMIT, &FetchOptions::default(), &Silent).unwrap();
     assert_eq!(snapshot, repo_dir(home.path(), REPO).join("snapshots").join(COMMIT));
     assert_files_match(&hub, REPO, &snapshot);
     assert!(hub
@@ -837,11 +840,11 @@ fn the_environment_variables_are_honoured() {
     // HF_HUB_OFFLINE=1: the cached files are returned, an empty cache fails fast.
     env.set("HF_HUB_OFFLINE", Some("1"));
     hub.reset_counts();
-    assert_eq!(fetch_model(REPO, COMMIT, &FetchOptions::default()).unwrap(), snapshot);
+    assert_eq!(fetch_model(REPO, COMMIT, &FetchOptions::default(), &Silent).unwrap(), snapshot);
     let empty = tempfile::tempdir().unwrap();
     env.set("HF_HOME", Some(empty.path().to_str().unwrap()));
     let start = Instant::now();
-    let err = fetch_model(REPO, COMMIT, &FetchOptions::default()).unwrap_err();
+    let err = fetch_model(REPO, COMMIT, &FetchOptions::default(), &Silent).unwrap_err();
     assert!(start.elapsed() < Duration::from_secs(1));
     assert_eq!(kind(&err), FetchErrorKind::NotCached);
     assert!(shown(&err).contains(&empty.path().join("hub").display().to_string()));
@@ -849,7 +852,7 @@ fn the_environment_variables_are_honoured() {
 
     // An explicit option beats the environment.
     let forced_online = FetchOptions { offline: Some(false), ..FetchOptions::default() };
-    fetch_model(REPO, COMMIT, &forced_online).unwrap();
+    fetch_model(REPO, COMMIT, &forced_online, &Silent).unwrap();
     assert!(hub.connections() > 0);
 }
 
@@ -861,7 +864,7 @@ fn concurrent_fetches_into_one_cache_all_get_the_right_files() {
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let o = opts(&hub, home.path());
-            std::thread::spawn(move || fetch_model(REPO, COMMIT, &o))
+            std::thread::spawn(move || fetch_model(REPO, COMMIT, &o, &Silent))
         })
         .collect();
     for t in threads {

@@ -5,10 +5,11 @@
 mod common;
 
 use common::engine;
-use neoprobe::batching::{Progress, Streamer};
+use neoprobe::batching::Streamer;
 use neoprobe::engine::LoadedModel;
 use neoprobe::kernels::Variant;
 use neoprobe::model::{Batch, Hook, HookPlan, HookPoint, ModelDir};
+use neoprobe::notes::{Bar, Interrupted, NoBar, Notes, Silent, Unit};
 use std::path::Path;
 use std::process::Command;
 
@@ -50,22 +51,17 @@ fn batches_of_any_size_give_the_rows_of_one_batch(variant: Variant) {
         let expected = whole.get(hook).unwrap();
         // One batch per sequence or nearly, odd sizes that cut anywhere, and all in one.
         for batch_tokens in [longest, 97, 256, one.n_tokens()] {
-            let streamer = Streamer { engine: &engine, plan: &plan, hook, batch_tokens };
+            let streamer = streamer(&engine, &plan, hook, batch_tokens, &Silent);
             let mut rows = Vec::new();
             let mut next_sequence = 0;
             let stats = streamer
-                .run(
-                    sequences.iter().cloned().map(Ok),
-                    &Progress::hidden(),
-                    &|i| format!("sequence {i}"),
-                    |batch, first, r| {
-                        assert_eq!(first, next_sequence, "batches arrive in order");
-                        assert!(batch.n_tokens() <= batch_tokens);
-                        next_sequence += batch.n_sequences();
-                        rows.extend(r);
-                        Ok(())
-                    },
-                )
+                .run(sequences.iter().cloned().map(Ok), &|i| format!("sequence {i}"), |batch, first, r| {
+                    assert_eq!(first, next_sequence, "batches arrive in order");
+                    assert!(batch.n_tokens() <= batch_tokens);
+                    next_sequence += batch.n_sequences();
+                    rows.extend(r);
+                    Ok(())
+                })
                 .unwrap();
             assert_eq!(stats.tokens, one.n_tokens());
             assert_eq!(stats.sequences, sequences.len());
@@ -85,11 +81,11 @@ fn a_sequence_longer_than_a_batch_is_an_error_naming_it() {
     let hook = Hook::block(8, HookPoint::MlpPre);
     let (model, plan) = LoadedModel::load(&dir, |_| HookPlan::new(&[hook])).unwrap();
     let engine = engine(&model.weights, Variant::Cpu);
-    let streamer = Streamer { engine: &engine, plan: &plan, hook, batch_tokens: 4 };
+    let streamer = streamer(&engine, &plan, hook, 4, &Silent);
     let sequences = vec![vec![1, 2], vec![3, 4, 5, 6, 7], vec![8]];
     let mut called = 0;
     let err = streamer
-        .run(sequences.into_iter().map(Ok), &Progress::hidden(), &|i| format!("word {i}"), |_, _, _| {
+        .run(sequences.into_iter().map(Ok), &|i| format!("word {i}"), |_, _, _| {
             called += 1;
             Ok(())
         })
@@ -159,4 +155,49 @@ fn extract_and_challenge_files_do_not_depend_on_the_batch_size() {
         arrays.push(std::fs::read(out.join("activations.npy")).unwrap());
     }
     assert!(arrays[0] == arrays[1], "the challenge's activations depend on the batch size");
+}
+
+fn streamer<'a>(
+    engine: &'a neoprobe::engine::Engine,
+    plan: &'a HookPlan,
+    hook: Hook,
+    batch_tokens: usize,
+    notes: &'a dyn Notes,
+) -> Streamer<'a> {
+    Streamer { engine, plan, hook, batch_tokens, notes, label: "test", total_tokens: 0 }
+}
+
+/// Asks to stop once the first batch has been handed over, as Ctrl-C in Python does.
+struct StopAfterFirstBatch(std::sync::atomic::AtomicBool);
+
+impl Notes for StopAfterFirstBatch {
+    fn step(&self, _: &str) {}
+    fn warn(&self, _: &str) {}
+    fn bar(&self, _: &str, _: Option<u64>, _: u64, _: Unit) -> Box<dyn Bar + '_> {
+        Box::new(NoBar)
+    }
+    fn interrupted(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn an_interrupt_stops_the_run_between_batches() {
+    let dir = ModelDir::open(Path::new(TINY)).unwrap();
+    let hook = Hook::block(1, HookPoint::MlpPre);
+    let (model, plan) = LoadedModel::load(&dir, |_| HookPlan::new(&[hook])).unwrap();
+    let engine = engine(&model.weights, Variant::Cpu);
+    let stop = StopAfterFirstBatch(std::sync::atomic::AtomicBool::new(false));
+    let streamer = streamer(&engine, &plan, hook, 2, &stop);
+    let sequences = vec![vec![1, 2], vec![3, 4], vec![5]];
+    let mut called = 0;
+    let err = streamer
+        .run(sequences.into_iter().map(Ok), &|i| format!("word {i}"), |_, _, _| {
+            called += 1;
+            stop.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(err.downcast_ref::<Interrupted>().is_some(), "{err:#}");
+    assert_eq!(called, 1, "the batch after the interrupt does not run");
 }

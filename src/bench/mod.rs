@@ -14,6 +14,7 @@ use crate::engine::{Engine, LoadedModel};
 use crate::gpu::Gpu;
 use crate::kernels::{Kernels, Variant};
 use crate::model::{kernel_shapes, Batch, GptNeoConfig, GptNeoWeights, Hook, HookPlan, HookPoint, ModelDir};
+use crate::notes::Notes;
 use crate::tokenize::Tokenizer;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -69,16 +70,16 @@ fn challenge_words(tokenizer: &Tokenizer) -> Result<Vec<Vec<u32>>> {
     words.iter().map(|w| tokenizer.encode_word(&w.word, false)).collect()
 }
 
-pub fn run(args: &BenchArgs, progress: &dyn Fn(&str)) -> Result<BenchReport> {
+pub fn run(args: &BenchArgs, notes: &dyn Notes) -> Result<BenchReport> {
     if args.variants.is_empty() {
         bail!("no kernel variant to measure");
     }
     let temp = tempfile::tempdir().context("cannot create a temporary folder for the benchmark")?;
-    let (model_dir, model_name) = prepare_model(args, temp.path(), progress)?;
+    let (model_dir, model_name) = prepare_model(args, temp.path(), notes)?;
     let dir = ModelDir::open(&model_dir)?;
     let hook = Hook::block(8, HookPoint::MlpPre);
 
-    progress("phases of a whole run");
+    notes.step("phases of a whole run");
     let phases = measure::whole_run_phases(&dir, hook, default_variant()?)?;
 
     let (model, plan) =
@@ -102,9 +103,9 @@ pub fn run(args: &BenchArgs, progress: &dyn Fn(&str)) -> Result<BenchReport> {
     let mut kernels = Vec::new();
     let mut challenge = Vec::new();
     for (&variant, compiled) in args.variants.iter().zip(&variant_kernels) {
-        progress(&format!("kernels, variant {variant}"));
+        notes.step(&format!("kernels, variant {variant}"));
         kernels.extend(measure::kernels(&gpu, compiled, &model.config, &batch, args.repeats)?);
-        progress(&format!("challenge forward, variant {variant}"));
+        notes.step(&format!("challenge forward, variant {variant}"));
         let engine = Engine::new(&model.weights, Some(variant), model.load_time)?;
         challenge.push(measure::challenge_forward(&engine, &batch, &plan, args.repeats)?);
     }
@@ -112,13 +113,13 @@ pub fn run(args: &BenchArgs, progress: &dyn Fn(&str)) -> Result<BenchReport> {
     let (baseline, ratios) = match &args.baseline_python {
         None => (None, None),
         Some(python) => {
-            progress("baseline: HF transformers and numpy on the same work (this takes a minute)");
+            notes.step("baseline: HF transformers and numpy on the same work (this takes a minute)");
             let started = Instant::now();
             let baseline = baseline::run(python, &args.repo, &model_dir, temp.path())?;
-            progress(&format!("baseline done in {:.0} s", started.elapsed().as_secs_f64()));
+            notes.step(&format!("baseline done in {:.0} s", started.elapsed().as_secs_f64()));
             let mut gemm = Vec::new();
             for compiled in &variant_kernels {
-                progress(&format!(
+                notes.step(&format!(
                     "GEMM against numpy's sgemm, variant {}: {} alternating rounds",
                     compiled.variant, args.gemm_rounds
                 ));
@@ -154,11 +155,11 @@ pub fn run(args: &BenchArgs, progress: &dyn Fn(&str)) -> Result<BenchReport> {
 
 /// The benchmarked model's folder and name: the given folder, or seeded synthetic weights written
 /// into `temp` (or `save_to`).
-fn prepare_model(args: &BenchArgs, temp: &Path, progress: &dyn Fn(&str)) -> Result<(PathBuf, String)> {
+fn prepare_model(args: &BenchArgs, temp: &Path, notes: &dyn Notes) -> Result<(PathBuf, String)> {
     Ok(match &args.model {
         BenchModel::Dir(dir) => (dir.clone(), dir.display().to_string()),
         BenchModel::Synthetic { tokenizer, save_to } => {
-            progress("writing a synthetic GPT-Neo-125M-shaped model (seeded random weights)");
+            notes.step("writing a synthetic GPT-Neo-125M-shaped model (seeded random weights)");
             let dir = save_to.clone().unwrap_or_else(|| temp.join("gpt-neo-125m-synthetic"));
             std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
             GptNeoWeights::synthetic(&GptNeoConfig::gpt_neo_125m(), 125).save(&dir)?;
@@ -172,11 +173,11 @@ fn prepare_model(args: &BenchArgs, temp: &Path, progress: &dyn Fn(&str)) -> Resu
 
 /// The `sweep` workload (see `sweep`): on the same model as the other measurements, with the
 /// first of `args.variants`.
-pub fn run_sweep(args: &BenchArgs, progress: &dyn Fn(&str)) -> Result<sweep::SweepBench> {
+pub fn run_sweep(args: &BenchArgs, notes: &dyn Notes) -> Result<sweep::SweepBench> {
     let temp = tempfile::tempdir().context("cannot create a temporary folder for the benchmark")?;
-    let (model_dir, model_name) = prepare_model(args, temp.path(), progress)?;
+    let (model_dir, model_name) = prepare_model(args, temp.path(), notes)?;
     let binary = sweep::own_binary()?;
-    sweep::run(&model_dir, &model_name, args.variants.first().copied(), &binary, temp.path(), progress)
+    sweep::run(&model_dir, &model_name, args.variants.first().copied(), &binary, temp.path(), notes)
 }
 
 /// The report as a table for people.

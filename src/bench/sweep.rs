@@ -6,6 +6,7 @@ use super::baseline::measure_process;
 use crate::challenge::ModelSource;
 use crate::hub::FetchOptions;
 use crate::kernels::Variant;
+use crate::notes::Notes;
 use crate::sweep::vocab::{sweep_vocab, VocabArgs};
 use crate::sweep::{SweepCommon, DEFAULT_HOOK, DEFAULT_TOP_K};
 use anyhow::{Context, Result};
@@ -81,9 +82,9 @@ pub fn run(
     variant: Option<Variant>,
     binary: &Path,
     temp: &Path,
-    progress: &dyn Fn(&str),
+    notes: &dyn Notes,
 ) -> Result<SweepBench> {
-    progress("vocabulary sweep: every token alone (minutes on a CPU driver)");
+    notes.step("vocabulary sweep: every token alone (minutes on a CPU driver)");
     let out = temp.join("vocab-sweep");
     let common = SweepCommon {
         model: ModelSource::Dir(model_dir.to_path_buf()),
@@ -92,12 +93,11 @@ pub fn run(
         force: true,
         batch_tokens: None,
         variant,
-        progress: false,
     };
     let started = std::time::Instant::now();
     let outcome = sweep_vocab(
         &VocabArgs { common, hook: DEFAULT_HOOK.to_string(), prefix_space: false, top_k: DEFAULT_TOP_K },
-        &mut |_| {},
+        &crate::notes::Silent,
     )?;
     let total_seconds = started.elapsed().as_secs_f64();
     let (stats, batch_tokens) = outcome.streamed.context("the vocabulary sweep reports its batches")?;
@@ -118,7 +118,7 @@ pub fn run(
 
     let mut corpus = Vec::new();
     for bytes in [CORPUS_SMALL_BYTES, CORPUS_LARGE_BYTES] {
-        progress(&format!("corpus sweep of a {} KB text, as its own process (peak memory)", bytes / 1000));
+        notes.step(&format!("corpus sweep of a {} KB text, as its own process (peak memory)", bytes / 1000));
         let text = temp.join(format!("corpus-{bytes}.txt"));
         std::fs::write(&text, corpus_text(bytes))
             .with_context(|| format!("cannot write {}", text.display()))?;

@@ -23,11 +23,12 @@ use super::{
     ACTIVATIONS_NPY, ACTIVATIONS_SAFETENSORS, HEATMAP_PNG, NEURONS_CSV, OFFSETS_PNG, REPORT_MD,
     TOP_NEURONS_PNG,
 };
-use crate::batching::{BatchLimits, Progress, Streamer};
+use crate::batching::{BatchLimits, Streamer};
 use crate::engine::{Engine, LoadedModel, ModelSource, ResolvedModel};
 use crate::hub::FetchOptions;
 use crate::kernels::Variant;
 use crate::model::{Hook, HookPlan, HookPoint, ModelDir};
+use crate::notes::Notes;
 use crate::out_dir::{check_out_dir, Staging};
 use crate::output;
 use crate::pool::{pool, Pool};
@@ -41,8 +42,7 @@ use std::time::Instant;
 pub const BUILT_IN_VERBS: &str = include_str!("../../data/verbs.txt");
 /// The shipped noun list.
 pub const BUILT_IN_NOUNS: &str = include_str!("../../data/nouns.txt");
-/// The block whose `mlp.hook_pre` the challenge reads unless told otherwise.
-pub const DEFAULT_LAYER: usize = 8;
+pub use crate::model::DEFAULT_LAYER;
 /// The output folder unless told otherwise.
 pub const DEFAULT_OUT_DIR: &str = "challenge-out";
 /// Neurons drawn in `top_neurons.png`.
@@ -157,8 +157,6 @@ pub struct ChallengeArgs {
     pub fetch: FetchOptions,
     /// Tokens per GPU batch (`None`: the adapter's default, see `batching`).
     pub batch_tokens: Option<usize>,
-    /// Draw a progress bar on stderr.
-    pub progress: bool,
     /// Label shuffles of the permutation test (0: none) and the generator's seed.
     pub permutations: usize,
     pub seed: u64,
@@ -191,7 +189,7 @@ struct ListedCategory {
 
 /// Runs the challenge. `progress` receives one-line notes as the run goes (the CLI shows them
 /// on a terminal only). Nothing is written unless the whole run succeeds.
-pub fn run_challenge(args: &ChallengeArgs, progress: &mut dyn FnMut(&str)) -> Result<ChallengeOutcome> {
+pub fn run_challenge(args: &ChallengeArgs, notes: &dyn Notes) -> Result<ChallengeOutcome> {
     let started = Instant::now();
     if args.pool == Pool::None {
         bail!("--pool none is not available for the challenge, which needs one row per word; use mean, first, last or max");
@@ -201,7 +199,7 @@ pub fn run_challenge(args: &ChallengeArgs, progress: &mut dyn FnMut(&str)) -> Re
 
     // The model.
     let ResolvedModel { dir, label: model_label, revision, commit, fetch_time } =
-        args.model.resolve(&args.fetch, progress)?;
+        args.model.resolve(&args.fetch, notes)?;
     let hook = Hook::block(args.layer, HookPoint::MlpPre);
     let (model, plan) = LoadedModel::load(&ModelDir::open(&dir)?, |config| {
         if args.layer >= config.num_layers {
@@ -236,7 +234,7 @@ pub fn run_challenge(args: &ChallengeArgs, progress: &mut dyn FnMut(&str)) -> Re
         }
     }
     let n_tokens: usize = sequences.iter().map(Vec::len).sum();
-    progress(&format!(
+    notes.step(&format!(
         "{} words, {n_tokens} tokens, through blocks 0 to {} of {model_label}",
         sequences.len(),
         args.layer
@@ -247,16 +245,23 @@ pub fn run_challenge(args: &ChallengeArgs, progress: &mut dyn FnMut(&str)) -> Re
     let adapter = engine.gpu.adapter_name();
     let variant = engine.kernels.variant;
     let batch_tokens = BatchLimits::of(&engine).choose(args.batch_tokens, &adapter)?;
-    progress(&format!("running on {adapter} with the {variant} kernels"));
+    notes.step(&format!("running on {adapter} with the {variant} kernels"));
     let names: Vec<String> = categories
         .iter()
         .flat_map(|c| c.words.iter().map(|w| format!("word {:?} ({} line {})", w.word, c.source, w.line)))
         .collect();
     let mut pooled = Vec::with_capacity(sequences.len() * width);
-    let streamer = Streamer { engine: &engine, plan: &plan, hook, batch_tokens };
-    let bar = Progress::new(n_tokens as u64, args.progress, "challenge");
+    let streamer = Streamer {
+        engine: &engine,
+        plan: &plan,
+        hook,
+        batch_tokens,
+        notes,
+        label: "challenge",
+        total_tokens: n_tokens as u64,
+    };
     let streamed =
-        streamer.run(sequences.iter().cloned().map(Ok), &bar, &|i| names[i].clone(), |batch, _, rows| {
+        streamer.run(sequences.iter().cloned().map(Ok), &|i| names[i].clone(), |batch, _, rows| {
             pooled.extend(pool(&rows, width, batch, args.pool));
             Ok(())
         })?;
@@ -277,7 +282,7 @@ pub fn run_challenge(args: &ChallengeArgs, progress: &mut dyn FnMut(&str)) -> Re
     let found = findings(&acts, &stats);
     let observed = Counts { bh: found.n_sig_bh, bonferroni: found.n_sig_bonferroni };
     if args.permutations > 0 {
-        progress(&format!("{} label shuffles (seed {})", args.permutations, args.seed));
+        notes.step(&format!("{} label shuffles (seed {})", args.permutations, args.seed));
     }
     let token_counts: Vec<usize> = sequences.iter().map(Vec::len).collect();
     let checks = Checks {

@@ -17,6 +17,7 @@ use crate::gpu::Recorder;
 use crate::hub::FetchOptions;
 use crate::kernels::{KOrder, Rows, Variant};
 use crate::model::{Batch, Hook, HookPlan, HookPoint, ModelDir};
+use crate::notes::Notes;
 use crate::out_dir::{check_out_dir, Staging};
 use crate::output;
 use crate::pool::{pool, Pool};
@@ -31,8 +32,7 @@ pub const CONTRIBUTIONS_PNG: &str = "contributions.png";
 pub const TILES_PNG: &str = "tiles.png";
 pub const OUTPUT_FILES: [&str; 4] = [EXPLAIN_MD, EXPLAIN_JSON, CONTRIBUTIONS_PNG, TILES_PNG];
 
-/// The block explained when none is named (the challenge's).
-pub const DEFAULT_LAYER: usize = 8;
+pub use crate::model::DEFAULT_LAYER;
 
 /// Contributions listed on each side (largest positive, largest negative).
 const TOP_CONTRIBUTIONS: usize = 8;
@@ -174,12 +174,12 @@ pub struct ExplainOutcome {
 }
 
 /// Explains `args.neuron` of block `args.layer` for `args.word`, writing the output folder.
-pub fn explain(args: &ExplainArgs, progress: &mut dyn FnMut(&str)) -> Result<ExplainOutcome> {
+pub fn explain(args: &ExplainArgs, notes: &dyn Notes) -> Result<ExplainOutcome> {
     if args.word.trim().is_empty() {
         bail!("--word is empty; give the word to explain (any UTF-8 text)");
     }
     check_out_dir(&args.out_dir, args.force, &OUTPUT_FILES, "explain's files")?;
-    let resolved = args.model.resolve(&args.fetch, progress)?;
+    let resolved = args.model.resolve(&args.fetch, notes)?;
     let layer = args.layer;
     let at = |point| Hook::block(layer, point);
     let hooks =
@@ -207,7 +207,11 @@ pub fn explain(args: &ExplainArgs, progress: &mut dyn FnMut(&str)) -> Result<Exp
     let batch = Batch::pack(std::slice::from_ref(&ids), config.max_position_embeddings)?;
     let engine = Engine::new(&model.weights, args.variant, model.load_time)?;
     let variant = engine.kernels.variant;
-    progress(&format!("running {:?} on {} with the {variant} kernels", args.word, engine.gpu.adapter_name()));
+    notes.step(&format!(
+        "running {:?} on {} with the {variant} kernels",
+        args.word,
+        engine.gpu.adapter_name()
+    ));
     let (mut acts, _) = engine.forward(&batch, &plan, false)?;
     let mut take = |point| acts.take(at(point)).context("the forward did not read back a hook explain needs");
     let (resid_mid, x_rows) = (take(HookPoint::ResidMid)?, take(HookPoint::Ln2Normalized)?);

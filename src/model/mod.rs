@@ -17,6 +17,11 @@ pub use hooks::{Hook, HookPlan, HookPoint};
 pub use loss::{logsumexp, next_token_loss};
 pub use weights::{BlockWeights, GptNeoWeights, HostTensor, LayerNormWeights, LinearWeights};
 
+/// The challenge's block, and every command's default block.
+pub const DEFAULT_LAYER: usize = 8;
+/// The challenge's hook, `blocks.{DEFAULT_LAYER}.mlp.hook_pre`: every command's default hook.
+pub const DEFAULT_HOOK: &str = "blocks.8.mlp.hook_pre";
+
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 
@@ -48,5 +53,15 @@ impl ModelDir {
 
     pub fn tokenizer_path(&self) -> PathBuf {
         self.path.join("tokenizer.json")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_hook_is_the_default_layers_mlp_expansion() {
+        assert_eq!(DEFAULT_HOOK, Hook::block(DEFAULT_LAYER, HookPoint::MlpPre).to_string());
     }
 }

@@ -15,9 +15,10 @@ use super::vocab::summary_text;
 use super::{
     check_top_k, model_metadata, sha256_bytes, SweepCommon, SweepOutcome, CONTEXTS_JSONL, CORPUS_TOPK,
 };
-use crate::batching::{BatchLimits, Progress, Streamer};
+use crate::batching::{BatchLimits, Streamer};
 use crate::engine::{Engine, LoadedModel};
 use crate::model::ModelDir;
+use crate::notes::Notes;
 use crate::out_dir::{check_out_dir, Staging};
 use crate::output::write_atomic;
 use crate::tokenize::{read_text, Tokenizer};
@@ -131,7 +132,7 @@ pub struct SequenceTokens {
     pub tokens: Vec<String>,
 }
 
-pub fn sweep_corpus(args: &CorpusArgs, note: &mut dyn FnMut(&str)) -> Result<SweepOutcome> {
+pub fn sweep_corpus(args: &CorpusArgs, notes: &dyn Notes) -> Result<SweepOutcome> {
     let c = &args.common;
     if args.top_k == 0 {
         bail!("--top-k must be at least 1");
@@ -144,7 +145,7 @@ pub fn sweep_corpus(args: &CorpusArgs, note: &mut dyn FnMut(&str)) -> Result<Swe
     }
     let files = [CORPUS_TOPK, CONTEXTS_JSONL];
     check_out_dir(&c.out_dir, c.force, &files, "the sweep's files")?;
-    let resolved = c.model.resolve(&c.fetch, note)?;
+    let resolved = c.model.resolve(&c.fetch, notes)?;
     let (model, plan, hook) = LoadedModel::load_for_hook(&ModelDir::open(&resolved.dir)?, &args.hook)?;
     let config = &model.config;
     check_top_k(args.top_k, config.vocab_size)?;
@@ -191,7 +192,7 @@ pub fn sweep_corpus(args: &CorpusArgs, note: &mut dyn FnMut(&str)) -> Result<Swe
             args.context
         );
     }
-    note(&format!(
+    notes.step(&format!(
         "{n_sequences} sequences of up to {} tokens{} through {hook} on {adapter}, {batch_tokens} per batch",
         args.context,
         if args.shard.count > 1 {
@@ -203,14 +204,21 @@ pub fn sweep_corpus(args: &CorpusArgs, note: &mut dyn FnMut(&str)) -> Result<Swe
 
     let width = hook.width(config);
     let mut top: Extremes<Key> = Extremes::new(End::Top, args.top_k, width);
-    let streamer = Streamer { engine: &engine, plan: &plan, hook, batch_tokens };
-    let progress = Progress::new(shard_tokens as u64, c.progress, "corpus");
+    let streamer = Streamer {
+        engine: &engine,
+        plan: &plan,
+        hook,
+        batch_tokens,
+        notes,
+        label: "corpus",
+        total_tokens: shard_tokens as u64,
+    };
     let shard = args.shard;
     let sequences = ShardSequences::new(&texts, &model.tokenizer, args.context, shard);
     let name = |i: usize| format!("sequence {}", shard.sequence(i));
     let mut maxima = vec![0.0f32; width];
     let mut positions = vec![0u32; width];
-    let stats = streamer.run(sequences, &progress, &name, |batch, first, rows| {
+    let stats = streamer.run(sequences, &name, |batch, first, rows| {
         for s in 0..batch.n_sequences() {
             let range = batch.sequence(s);
             let sequence = shard.sequence(first + s);

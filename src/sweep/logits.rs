@@ -18,6 +18,7 @@ use crate::challenge::sig;
 use crate::gpu::{Gpu, Recorder};
 use crate::kernels::{Epilogue, Fused, Kernels, LinearUse, Operands, Rows, Shapes, Variant};
 use crate::model::{GptNeoWeights, ModelDir};
+use crate::notes::Notes;
 use crate::out_dir::{check_out_dir, Staging};
 use crate::tokenize::Tokenizer;
 use anyhow::{bail, Result};
@@ -93,7 +94,7 @@ pub fn neuron_directions(c_proj: &[f32], gamma: &[f32], neurons: usize) -> Vec<f
     out
 }
 
-pub fn sweep_logits(args: &LogitsArgs, note: &mut dyn FnMut(&str)) -> Result<SweepOutcome> {
+pub fn sweep_logits(args: &LogitsArgs, notes: &dyn Notes) -> Result<SweepOutcome> {
     let started = Instant::now();
     let c = &args.common;
     if args.top_k == 0 {
@@ -101,7 +102,7 @@ pub fn sweep_logits(args: &LogitsArgs, note: &mut dyn FnMut(&str)) -> Result<Swe
     }
     let files = [LOGITS_TOPK, LOGITS_MD];
     check_out_dir(&c.out_dir, c.force, &files, "the sweep's files")?;
-    let resolved = c.model.resolve(&c.fetch, note)?;
+    let resolved = c.model.resolve(&c.fetch, notes)?;
     let dir = ModelDir::open(&resolved.dir)?;
     let config = dir.config()?;
     if args.layer >= config.num_layers {
@@ -130,7 +131,7 @@ pub fn sweep_logits(args: &LogitsArgs, note: &mut dyn FnMut(&str)) -> Result<Swe
         head_dims: vec![],
     };
     let kernels = Kernels::new(&gpu, variant, &shapes)?;
-    note(&format!(
+    notes.step(&format!(
         "{inter} neurons of block {} against {vocab} tokens on {adapter}: {} neurons × {} tokens at a time",
         args.layer, split.neurons, split.rows
     ));

@@ -3,7 +3,6 @@
 //! ([`corpus`], shardable, with [`merge`]), and each neuron's direct effect on the logits
 //! ([`logits`]). Design and file formats: docs/sweeps.md.
 
-pub mod cli;
 pub mod corpus;
 pub mod files;
 pub mod logits;
@@ -28,8 +27,7 @@ pub const CONTEXTS_JSONL: &str = "contexts.jsonl";
 pub const LOGITS_TOPK: &str = "logits_topk.safetensors";
 pub const LOGITS_MD: &str = "logits.md";
 
-/// The hook the activation sweeps read unless told otherwise (the challenge's).
-pub const DEFAULT_HOOK: &str = "blocks.8.mlp.hook_pre";
+pub use crate::model::DEFAULT_HOOK;
 /// Entries kept per neuron unless told otherwise.
 pub const DEFAULT_TOP_K: usize = 20;
 
@@ -46,8 +44,6 @@ pub struct SweepCommon {
     pub batch_tokens: Option<usize>,
     /// Kernel variant; `None`: the best for the adapter.
     pub variant: Option<Variant>,
-    /// Draw a progress bar on stderr.
-    pub progress: bool,
 }
 
 /// What a sweep did.

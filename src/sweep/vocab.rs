@@ -12,10 +12,11 @@
 use super::files::{Data, SweepFile, TokenLists};
 use super::topk::{check_finite, End, Extremes, Moments};
 use super::{check_top_k, model_metadata, token_cell, SweepCommon, SweepOutcome, VOCAB_MD, VOCAB_TOPK};
-use crate::batching::{BatchLimits, Progress, StreamStats, Streamer};
+use crate::batching::{BatchLimits, StreamStats, Streamer};
 use crate::challenge::sig;
 use crate::engine::{Engine, LoadedModel};
 use crate::model::ModelDir;
+use crate::notes::Notes;
 use crate::out_dir::{check_out_dir, Staging};
 use crate::tokenize::Tokenizer;
 use anyhow::{bail, Result};
@@ -59,14 +60,14 @@ pub fn vocab_tokens(
     Ok((ids, skipped))
 }
 
-pub fn sweep_vocab(args: &VocabArgs, note: &mut dyn FnMut(&str)) -> Result<SweepOutcome> {
+pub fn sweep_vocab(args: &VocabArgs, notes: &dyn Notes) -> Result<SweepOutcome> {
     let c = &args.common;
     if args.top_k == 0 {
         bail!("--top-k must be at least 1");
     }
     let files = [VOCAB_TOPK, VOCAB_MD];
     check_out_dir(&c.out_dir, c.force, &files, "the sweep's files")?;
-    let resolved = c.model.resolve(&c.fetch, note)?;
+    let resolved = c.model.resolve(&c.fetch, notes)?;
     let (model, plan, hook) = LoadedModel::load_for_hook(&ModelDir::open(&resolved.dir)?, &args.hook)?;
     let config = &model.config;
     check_top_k(args.top_k, config.vocab_size)?;
@@ -84,16 +85,22 @@ pub fn sweep_vocab(args: &VocabArgs, note: &mut dyn FnMut(&str)) -> Result<Sweep
     let engine = Engine::new(&model.weights, c.variant, model.load_time)?;
     let adapter = engine.gpu.adapter_name();
     let batch_tokens = BatchLimits::of(&engine).choose(c.batch_tokens, &adapter)?;
-    note(&format!("{} tokens alone through {hook} on {adapter}, {batch_tokens} per batch", ids.len()));
+    notes.step(&format!("{} tokens alone through {hook} on {adapter}, {batch_tokens} per batch", ids.len()));
     let width = hook.width(config);
     let mut top = Extremes::new(End::Top, args.top_k, width);
     let mut bottom = Extremes::new(End::Bottom, args.top_k, width);
     let mut moments = Moments::new(width);
-    let streamer = Streamer { engine: &engine, plan: &plan, hook, batch_tokens };
-    let progress = Progress::new(ids.len() as u64, c.progress, "vocab");
+    let streamer = Streamer {
+        engine: &engine,
+        plan: &plan,
+        hook,
+        batch_tokens,
+        notes,
+        label: "vocab",
+        total_tokens: ids.len() as u64,
+    };
     let stats = streamer.run(
         ids.iter().map(|&id| Ok(vec![id])),
-        &progress,
         &|i| format!("token {}", ids[i]),
         |_, first, rows| {
             check_finite(&rows, width, &|r| format!("token {}", ids[first + r]))?;

@@ -14,6 +14,7 @@ use crate::kernels::{AttentionShape, Epilogue, Faults, GpuLayerNorm, Kernels, Ro
 use crate::model::{
     next_token_loss, AttentionKind, Batch, GptNeoConfig, GptNeoWeights, Hook, HookPlan, HookPoint, ModelDir,
 };
+use crate::notes::Notes;
 use crate::reference;
 use crate::tokenize::Tokenizer;
 use anyhow::Result;
@@ -132,8 +133,8 @@ struct Input {
     logits: Vec<f32>,
 }
 
-pub fn verify(args: &VerifyArgs, progress: &mut dyn FnMut(&str)) -> Result<VerifyReport> {
-    let resolved = args.model.resolve(&args.fetch, progress)?;
+pub fn verify(args: &VerifyArgs, notes: &dyn Notes) -> Result<VerifyReport> {
+    let resolved = args.model.resolve(&args.fetch, notes)?;
     let mut checked = Vec::new();
     let (model, _) = LoadedModel::load(&ModelDir::open(&resolved.dir)?, |config| {
         checked = checked_blocks(config);
@@ -147,7 +148,7 @@ pub fn verify(args: &VerifyArgs, progress: &mut dyn FnMut(&str)) -> Result<Verif
     hooks.push(Hook::Logits);
     let gpu_plan = HookPlan::new(&hooks)?;
 
-    progress("the f64 reference forward on the challenge's words and the built-in text");
+    notes.step("the f64 reference forward on the challenge's words and the built-in text");
     let mut words = WordSource::verbs().read()?;
     words.extend(WordSource::nouns().read()?);
     let word_ids =
@@ -171,11 +172,11 @@ pub fn verify(args: &VerifyArgs, progress: &mut dyn FnMut(&str)) -> Result<Verif
             checks.push(Check::not_run(format!("{variant}: every check"), Some(variant), why));
             continue;
         }
-        progress(&format!("{variant}: kernels at the model's shapes"));
+        notes.step(&format!("{variant}: kernels at the model's shapes"));
         let engine = Engine::with_faults(&model.weights, Some(variant), model.load_time, args.faults)?;
         checks.extend(kernel_checks(&engine.gpu, &engine.kernels, &model.weights)?);
         for input in &inputs {
-            progress(&format!("{variant}: the forward on the {}", input.name));
+            notes.step(&format!("{variant}: the forward on the {}", input.name));
             let (acts, _) = engine.forward(&input.batch, &gpu_plan, false)?;
             for &hook in &hooks[..hooks.len() - 1] {
                 let (got, want) = (acts.get(hook).expect("every planned hook"), &input.reference[&hook]);

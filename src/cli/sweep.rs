@@ -1,17 +1,16 @@
-//! The options of `neoprobe sweep …` (clap), kept beside the sweeps so that the binary gains one
-//! line per command; `run` turns them into the library's arguments and prints the outcome.
+//! `neoprobe sweep vocab|corpus|merge|logits`: per neuron what it responds to and what it writes.
 
-use super::corpus::{sweep_corpus, CorpusArgs, Shard, DEFAULT_CONTEXT};
-use super::logits::{sweep_logits, LogitsArgs};
-use super::merge::{merge, MergeArgs};
-use super::vocab::{sweep_vocab, VocabArgs};
-use super::{SweepCommon, SweepOutcome, DEFAULT_HOOK, DEFAULT_TOP_K};
-use crate::challenge::run::DEFAULT_LAYER;
-use crate::challenge::ModelSource;
-use crate::hub::FetchOptions;
-use crate::kernels::Variant;
+use super::model_args::ModelArgs;
+use super::terminal::Terminal;
 use clap::{Args, Subcommand};
-use std::io::IsTerminal;
+use neoprobe::hub::FetchOptions;
+use neoprobe::kernels::Variant;
+use neoprobe::model::{DEFAULT_HOOK, DEFAULT_LAYER};
+use neoprobe::sweep::corpus::{sweep_corpus, CorpusArgs, Shard, DEFAULT_CONTEXT};
+use neoprobe::sweep::logits::{sweep_logits, LogitsArgs};
+use neoprobe::sweep::merge::{merge, MergeArgs};
+use neoprobe::sweep::vocab::{sweep_vocab, VocabArgs};
+use neoprobe::sweep::{SweepCommon, SweepOutcome, DEFAULT_TOP_K};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -84,44 +83,32 @@ pub enum SweepCommand {
     Logits(LogitsCli),
 }
 
-/// Which model a sweep runs.
+/// Where a sweep writes, and on which kernels.
 #[derive(Args)]
-#[command(group = clap::ArgGroup::new("model_source").required(true).args(["model", "model_dir"]))]
-pub struct ModelCli {
-    /// Model id on the Hugging Face hub, fetched into the HF cache (HF_HOME, HF_ENDPOINT,
-    /// HF_HUB_OFFLINE and HF_TOKEN are honoured).
-    #[arg(long, value_name = "ID")]
-    model: Option<String>,
-    /// Commit, branch or tag on the hub [default: the pinned commit for
-    /// EleutherAI/gpt-neo-125m, main for any other model].
-    #[arg(long, value_name = "REV", requires = "model")]
-    revision: Option<String>,
-    /// Local model folder with config.json, model.safetensors and tokenizer.json; no network.
-    #[arg(long, value_name = "DIR")]
-    model_dir: Option<PathBuf>,
-}
-
-/// Where a sweep writes, and how it runs.
-#[derive(Args)]
-pub struct RunCli {
+pub struct OutCli {
     /// Output folder; one that already holds files is refused unless --force.
     #[arg(long, value_name = "DIR")]
     out_dir: PathBuf,
     /// Write into an output folder that holds files, replacing the sweep's files there.
     #[arg(long)]
     force: bool,
-    /// Tokens per GPU batch; sequences are never split [default: from the adapter's limits].
-    #[arg(long, value_name = "N")]
-    batch_tokens: Option<usize>,
     /// Kernel implementation [default: the fastest for the adapter].
     #[arg(long, value_enum, value_name = "VARIANT")]
     kernel_variant: Option<Variant>,
 }
 
+/// How the activation sweeps batch their sequences.
+#[derive(Args)]
+pub struct BatchCli {
+    /// Tokens per GPU batch; sequences are never split [default: from the adapter's limits].
+    #[arg(long, value_name = "N")]
+    batch_tokens: Option<usize>,
+}
+
 #[derive(Args)]
 pub struct VocabCli {
     #[command(flatten)]
-    model: ModelCli,
+    model: ModelArgs,
     /// Hook point (TransformerLens name, or transformer.h.L.mlp.c_fc).
     #[arg(long, value_name = "NAME", default_value = DEFAULT_HOOK)]
     hook: String,
@@ -132,13 +119,15 @@ pub struct VocabCli {
     #[arg(long, value_name = "K", default_value_t = DEFAULT_TOP_K)]
     top_k: usize,
     #[command(flatten)]
-    run: RunCli,
+    out: OutCli,
+    #[command(flatten)]
+    batch: BatchCli,
 }
 
 #[derive(Args)]
 pub struct CorpusCli {
     #[command(flatten)]
-    model: ModelCli,
+    model: ModelArgs,
     /// UTF-8 text file(s) of the corpus, in order (repeat --text, or list several after it).
     #[arg(long, value_name = "FILE", required = true, num_args = 1..)]
     text: Vec<PathBuf>,
@@ -156,7 +145,9 @@ pub struct CorpusCli {
     #[arg(long, value_name = "I/N")]
     shard: Option<String>,
     #[command(flatten)]
-    run: RunCli,
+    out: OutCli,
+    #[command(flatten)]
+    batch: BatchCli,
 }
 
 #[derive(Args)]
@@ -175,73 +166,53 @@ pub struct MergeCli {
 #[derive(Args)]
 pub struct LogitsCli {
     #[command(flatten)]
-    model: ModelCli,
+    model: ModelArgs,
     /// The block whose MLP neurons are read.
     #[arg(long, value_name = "L", default_value_t = DEFAULT_LAYER)]
     layer: usize,
     /// Tokens kept per neuron at each end.
     #[arg(long, value_name = "K", default_value_t = DEFAULT_TOP_K)]
     top_k: usize,
-    /// Output folder; one that already holds files is refused unless --force.
-    #[arg(long, value_name = "DIR")]
-    out_dir: PathBuf,
-    /// Write into an output folder that holds files, replacing the sweep's files there.
-    #[arg(long)]
-    force: bool,
-    /// Kernel implementation [default: the fastest for the adapter].
-    #[arg(long, value_enum, value_name = "VARIANT")]
-    kernel_variant: Option<Variant>,
+    #[command(flatten)]
+    out: OutCli,
 }
 
-fn common(model: ModelCli, run: RunCli, interactive: bool) -> SweepCommon {
-    let model = match model.model_dir {
-        Some(dir) => ModelSource::Dir(dir),
-        None => ModelSource::Hub {
-            id: model.model.expect("clap requires --model or --model-dir"),
-            revision: model.revision,
-        },
-    };
+fn common(model: ModelArgs, out: OutCli, batch_tokens: Option<usize>) -> SweepCommon {
     SweepCommon {
-        model,
-        fetch: FetchOptions { progress: interactive, ..FetchOptions::default() },
-        out_dir: run.out_dir,
-        force: run.force,
-        batch_tokens: run.batch_tokens,
-        variant: run.kernel_variant,
-        progress: interactive,
+        model: model.source(),
+        fetch: FetchOptions::default(),
+        out_dir: out.out_dir,
+        force: out.force,
+        batch_tokens,
+        variant: out.kernel_variant,
     }
 }
 
-/// Runs a `sweep` subcommand: the summary to stdout; progress and notes to stderr on a terminal.
+/// Runs a `sweep` subcommand: the summary to stdout; progress and notes to stderr.
 pub fn run(cli: SweepCli) -> anyhow::Result<()> {
-    let interactive = std::io::stderr().is_terminal();
-    let mut note = |text: &str| {
-        if interactive {
-            eprintln!("neoprobe: {text}");
-        }
-    };
+    let notes = Terminal::new();
     let outcome: SweepOutcome = match cli.command {
         SweepCommand::Vocab(a) => sweep_vocab(
             &VocabArgs {
-                common: common(a.model, a.run, interactive),
+                common: common(a.model, a.out, a.batch.batch_tokens),
                 hook: a.hook,
                 prefix_space: a.prefix_space,
                 top_k: a.top_k,
             },
-            &mut note,
+            &notes,
         )?,
         SweepCommand::Corpus(a) => {
             let shard = a.shard.as_deref().map(Shard::parse).transpose()?.unwrap_or(Shard::WHOLE);
             sweep_corpus(
                 &CorpusArgs {
-                    common: common(a.model, a.run, interactive),
+                    common: common(a.model, a.out, a.batch.batch_tokens),
                     hook: a.hook,
                     texts: a.text,
                     context: a.context,
                     top_k: a.top_k,
                     shard,
                 },
-                &mut note,
+                &notes,
             )?
         }
         SweepCommand::Merge(a) => {
@@ -252,18 +223,10 @@ pub fn run(cli: SweepCli) -> anyhow::Result<()> {
             }
             SweepOutcome { summary, files: merged.files, streamed: None }
         }
-        SweepCommand::Logits(a) => {
-            let run = RunCli {
-                out_dir: a.out_dir,
-                force: a.force,
-                batch_tokens: None,
-                kernel_variant: a.kernel_variant,
-            };
-            sweep_logits(
-                &LogitsArgs { common: common(a.model, run, interactive), layer: a.layer, top_k: a.top_k },
-                &mut note,
-            )?
-        }
+        SweepCommand::Logits(a) => sweep_logits(
+            &LogitsArgs { common: common(a.model, a.out, None), layer: a.layer, top_k: a.top_k },
+            &notes,
+        )?,
     };
     print!("{}", outcome.summary);
     Ok(())
