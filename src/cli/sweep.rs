@@ -83,7 +83,7 @@ pub enum SweepCommand {
     Logits(LogitsCli),
 }
 
-/// Where a sweep writes, and on which kernels.
+/// Where a sweep writes.
 #[derive(Args)]
 pub struct OutCli {
     /// Output folder; one that already holds files is refused unless --force.
@@ -92,17 +92,19 @@ pub struct OutCli {
     /// Write into an output folder that holds files, replacing the sweep's files there.
     #[arg(long)]
     force: bool,
-    /// Kernel implementation [default: the fastest for the adapter].
-    #[arg(long, value_enum, value_name = "VARIANT")]
-    kernel_variant: Option<Variant>,
 }
 
-/// How the activation sweeps batch their sequences.
+/// Where an activation sweep writes, and how it runs.
 #[derive(Args)]
-pub struct BatchCli {
+pub struct RunCli {
+    #[command(flatten)]
+    out: OutCli,
     /// Tokens per GPU batch; sequences are never split [default: from the adapter's limits].
     #[arg(long, value_name = "N")]
     batch_tokens: Option<usize>,
+    /// Kernel implementation [default: the fastest for the adapter].
+    #[arg(long, value_enum, value_name = "VARIANT")]
+    kernel_variant: Option<Variant>,
 }
 
 #[derive(Args)]
@@ -119,9 +121,7 @@ pub struct VocabCli {
     #[arg(long, value_name = "K", default_value_t = DEFAULT_TOP_K)]
     top_k: usize,
     #[command(flatten)]
-    out: OutCli,
-    #[command(flatten)]
-    batch: BatchCli,
+    run: RunCli,
 }
 
 #[derive(Args)]
@@ -145,9 +145,7 @@ pub struct CorpusCli {
     #[arg(long, value_name = "I/N")]
     shard: Option<String>,
     #[command(flatten)]
-    out: OutCli,
-    #[command(flatten)]
-    batch: BatchCli,
+    run: RunCli,
 }
 
 #[derive(Args)]
@@ -175,16 +173,24 @@ pub struct LogitsCli {
     top_k: usize,
     #[command(flatten)]
     out: OutCli,
+    /// Kernel implementation [default: the fastest for the adapter].
+    #[arg(long, value_enum, value_name = "VARIANT")]
+    kernel_variant: Option<Variant>,
 }
 
-fn common(model: ModelArgs, out: OutCli, batch_tokens: Option<usize>) -> SweepCommon {
+fn common(
+    model: ModelArgs,
+    out: OutCli,
+    batch_tokens: Option<usize>,
+    variant: Option<Variant>,
+) -> SweepCommon {
     SweepCommon {
         model: model.source(),
         fetch: FetchOptions::default(),
         out_dir: out.out_dir,
         force: out.force,
         batch_tokens,
-        variant: out.kernel_variant,
+        variant,
     }
 }
 
@@ -194,7 +200,7 @@ pub fn run(cli: SweepCli) -> anyhow::Result<()> {
     let outcome: SweepOutcome = match cli.command {
         SweepCommand::Vocab(a) => sweep_vocab(
             &VocabArgs {
-                common: common(a.model, a.out, a.batch.batch_tokens),
+                common: common(a.model, a.run.out, a.run.batch_tokens, a.run.kernel_variant),
                 hook: a.hook,
                 prefix_space: a.prefix_space,
                 top_k: a.top_k,
@@ -205,7 +211,7 @@ pub fn run(cli: SweepCli) -> anyhow::Result<()> {
             let shard = a.shard.as_deref().map(Shard::parse).transpose()?.unwrap_or(Shard::WHOLE);
             sweep_corpus(
                 &CorpusArgs {
-                    common: common(a.model, a.out, a.batch.batch_tokens),
+                    common: common(a.model, a.run.out, a.run.batch_tokens, a.run.kernel_variant),
                     hook: a.hook,
                     texts: a.text,
                     context: a.context,
@@ -224,7 +230,11 @@ pub fn run(cli: SweepCli) -> anyhow::Result<()> {
             SweepOutcome { summary, files: merged.files, streamed: None }
         }
         SweepCommand::Logits(a) => sweep_logits(
-            &LogitsArgs { common: common(a.model, a.out, None), layer: a.layer, top_k: a.top_k },
+            &LogitsArgs {
+                common: common(a.model, a.out, None, a.kernel_variant),
+                layer: a.layer,
+                top_k: a.top_k,
+            },
             &notes,
         )?,
     };
