@@ -154,8 +154,9 @@ impl Streamer<'_> {
                     return Ok(());
                 }
                 self.notes.check_interrupt()?;
-                let batch = Batch::pack(pending, self.engine.model.config.max_position_embeddings)
+                let mut batch = Batch::pack(pending, self.engine.model.config.max_position_embeddings)
                     .with_context(|| format!("batch starting at {}", name(first)))?;
+                batch.first_sequence = first;
                 let (activations, times) = self.engine.forward(&batch, self.plan, false)?;
                 stats.forward += times.forward;
                 stats.readback += times.readback;

@@ -5,7 +5,9 @@ use crate::batching::{BatchLimits, Streamer};
 use crate::engine::{Engine, LoadedModel, ModelSource};
 use crate::hub::FetchOptions;
 use crate::kernels::Variant;
-use crate::model::{attention_pattern_shape, Hook, HookPlan, ModelDir};
+use crate::model::{
+    attention_pattern_shape, Hook, HookPlan, Intervention, InterventionKind, Interventions, ModelDir,
+};
 use crate::notes::Notes;
 use crate::output;
 use crate::pool::{pool, Pool};
@@ -43,6 +45,8 @@ pub struct ExtractArgs {
     pub variant: Option<Variant>,
     /// Tokens per GPU batch (`None`: the default for the adapter, see `batching`).
     pub batch_tokens: Option<usize>,
+    /// Interventions on the way (flag kind and text, src/model/intervene.rs).
+    pub interventions: Vec<(InterventionKind, String)>,
 }
 
 /// What an extraction did: what `--json` prints.
@@ -60,6 +64,8 @@ pub struct ExtractSummary {
     pub adapter: String,
     pub variant: String,
     pub seconds: ExtractTimes,
+    /// The interventions applied, one per hook, as given (flag and text).
+    pub interventions: Vec<String>,
     /// Things the user should know (a text cut short, …).
     pub notes: Vec<String>,
 }
@@ -179,6 +185,17 @@ pub fn extract(args: &ExtractArgs, notes: &dyn Notes) -> Result<ExtractSummary> 
             pooling_for(hook, how)
         })
         .collect::<Result<_>>()?;
+    // The interventions, read and checked against the model and the input before any GPU work.
+    let mut interventions = Vec::new();
+    for (kind, text) in &args.interventions {
+        interventions.extend(Intervention::parse(*kind, text, config)?);
+    }
+    let lengths: Vec<usize> = sequences.iter().map(Vec::len).collect();
+    let plan = plan.with_interventions(Interventions::new(interventions).for_run(&lengths)?);
+    let specs: Vec<String> = plan.interventions().iter().map(|i| i.spec.clone()).collect();
+    if !specs.is_empty() {
+        metadata.insert("interventions".to_string(), serde_json::to_string(&specs)?);
+    }
     let engine = Engine::new(&model.weights, args.variant, model.load_time)?;
     let batch_tokens =
         BatchLimits::for_plan(&engine, &plan).choose(args.batch_tokens, &engine.gpu.adapter_name())?;
@@ -267,6 +284,7 @@ pub fn extract(args: &ExtractArgs, notes: &dyn Notes) -> Result<ExtractSummary> 
             forward: stats.forward.as_secs_f64(),
             total: started.elapsed().as_secs_f64(),
         },
+        interventions: specs,
         notes: warnings,
     })
 }

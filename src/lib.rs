@@ -12,6 +12,7 @@ pub mod extract;
 pub mod figures;
 pub mod gpu;
 pub mod hub;
+pub mod input_arrays;
 pub mod kernels;
 pub mod model;
 pub mod notes;

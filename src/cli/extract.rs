@@ -1,5 +1,6 @@
 //! `neoprobe extract`: the activations of any hook points, to .npy or .safetensors.
 
+use super::interventions::InterventionArgs;
 use super::model_args::ModelArgs;
 use super::terminal::Terminal;
 use clap::Args;
@@ -51,6 +52,8 @@ pub struct ExtractCli {
     /// split) and the output is written batch by batch [default: from the adapter's limits].
     #[arg(long, value_name = "N")]
     pub batch_tokens: Option<usize>,
+    #[command(flatten)]
+    pub interventions: InterventionArgs,
 }
 
 pub fn run(args: ExtractCli) -> anyhow::Result<()> {
@@ -73,6 +76,7 @@ pub fn run(args: ExtractCli) -> anyhow::Result<()> {
             out: args.out.clone(),
             variant: args.kernel_variant,
             batch_tokens: args.batch_tokens,
+            interventions: args.interventions.specs(),
         },
         &notes,
     )?;

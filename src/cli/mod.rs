@@ -5,6 +5,7 @@ mod bench;
 mod challenge;
 mod explain;
 mod extract;
+mod interventions;
 mod model_args;
 mod sweep;
 mod terminal;

@@ -8,6 +8,7 @@
 
 mod attention;
 mod embed;
+mod intervene;
 mod layernorm;
 mod linear;
 mod texels;
@@ -16,6 +17,7 @@ mod variants;
 
 pub use attention::{AttentionShape, MAX_HEAD_DIM};
 pub use embed::GpuPositions;
+pub use intervene::GpuIntervention;
 pub use layernorm::GpuLayerNorm;
 pub use linear::{Epilogue, Fused, GpuLinear, LinearUse};
 pub use texels::Scratch;
@@ -65,6 +67,8 @@ pub struct Kernels {
     spec: &'static VariantSpec,
     faults: Faults,
     embed: Kernel,
+    /// In-place interventions on a hook's buffer (ablation, steering, patching).
+    intervene: Kernel,
     layernorm: Kernel,
     layernorm_texels: Option<Kernel>,
     /// The variant's linear kernel, one pipeline per `LinearPipeline`, compiled when first needed.
@@ -143,6 +147,11 @@ impl Kernels {
             text: include_str!("../../shaders/embed.wgsl"),
             workgroup_size: 256,
         };
+        let intervene = Source {
+            file: "intervene.wgsl",
+            text: include_str!("../../shaders/intervene.wgsl"),
+            workgroup_size: 64,
+        };
         let rows_to_texture = Source {
             file: "rows_to_texture.wgsl",
             text: include_str!("../../shaders/rows_to_texture.wgsl"),
@@ -154,6 +163,7 @@ impl Kernels {
             spec,
             faults,
             embed: compile_source(gpu, &embed, &[])?,
+            intervene: compile_source(gpu, &intervene, &[])?,
             layernorm: compile_source(gpu, &spec.layernorm, &layernorm_fault)?,
             layernorm_texels: spec
                 .layernorm_texels

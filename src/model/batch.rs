@@ -13,13 +13,21 @@ pub struct Batch {
     pub seq_start: Vec<u32>,
     /// Sequence `s` occupies `ids[offsets[s]..offsets[s + 1]]`.
     pub offsets: Vec<usize>,
+    /// The index of the batch's first sequence among all the sequences of its run (a patch
+    /// finds the other run's rows by it).
+    pub first_sequence: usize,
 }
 
 impl Batch {
     /// Packs `sequences`, each of which must be non-empty and at most `max_positions` long.
     pub fn pack(sequences: &[Vec<u32>], max_positions: usize) -> Result<Batch> {
-        let mut batch =
-            Batch { ids: Vec::new(), positions: Vec::new(), seq_start: Vec::new(), offsets: vec![0] };
+        let mut batch = Batch {
+            ids: Vec::new(),
+            positions: Vec::new(),
+            seq_start: Vec::new(),
+            offsets: vec![0],
+            first_sequence: 0,
+        };
         for (s, sequence) in sequences.iter().enumerate() {
             if sequence.is_empty() {
                 bail!("sequence {s} has no tokens");

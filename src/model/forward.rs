@@ -16,7 +16,8 @@
 use super::{BlockWeights, GptNeoConfig, GptNeoWeights, Hook, HookPlan, HookPoint, HostTensor};
 use crate::gpu::{Gpu, PassTime, Recorder, Trace, Work};
 use crate::kernels::{
-    AttentionShape, Epilogue, Fused, GpuLayerNorm, GpuLinear, GpuPositions, Kernels, LinearUse, Rows, Shapes,
+    AttentionShape, Epilogue, Fused, GpuIntervention, GpuLayerNorm, GpuLinear, GpuPositions, Kernels,
+    LinearUse, Rows, Shapes,
 };
 use crate::model::Batch;
 use anyhow::{bail, Result};
@@ -603,9 +604,61 @@ impl Recording<'_, '_> {
         self.tap(z)
     }
 
-    /// Copies `out` to the host if its hook is requested; stops once it is the deepest one.
+    /// Applies the interventions on `out`'s hook, then copies it to the host if it is requested;
+    /// stops once it is the deepest one.
     fn tap(&mut self, out: Out) -> Step {
+        self.intervene(out)?;
         self.taps.tap(&mut self.rec, self.rows.n_tokens, out)
+    }
+
+    /// Every intervention on `out`'s hook, in order, in place on its buffer (shaders/intervene.wgsl):
+    /// what the rest of the forward reads is the changed value.
+    fn intervene(&mut self, out: Out) -> Step {
+        let (Some(hook), Place::Columns { part, parts }) = (out.hook, out.place) else { return Ok(()) };
+        let plan = self.taps.plan;
+        let n_tokens = self.rows.n_tokens;
+        let row_width = out.buffer.size() as usize / 4 / n_tokens;
+        let (width, batch) = (row_width / parts, self.batch);
+        let col_base = part * width;
+        for intervention in plan.interventions().iter().filter(|i| i.hook == hook) {
+            let mut rows = Vec::new();
+            let mut touched = Vec::new();
+            for s in 0..batch.n_sequences() {
+                let range = batch.sequence(s);
+                let len = range.len();
+                for (p, t) in range.enumerate() {
+                    if intervention.touches_position(p, len) {
+                        rows.push(t as u32);
+                        touched.push((batch.first_sequence + s, p));
+                    }
+                }
+            }
+            if rows.is_empty() {
+                continue;
+            }
+            let cols: Vec<u32> = match &intervention.columns {
+                Some(columns) => columns.iter().map(|&c| (col_base + c) as u32).collect(),
+                None => (col_base..col_base + width).map(|c| c as u32).collect(),
+            };
+            let (keep, scale, source, per_row) = intervention.kernel_terms(width, &touched);
+            let gpu = self.rec.gpu();
+            let rows_buffer = gpu.upload("intervention rows", bytemuck::cast_slice(&rows))?;
+            let cols_buffer = gpu.upload("intervention columns", bytemuck::cast_slice(&cols))?;
+            let source_buffer = gpu.upload("intervention values", bytemuck::cast_slice(&source))?;
+            self.rec.module(|| format!("{hook} ← {}", intervention.spec));
+            let op = GpuIntervention {
+                rows: &rows_buffer,
+                n_rows: rows.len(),
+                cols: &cols_buffer,
+                n_cols: cols.len(),
+                source: &source_buffer,
+                per_row,
+                keep,
+                scale,
+            };
+            self.kernels.intervene(&mut self.rec, out.buffer, row_width, col_base, width, &op);
+        }
+        Ok(())
     }
 
     /// A hook read on the host, after the forward (the embeddings); stops if it is the deepest.

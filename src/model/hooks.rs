@@ -231,6 +231,8 @@ impl fmt::Display for Hook {
 #[derive(Clone, Debug)]
 pub struct HookPlan {
     hooks: Vec<Hook>,
+    /// What the forward changes on its way (none: it only reads).
+    interventions: super::Interventions,
 }
 
 impl HookPlan {
@@ -241,7 +243,18 @@ impl HookPlan {
         let mut hooks = hooks.to_vec();
         hooks.sort();
         hooks.dedup();
-        Ok(HookPlan { hooks })
+        Ok(HookPlan { hooks, interventions: super::Interventions::default() })
+    }
+
+    /// The plan with `interventions` applied on the way (those past the deepest hook change
+    /// nothing that is read back, and are not run).
+    pub fn with_interventions(mut self, interventions: super::Interventions) -> HookPlan {
+        self.interventions = interventions;
+        self
+    }
+
+    pub fn interventions(&self) -> &super::Interventions {
+        &self.interventions
     }
 
     pub fn hooks(&self) -> &[Hook] {

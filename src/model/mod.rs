@@ -4,6 +4,7 @@ mod batch;
 mod config;
 mod forward;
 mod hooks;
+mod intervene;
 mod loss;
 mod weights;
 
@@ -14,6 +15,7 @@ pub use forward::{
     UNEMBEDDING_CHUNK_ROWS,
 };
 pub use hooks::{Hook, HookPlan, HookPoint};
+pub use intervene::{Action, Intervention, Interventions, Kind as InterventionKind, PatchSource};
 pub use loss::{logsumexp, next_token_loss};
 pub use weights::{BlockWeights, GptNeoWeights, HostTensor, LayerNormWeights, LinearWeights};
 
