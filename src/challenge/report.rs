@@ -8,9 +8,9 @@
 
 use super::control::SingleTokenControl;
 use super::permutation::PermutationTest;
-use super::sig;
 use super::stats::{median, neuron_means, NeuronStats, WordActivations};
 use super::{HEATMAP_PNG, NEURONS_CSV, OFFSETS_PNG, TOP_NEURONS_PNG};
+use crate::text::{md, sig};
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -309,18 +309,6 @@ fn band_rule_text(f: &Findings) -> String {
         sig(BAND_ROBUST_Z * f.band_scale, 3),
         sig(100.0 * BAND_SIGN_SHARE, 2)
     )
-}
-
-/// Escapes text for a Markdown table cell.
-pub fn md(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for ch in text.chars() {
-        if matches!(ch, '\\' | '|' | '*' | '_' | '`' | '[' | ']' | '<' | '>' | '#') {
-            out.push('\\');
-        }
-        out.push(ch);
-    }
-    out
 }
 
 fn words_text(p: &Preferring, markdown: bool) -> String {
@@ -835,10 +823,5 @@ mod tests {
         assert!(f.bands.is_empty());
         let text = terminal_summary(&info(), &f, &Checks::default(), &PhaseTimes::default());
         assert!(text.contains("none"));
-    }
-
-    #[test]
-    fn markdown_cells_are_escaped() {
-        assert_eq!(md("a|b*c_d"), "a\\|b\\*c\\_d");
     }
 }

@@ -32,16 +32,12 @@ use crate::notes::Notes;
 use crate::out_dir::{check_out_dir, Staging};
 use crate::output;
 use crate::pool::{pool, Pool};
-use crate::tokenize::{parse_word_list, read_word_list, ListedWord};
+use crate::tokenize::{ListedWord, WordSource};
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// The shipped verb list, compiled in so that the command works from any folder.
-pub const BUILT_IN_VERBS: &str = include_str!("../../data/verbs.txt");
-/// The shipped noun list.
-pub const BUILT_IN_NOUNS: &str = include_str!("../../data/nouns.txt");
 pub use crate::model::DEFAULT_LAYER;
 /// The output folder unless told otherwise.
 pub const DEFAULT_OUT_DIR: &str = "challenge-out";
@@ -57,41 +53,6 @@ pub const OUTPUT_FILES: [&str; 7] = [
     OFFSETS_PNG,
     REPORT_MD,
 ];
-
-/// Where a category's words come from.
-#[derive(Clone, Debug, PartialEq)]
-pub enum WordSource {
-    /// A word-list file: UTF-8, one word per line.
-    File(PathBuf),
-    /// A list compiled into the binary: its path in the repository and its text.
-    BuiltIn { path: &'static str, text: &'static str },
-}
-
-impl WordSource {
-    pub fn verbs() -> WordSource {
-        WordSource::BuiltIn { path: "data/verbs.txt", text: BUILT_IN_VERBS }
-    }
-
-    pub fn nouns() -> WordSource {
-        WordSource::BuiltIn { path: "data/nouns.txt", text: BUILT_IN_NOUNS }
-    }
-
-    /// How the source is named in messages and metadata: the path, or `data/verbs.txt (built in)`.
-    pub fn describe(&self) -> String {
-        match self {
-            WordSource::File(path) => path.display().to_string(),
-            WordSource::BuiltIn { path, .. } => format!("{path} (built in)"),
-        }
-    }
-
-    /// The words, read with the rules of [`read_word_list`] (trimmed, blank lines skipped).
-    pub fn read(&self) -> Result<Vec<ListedWord>> {
-        match self {
-            WordSource::File(path) => read_word_list(path),
-            WordSource::BuiltIn { text, .. } => Ok(parse_word_list(text)),
-        }
-    }
-}
 
 /// One category of words: its name and where its words come from.
 #[derive(Clone, Debug, PartialEq)]
@@ -559,16 +520,6 @@ mod tests {
         assert!(CategorySpec::parse("verbs").unwrap_err().to_string().contains("no '='"));
         assert!(CategorySpec::parse(" =x.txt").unwrap_err().to_string().contains("empty name"));
         assert!(CategorySpec::parse("verbs=").unwrap_err().to_string().contains("names no file"));
-    }
-
-    #[test]
-    fn built_in_lists_read_like_files() {
-        let verbs = WordSource::verbs().read().unwrap();
-        let from_file = read_word_list(std::path::Path::new("data/verbs.txt")).unwrap();
-        assert_eq!(verbs, from_file);
-        assert_eq!(verbs.len(), 100);
-        assert_eq!(WordSource::nouns().read().unwrap().len(), 100);
-        assert_eq!(WordSource::verbs().describe(), "data/verbs.txt (built in)");
     }
 
     #[test]
