@@ -4,7 +4,7 @@
 //! (`sweep logits`), so that a reader can judge whether it is a part-of-speech neuron or
 //! something else.
 
-use super::report::Findings;
+use super::findings::Findings;
 use crate::model::{Hook, HookPoint};
 use crate::sweep::corpus::{CorpusOutput, SequenceTokens};
 use crate::sweep::files::{SweepFile, TokenLists};

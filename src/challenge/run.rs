@@ -12,17 +12,16 @@
 //!    folder, whose files are moved into place only once every one of them is complete.
 
 use super::control::single_token_control;
+use super::files::{
+    ACTIVATIONS_NPY, ACTIVATIONS_SAFETENSORS, HEATMAP_PNG, NEURONS_CSV, OFFSETS_PNG, OUTPUT_FILES, REPORT_MD,
+    TOP_NEURONS_PNG,
+};
+use super::findings::{findings, Findings, Preferring};
 use super::permutation::{permutation_test, Counts};
 use super::plots::{heatmap_png_titled, offsets_png, top_neurons_png};
 use super::profiles::{load_sweeps, profiles_markdown};
-use super::report::{
-    findings, report_markdown, terminal_summary, Checks, Findings, PhaseTimes, Preferring, RunInfo,
-};
+use super::report::{report_markdown, terminal_summary, Checks, PhaseTimes, RunInfo};
 use super::stats::{csv_name, neuron_stats, write_neurons_csv, Category, WordActivations};
-use super::{
-    ACTIVATIONS_NPY, ACTIVATIONS_SAFETENSORS, HEATMAP_PNG, NEURONS_CSV, OFFSETS_PNG, REPORT_MD,
-    TOP_NEURONS_PNG,
-};
 use crate::batching::{BatchLimits, Streamer};
 use crate::engine::{Engine, LoadedModel, ModelSource, ResolvedModel};
 use crate::hub::FetchOptions;
@@ -43,16 +42,6 @@ pub use crate::model::DEFAULT_LAYER;
 pub const DEFAULT_OUT_DIR: &str = "challenge-out";
 /// Neurons drawn in `top_neurons.png`.
 pub const TOP_NEURONS_DRAWN: usize = 10;
-/// Every file the challenge writes, in the order it writes them.
-pub const OUTPUT_FILES: [&str; 7] = [
-    ACTIVATIONS_NPY,
-    ACTIVATIONS_SAFETENSORS,
-    NEURONS_CSV,
-    HEATMAP_PNG,
-    TOP_NEURONS_PNG,
-    OFFSETS_PNG,
-    REPORT_MD,
-];
 
 /// One category of words: its name and where its words come from.
 #[derive(Clone, Debug, PartialEq)]
