@@ -21,7 +21,7 @@ use super::permutation::{permutation_test, Counts};
 use super::plots::{heatmap_png_titled, offsets_png, top_neurons_png};
 use super::profiles::{load_sweeps, profiles_markdown};
 use super::report::{report_markdown, terminal_summary, Checks, PhaseTimes, RunInfo};
-use super::stats::{csv_name, neuron_stats, write_neurons_csv, Category, WordActivations};
+use super::stats::{csv_name, neuron_stats, neuron_table, write_neurons_csv, Category, WordActivations};
 use crate::batching::{BatchLimits, Streamer};
 use crate::engine::{Engine, LoadedModel, ModelSource, ResolvedModel};
 use crate::hub::FetchOptions;
@@ -296,7 +296,8 @@ pub fn run_challenge(args: &ChallengeArgs, notes: &dyn Notes) -> Result<Challeng
     let at = |name: &str| staging.file(name);
     output::write_array(&at(ACTIVATIONS_NPY), &shape, &acts.rows, &metadata)?;
     output::write_array(&at(ACTIVATIONS_SAFETENSORS), &shape, &acts.rows, &metadata)?;
-    write_neurons_csv(&at(NEURONS_CSV), &acts, &stats)?;
+    let neurons = neuron_table(&acts, &stats)?;
+    write_neurons_csv(&at(NEURONS_CSV), &neurons)?;
     let pinned = commit.as_deref().map(|c| format!(" @ {}", &c[..c.len().min(7)])).unwrap_or_default();
     let title = format!("{model_label}{pinned} · {hook} · {} over each word's tokens", args.pool);
     heatmap_png_titled(&at(HEATMAP_PNG), &acts, &title)?;
