@@ -452,11 +452,23 @@ fn download_path_through_a_fake_hub() {
 
     // Second run: from the cache, without a single request; same numbers.
     hub.reset_counts();
-    let second = neoprobe(cwd.path(), &args("second"), &env);
+    let second = neoprobe(cwd.path(), &[&args("second")[..], &["--json"]].concat(), &env);
     second.assert_success("cached run");
     assert_eq!(hub.connections(), 0, "the cached run made requests: {:?}", hub.seen());
     let (_, again, _) = read_safetensors(&cwd.path().join("second/activations.safetensors"));
     assert_eq!(again, values);
+    // The summary names the hub model, and stderr says where its files are.
+    let json: Value = serde_json::from_str(&second.stdout).unwrap();
+    assert_eq!(json["model"], "test-org/tiny-neo");
+    assert_eq!(json["revision"], COMMIT);
+    assert_eq!(json["commit"], COMMIT);
+    let closing = [
+        format!("neoprobe: model files from {} (commit {COMMIT}; ", snapshot.display()),
+        "neoprobe: wrote 7 files into second".to_string(),
+    ];
+    for line in closing {
+        assert!(second.stderr.lines().any(|l| l.starts_with(&line)), "no {line:?} in:\n{}", second.stderr);
+    }
 
     // Offline with an empty cache and the default model: fails fast, pointing at --model-dir.
     let empty = workdir();

@@ -4,6 +4,7 @@
 //! these, `summary` serializes them.
 
 use super::stats::{median, neuron_means, NeuronStats, WordActivations};
+use serde::Serialize;
 
 /// Significance level of the counts in observation (3).
 pub const ALPHA: f64 = 0.05;
@@ -30,14 +31,14 @@ pub struct Band {
 }
 
 /// A word and its activation.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DrivingWord {
     pub word: String,
     pub value: f64,
 }
 
 /// A neuron preferring one category, with the words of that category that drive it most.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Preferring {
     pub neuron: usize,
     pub t: f64,

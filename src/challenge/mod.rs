@@ -1,7 +1,7 @@
 //! The grammar-tuning challenge: word lists → activations → statistics → CSV, PNG, report.
 //!
 //! Each module imports only modules before it (no circle): `files`, `stats` → `findings` →
-//! `permutation` → `control` → `plots`, `profiles` → `report` → `run`.
+//! `permutation` → `control` → `summary`, `plots`, `profiles` → `report` → `run`.
 
 pub mod control;
 pub mod files;
@@ -12,6 +12,7 @@ pub mod profiles;
 pub mod report;
 pub mod run;
 pub mod stats;
+pub mod summary;
 #[cfg(test)]
 pub(crate) mod synthetic;
 

@@ -16,12 +16,13 @@ use super::files::{
     ACTIVATIONS_NPY, ACTIVATIONS_SAFETENSORS, HEATMAP_PNG, NEURONS_CSV, OFFSETS_PNG, OUTPUT_FILES, REPORT_MD,
     TOP_NEURONS_PNG,
 };
-use super::findings::{findings, Findings, Preferring};
+use super::findings::findings;
 use super::permutation::{permutation_test, Counts};
 use super::plots::{heatmap_png_titled, offsets_png, top_neurons_png};
 use super::profiles::{load_sweeps, profiles_markdown};
 use super::report::{report_markdown, terminal_summary, Checks, PhaseTimes, RunInfo};
 use super::stats::{csv_name, neuron_stats, neuron_table, write_neurons_csv, Category, WordActivations};
+use super::summary::{ChallengeSummary, PhaseSeconds, RunDetails};
 use crate::batching::{BatchLimits, Streamer};
 use crate::engine::{Engine, LoadedModel, ModelSource, ResolvedModel};
 use crate::hub::FetchOptions;
@@ -117,8 +118,10 @@ pub struct ChallengeArgs {
 /// What a challenge run produced.
 #[derive(Clone, Debug)]
 pub struct ChallengeOutcome {
-    /// The terminal summary (the report module's), for stdout.
-    pub summary: String,
+    /// The summary; `challenge --json` prints it.
+    pub summary: ChallengeSummary,
+    /// The summary as text for a terminal ([`terminal_summary`]); `challenge` prints it.
+    pub terminal_summary: String,
     /// The shape of the `activations` array.
     pub shape: Vec<usize>,
     /// Every file written, at its final place.
@@ -126,8 +129,6 @@ pub struct ChallengeOutcome {
     pub times: PhaseTimes,
     /// Things to tell the user on stderr once the run is over.
     pub notes: Vec<String>,
-    /// The summary as JSON (`challenge --json`).
-    pub json: serde_json::Value,
 }
 
 /// A category's words, read and checked.
@@ -137,8 +138,8 @@ struct ListedCategory {
     words: Vec<ListedWord>,
 }
 
-/// Runs the challenge. `progress` receives one-line notes as the run goes (the CLI shows them
-/// on a terminal only). Nothing is written unless the whole run succeeds.
+/// Runs the challenge. `notes` receives the steps and progress as the run goes; the results
+/// come back in the [`ChallengeOutcome`]. Nothing is written unless the whole run succeeds.
 pub fn run_challenge(args: &ChallengeArgs, notes: &dyn Notes) -> Result<ChallengeOutcome> {
     let started = Instant::now();
     if args.pool == Pool::None {
@@ -324,81 +325,38 @@ pub fn run_challenge(args: &ChallengeArgs, notes: &dyn Notes) -> Result<Challeng
         ));
     }
     notes.push(format!("wrote {} files into {}", files.len(), args.out_dir.display()));
-    let mut json = summary_json(&shape, &found, &checks, &files);
     let secs = |d: std::time::Duration| d.as_secs_f64();
-    let run = serde_json::json!({
-        "model": model_label,
-        "revision": revision,
-        "commit": commit,
-        "hook": hook.to_string(),
-        "adapter": adapter,
-        "variant": variant.to_string(),
-        "seconds": {
-            "fetch": secs(fetch_time), "load": secs(times.load), "pipelines": secs(times.pipelines),
-            "upload": secs(times.upload), "forward": secs(times.forward), "total": secs(times.total),
+    let run = RunDetails {
+        model: model_label,
+        revision,
+        commit,
+        hook: hook.to_string(),
+        adapter,
+        variant: variant.to_string(),
+        seconds: PhaseSeconds {
+            fetch: secs(fetch_time),
+            load: secs(times.load),
+            pipelines: secs(times.pipelines),
+            upload: secs(times.upload),
+            forward: secs(times.forward),
+            total: secs(times.total),
         },
-    });
-    if let (Some(summary), serde_json::Value::Object(run)) = (json.as_object_mut(), run) {
-        summary.extend(run);
-    }
+    };
+    let summary = ChallengeSummary::new(
+        shape.clone(),
+        &found,
+        checks.permutation.as_ref(),
+        checks.single_token.as_ref(),
+        &files,
+        run,
+    );
     Ok(ChallengeOutcome {
-        summary: terminal_summary(&info, &found, &checks, &times),
+        summary,
+        terminal_summary: terminal_summary(&info, &found, &checks, &times),
         shape,
         files,
         times,
         notes,
-        json,
-    })
-}
-
-/// The summary `challenge --json` prints: the shape, the counts, the permutation test (`null`
-/// without one), the single-token control, the top neurons of both directions, the files.
-pub fn summary_json(shape: &[usize], f: &Findings, checks: &Checks, files: &[PathBuf]) -> serde_json::Value {
-    let neurons = |list: &[Preferring]| -> serde_json::Value {
-        list.iter()
-            .map(|p| {
-                serde_json::json!({
-                    "neuron": p.neuron,
-                    "t": p.t,
-                    "cohen_d": p.cohen_d,
-                    "q_bh": p.q_bh,
-                    "p_bonferroni": p.p_bonferroni,
-                    "mean_preferred": p.mean_preferred,
-                    "mean_other": p.mean_other,
-                    "top_words": p.top_words.iter().map(|w| serde_json::json!({"word": w.word, "value": w.value})).collect::<Vec<_>>(),
-                })
-            })
-            .collect()
-    };
-    let permutation = checks.permutation.as_ref().map(|t| {
-        serde_json::json!({
-            "n": t.n,
-            "seed": t.seed,
-            "bh_null_mean": t.bh.null_mean,
-            "bh_null_p95": t.bh.null_p95,
-            "bh_p_value": t.bh.p_value,
-            "bonferroni_null_mean": t.bonferroni.null_mean,
-            "bonferroni_null_p95": t.bonferroni.null_p95,
-            "bonferroni_p_value": t.bonferroni.p_value,
-        })
-    });
-    let control = checks.single_token.as_ref().map(|c| {
-        serde_json::json!({
-            "words": c.words,
-            "bh_count": c.counts.map(|c| c.bh),
-            "bonferroni_count": c.counts.map(|c| c.bonferroni),
-        })
-    });
-    serde_json::json!({
-        "shape": shape,
-        "categories": f.category_names,
-        "bh_count": f.n_sig_bh,
-        "bonferroni_count": f.n_sig_bonferroni,
-        "permutation": permutation,
-        "single_token_control": control,
-        "top_verb_neurons": neurons(&f.top_first),
-        "top_noun_neurons": neurons(&f.top_second),
-        "files": files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
     })
 }
 

@@ -99,9 +99,9 @@ pub fn run(args: ChallengeCli) -> anyhow::Result<()> {
         &notes,
     )?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&outcome.json)?);
+        println!("{}", serde_json::to_string_pretty(&outcome.summary)?);
     } else {
-        print!("{}", outcome.summary);
+        print!("{}", outcome.terminal_summary);
     }
     for note in &outcome.notes {
         notes.done(note);
