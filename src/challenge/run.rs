@@ -21,7 +21,9 @@ use super::permutation::{permutation_test, Counts};
 use super::plots::{heatmap_png_titled, offsets_png, top_neurons_png};
 use super::profiles::{load_sweeps, profiles_markdown};
 use super::report::{report_markdown, terminal_summary, Checks, PhaseTimes, RunInfo};
-use super::stats::{csv_name, neuron_stats, neuron_table, write_neurons_csv, Category, WordActivations};
+use super::stats::{
+    csv_name, neuron_stats, neuron_table, write_neurons_csv, Category, NeuronColumn, WordActivations,
+};
 use super::summary::{ChallengeSummary, PhaseSeconds, RunDetails};
 use crate::batching::{BatchLimits, Streamer};
 use crate::engine::{Engine, LoadedModel, ModelSource, ResolvedModel};
@@ -115,20 +117,27 @@ pub struct ChallengeArgs {
     pub sweeps: Vec<PathBuf>,
 }
 
-/// What a challenge run produced.
+/// What a challenge run produced: the results as values (the same numbers the files hold) and
+/// where the files and the model are.
 #[derive(Clone, Debug)]
 pub struct ChallengeOutcome {
     /// The summary; `challenge --json` prints it.
     pub summary: ChallengeSummary,
     /// The summary as text for a terminal ([`terminal_summary`]); `challenge` prints it.
     pub terminal_summary: String,
-    /// The shape of the `activations` array.
+    /// The shape of the activations array.
     pub shape: Vec<usize>,
+    /// The array written to activations.npy and activations.safetensors, row-major in `shape`:
+    /// one row of pooled activations per word, categories in order.
+    pub activations: Vec<f32>,
+    /// The table written to neurons.csv, column by column in the file's order.
+    pub neurons: Vec<NeuronColumn>,
     /// Every file written, at its final place.
     pub files: Vec<PathBuf>,
     pub times: PhaseTimes,
-    /// Things to tell the user on stderr once the run is over.
-    pub notes: Vec<String>,
+    /// The model's files: their folder, and for a hub model the revision, the commit it
+    /// resolved to and the time it took to find or fetch them.
+    pub model: ResolvedModel,
 }
 
 /// A category's words, read and checked.
@@ -149,8 +158,8 @@ pub fn run_challenge(args: &ChallengeArgs, notes: &dyn Notes) -> Result<Challeng
     let categories = read_categories(&args.categories)?;
 
     // The model.
-    let ResolvedModel { dir, label: model_label, revision, commit, fetch_time } =
-        args.model.resolve(&args.fetch, notes)?;
+    let resolved = args.model.resolve(&args.fetch, notes)?;
+    let ResolvedModel { dir, label: model_label, revision, commit, fetch_time } = resolved.clone();
     let hook = Hook::block(args.layer, HookPoint::MlpPre);
     let (model, plan) = LoadedModel::load(&ModelDir::open(&dir)?, |config| {
         if args.layer >= config.num_layers {
@@ -316,15 +325,6 @@ pub fn run_challenge(args: &ChallengeArgs, notes: &dyn Notes) -> Result<Challeng
     output::write_atomic(&at(REPORT_MD), |w| Ok(w.write_all(report.as_bytes())?))?;
     let files = staging.publish(&args.out_dir, &OUTPUT_FILES)?;
 
-    let mut notes = Vec::new();
-    if let (ModelSource::Hub { .. }, Some(commit)) = (&args.model, &commit) {
-        notes.push(format!(
-            "model files from {} (commit {commit}; {:.3} s to find or fetch them)",
-            dir.display(),
-            fetch_time.as_secs_f64()
-        ));
-    }
-    notes.push(format!("wrote {} files into {}", files.len(), args.out_dir.display()));
     let secs = |d: std::time::Duration| d.as_secs_f64();
     let run = RunDetails {
         model: model_label,
@@ -354,9 +354,11 @@ pub fn run_challenge(args: &ChallengeArgs, notes: &dyn Notes) -> Result<Challeng
         summary,
         terminal_summary: terminal_summary(&info, &found, &checks, &times),
         shape,
+        activations: acts.rows,
+        neurons,
         files,
         times,
-        notes,
+        model: resolved,
     })
 }
 
