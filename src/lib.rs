@@ -22,6 +22,7 @@ pub mod pool;
 pub mod reference;
 pub mod stream_out;
 pub mod sweep;
+pub mod text;
 pub mod tokenize;
 pub mod trace;
 pub mod verify;

@@ -1,8 +1,8 @@
 //! Words and texts → token ids, with the model folder's `tokenizer.json`, and reading the word
-//! and text files users pass.
+//! and text files users pass or the lists built into the binary ([`WordSource`]).
 
 use anyhow::{anyhow, bail, Context, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The model's tokenizer. Text is encoded as written: no BOS or other special token is added.
 pub struct Tokenizer {
@@ -96,9 +96,59 @@ fn read_utf8(path: &Path, what: &str) -> Result<String> {
     })
 }
 
+/// The shipped verb list, compiled in so that the command works from any folder.
+pub const BUILT_IN_VERBS: &str = include_str!("../data/verbs.txt");
+/// The shipped noun list.
+pub const BUILT_IN_NOUNS: &str = include_str!("../data/nouns.txt");
+
+/// Where a category's words come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WordSource {
+    /// A word-list file: UTF-8, one word per line.
+    File(PathBuf),
+    /// A list compiled into the binary: its path in the repository and its text.
+    BuiltIn { path: &'static str, text: &'static str },
+}
+
+impl WordSource {
+    pub fn verbs() -> WordSource {
+        WordSource::BuiltIn { path: "data/verbs.txt", text: BUILT_IN_VERBS }
+    }
+
+    pub fn nouns() -> WordSource {
+        WordSource::BuiltIn { path: "data/nouns.txt", text: BUILT_IN_NOUNS }
+    }
+
+    /// How the source is named in messages and metadata: the path, or `data/verbs.txt (built in)`.
+    pub fn describe(&self) -> String {
+        match self {
+            WordSource::File(path) => path.display().to_string(),
+            WordSource::BuiltIn { path, .. } => format!("{path} (built in)"),
+        }
+    }
+
+    /// The words, read with the rules of [`read_word_list`] (trimmed, blank lines skipped).
+    pub fn read(&self) -> Result<Vec<ListedWord>> {
+        match self {
+            WordSource::File(path) => read_word_list(path),
+            WordSource::BuiltIn { text, .. } => Ok(parse_word_list(text)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn built_in_lists_read_like_files() {
+        let verbs = WordSource::verbs().read().unwrap();
+        let from_file = read_word_list(Path::new("data/verbs.txt")).unwrap();
+        assert_eq!(verbs, from_file);
+        assert_eq!(verbs.len(), 100);
+        assert_eq!(WordSource::nouns().read().unwrap().len(), 100);
+        assert_eq!(WordSource::verbs().describe(), "data/verbs.txt (built in)");
+    }
 
     #[test]
     fn word_lists_are_trimmed_and_blank_lines_skipped() {

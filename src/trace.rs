@@ -1,7 +1,6 @@
 //! `neoprobe trace`: every dispatch of the forward as the GPU sees it — the module that asked for
 //! it, the kernel, its grid, the work it does, and how long it took.
 
-use crate::challenge::{sig, WordSource};
 use crate::engine::{Engine, LoadedModel, ModelSource};
 use crate::figures::{font, plot_err, render};
 use crate::gpu::Trace;
@@ -11,7 +10,8 @@ use crate::model::{Batch, Hook, ModelDir};
 use crate::notes::Notes;
 use crate::out_dir::{check_out_dir, Staging};
 use crate::output;
-use crate::tokenize::{read_text, read_word_list};
+use crate::text::sig;
+use crate::tokenize::{read_text, read_word_list, WordSource};
 use anyhow::{bail, Result};
 use plotters::prelude::*;
 use serde::Serialize;

@@ -452,11 +452,23 @@ fn download_path_through_a_fake_hub() {
 
     // Second run: from the cache, without a single request; same numbers.
     hub.reset_counts();
-    let second = neoprobe(cwd.path(), &args("second"), &env);
+    let second = neoprobe(cwd.path(), &[&args("second")[..], &["--json"]].concat(), &env);
     second.assert_success("cached run");
     assert_eq!(hub.connections(), 0, "the cached run made requests: {:?}", hub.seen());
     let (_, again, _) = read_safetensors(&cwd.path().join("second/activations.safetensors"));
     assert_eq!(again, values);
+    // The summary names the hub model, and stderr says where its files are.
+    let json: Value = serde_json::from_str(&second.stdout).unwrap();
+    assert_eq!(json["model"], "test-org/tiny-neo");
+    assert_eq!(json["revision"], COMMIT);
+    assert_eq!(json["commit"], COMMIT);
+    let closing = [
+        format!("neoprobe: model files from {} (commit {COMMIT}; ", snapshot.display()),
+        "neoprobe: wrote 7 files into second".to_string(),
+    ];
+    for line in closing {
+        assert!(second.stderr.lines().any(|l| l.starts_with(&line)), "no {line:?} in:\n{}", second.stderr);
+    }
 
     // Offline with an empty cache and the default model: fails fast, pointing at --model-dir.
     let empty = workdir();
@@ -535,6 +547,78 @@ fn custom_categories_of_unequal_sizes_at_another_layer_and_pooling() {
     assert!(csv.starts_with(
         "neuron,mean_motion,std_motion,mean_speech,std_speech,mean_places,std_places,t,p,cohen_d,p_bonferroni,q_bh\n"
     ));
+}
+
+/// The library's outcome holds what the files hold: the activations bit for bit, the neuron
+/// table column by column as neurons.csv prints it; its summary keys the top neurons by the
+/// categories given, and is what `--json` prints.
+#[test]
+fn outcome_values_are_what_the_files_hold() {
+    use neoprobe::challenge::stats::format_f64;
+    use neoprobe::challenge::{run_challenge, CategorySpec, ChallengeArgs};
+    use neoprobe::engine::ModelSource;
+    use neoprobe::hub::FetchOptions;
+    use neoprobe::model::DEFAULT_LAYER;
+    use neoprobe::notes::Silent;
+    use neoprobe::pool::Pool;
+
+    let cwd = workdir();
+    let mut categories = Vec::new();
+    for (name, words) in SMALL_CATEGORIES {
+        let file = cwd.path().join(format!("{name}.txt"));
+        fs::write(&file, words.join("\n")).unwrap();
+        categories.push(CategorySpec::parse(&format!("{name}={}", file.display())).unwrap());
+    }
+    let out = cwd.path().join("out");
+    let args = ChallengeArgs {
+        model: ModelSource::Dir(tiny_model()),
+        categories,
+        layer: DEFAULT_LAYER,
+        pool: Pool::Mean,
+        prefix_space: false,
+        out_dir: out.clone(),
+        force: false,
+        variant: None,
+        fetch: FetchOptions::default(),
+        batch_tokens: None,
+        permutations: 20,
+        seed: 0,
+        sweeps: vec![],
+    };
+    let outcome = run_challenge(&args, &Silent).unwrap();
+
+    let (shape, values) = read_npy(&out.join("activations.npy"));
+    assert_eq!(outcome.shape, shape);
+    assert_eq!(outcome.summary.shape, shape);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&outcome.activations), bits(&values));
+
+    let csv = fs::read_to_string(out.join("neurons.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let names: Vec<&str> = outcome.neurons.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, header);
+    for (i, column) in outcome.neurons.iter().enumerate() {
+        let printed: Vec<String> = column.values.iter().map(|v| format_f64(*v)).collect();
+        let in_file: Vec<&str> = rows.iter().map(|r| r[i]).collect();
+        assert_eq!(printed, in_file, "column {}", column.name);
+    }
+
+    // The top neurons of the first two categories, under their names, first category first.
+    let keys: Vec<&str> = outcome.summary.top_neurons.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["motion", "speech"]);
+    let text = serde_json::to_string_pretty(&outcome.summary).unwrap();
+    let json: Value = serde_json::from_str(&text).unwrap();
+    let top = json["top_neurons"].as_object().unwrap();
+    assert_eq!(top.len(), 2, "{text}");
+    assert!(top["motion"][0]["t"].as_f64().unwrap() > 0.0 && top["speech"][0]["t"].as_f64().unwrap() < 0.0);
+    assert!(text.find("\"motion\": [").unwrap() < text.find("\"speech\": [").unwrap(), "{text}");
+    assert_eq!(json, serde_json::to_value(&outcome.summary).unwrap());
+    assert_eq!(json["categories"], serde_json::json!(["motion", "speech", "places"]));
+    assert_eq!(json["permutation"]["n"], 20);
+    assert_eq!(json["files"].as_array().unwrap().len(), outcome.files.len());
+    assert!(outcome.model.commit.is_none() && json["commit"].is_null());
 }
 
 #[test]

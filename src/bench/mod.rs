@@ -9,13 +9,12 @@ pub mod sweep;
 pub use baseline::{Baseline, BaselineRatios, ProcessRun};
 pub use measure::{ChallengeTiming, KernelTiming, Phases, TimingSource};
 
-use crate::challenge::run::WordSource;
 use crate::engine::{Engine, LoadedModel};
 use crate::gpu::Gpu;
 use crate::kernels::{Kernels, Variant};
 use crate::model::{kernel_shapes, Batch, GptNeoConfig, GptNeoWeights, Hook, HookPlan, HookPoint, ModelDir};
 use crate::notes::Notes;
-use crate::tokenize::Tokenizer;
+use crate::tokenize::{Tokenizer, WordSource};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};

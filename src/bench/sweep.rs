@@ -3,7 +3,7 @@
 //! small one (the ratio shows whether memory grows with the corpus).
 
 use super::baseline::measure_process;
-use crate::challenge::ModelSource;
+use crate::engine::ModelSource;
 use crate::hub::FetchOptions;
 use crate::kernels::Variant;
 use crate::notes::Notes;

@@ -8,7 +8,7 @@
 //! identity order `0..n₀+n₁` shuffled by rand's `SliceRandom::shuffle` (Fisher–Yates) with the
 //! generator as the previous permutations left it; its first n₀ words form category 0.
 
-use super::report::ALPHA;
+use super::findings::ALPHA;
 use super::stats::{benjamini_hochberg, bonferroni, quantile, t_two_sided_p, WordActivations};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -182,7 +182,7 @@ pub fn permutation_test(acts: &WordActivations, observed: Counts, n: usize, seed
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::challenge::report::findings;
+    use crate::challenge::findings::findings;
     use crate::challenge::stats::neuron_stats;
     use crate::challenge::synthetic;
 

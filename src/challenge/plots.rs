@@ -1,8 +1,8 @@
 //! Figures of the challenge (drawn with the shared helpers of `crate::figures`).
 
-use super::sig;
 use super::stats::{median, neuron_means, quantile, NeuronStats, WordActivations};
 use crate::figures::{diverging_color, font, nice_step, plot_err, render, Area};
+use crate::text::sig;
 use anyhow::{ensure, Result};
 use plotters::coord::CoordTranslate;
 use plotters::prelude::*;

@@ -4,12 +4,12 @@
 //! (`sweep logits`), so that a reader can judge whether it is a part-of-speech neuron or
 //! something else.
 
-use super::report::{md, Findings};
-use super::sig;
+use super::findings::Findings;
 use crate::model::{Hook, HookPoint};
 use crate::sweep::corpus::{CorpusOutput, SequenceTokens};
 use crate::sweep::files::{SweepFile, TokenLists};
 use crate::sweep::{CONTEXTS_JSONL, CORPUS_TOPK, LOGITS_TOPK, VOCAB_TOPK};
+use crate::text::{md, sig};
 use crate::tokenize::Tokenizer;
 use anyhow::{bail, Result};
 use std::fmt::Write as _;

@@ -12,17 +12,19 @@
 //!    folder, whose files are moved into place only once every one of them is complete.
 
 use super::control::single_token_control;
+use super::files::{
+    ACTIVATIONS_NPY, ACTIVATIONS_SAFETENSORS, HEATMAP_PNG, NEURONS_CSV, OFFSETS_PNG, OUTPUT_FILES, REPORT_MD,
+    TOP_NEURONS_PNG,
+};
+use super::findings::findings;
 use super::permutation::{permutation_test, Counts};
 use super::plots::{heatmap_png_titled, offsets_png, top_neurons_png};
 use super::profiles::{load_sweeps, profiles_markdown};
-use super::report::{
-    findings, report_markdown, terminal_summary, Checks, Findings, PhaseTimes, Preferring, RunInfo,
+use super::report::{report_markdown, terminal_summary, Checks, PhaseTimes, RunInfo};
+use super::stats::{
+    csv_name, neuron_stats, neuron_table, write_neurons_csv, Category, NeuronColumn, WordActivations,
 };
-use super::stats::{csv_name, neuron_stats, write_neurons_csv, Category, WordActivations};
-use super::{
-    ACTIVATIONS_NPY, ACTIVATIONS_SAFETENSORS, HEATMAP_PNG, NEURONS_CSV, OFFSETS_PNG, REPORT_MD,
-    TOP_NEURONS_PNG,
-};
+use super::summary::{ChallengeSummary, PhaseSeconds, RunDetails};
 use crate::batching::{BatchLimits, Streamer};
 use crate::engine::{Engine, LoadedModel, ModelSource, ResolvedModel};
 use crate::hub::FetchOptions;
@@ -32,66 +34,17 @@ use crate::notes::Notes;
 use crate::out_dir::{check_out_dir, Staging};
 use crate::output;
 use crate::pool::{pool, Pool};
-use crate::tokenize::{parse_word_list, read_word_list, ListedWord};
+use crate::tokenize::{ListedWord, WordSource};
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// The shipped verb list, compiled in so that the command works from any folder.
-pub const BUILT_IN_VERBS: &str = include_str!("../../data/verbs.txt");
-/// The shipped noun list.
-pub const BUILT_IN_NOUNS: &str = include_str!("../../data/nouns.txt");
 pub use crate::model::DEFAULT_LAYER;
 /// The output folder unless told otherwise.
 pub const DEFAULT_OUT_DIR: &str = "challenge-out";
 /// Neurons drawn in `top_neurons.png`.
 pub const TOP_NEURONS_DRAWN: usize = 10;
-/// Every file the challenge writes, in the order it writes them.
-pub const OUTPUT_FILES: [&str; 7] = [
-    ACTIVATIONS_NPY,
-    ACTIVATIONS_SAFETENSORS,
-    NEURONS_CSV,
-    HEATMAP_PNG,
-    TOP_NEURONS_PNG,
-    OFFSETS_PNG,
-    REPORT_MD,
-];
-
-/// Where a category's words come from.
-#[derive(Clone, Debug, PartialEq)]
-pub enum WordSource {
-    /// A word-list file: UTF-8, one word per line.
-    File(PathBuf),
-    /// A list compiled into the binary: its path in the repository and its text.
-    BuiltIn { path: &'static str, text: &'static str },
-}
-
-impl WordSource {
-    pub fn verbs() -> WordSource {
-        WordSource::BuiltIn { path: "data/verbs.txt", text: BUILT_IN_VERBS }
-    }
-
-    pub fn nouns() -> WordSource {
-        WordSource::BuiltIn { path: "data/nouns.txt", text: BUILT_IN_NOUNS }
-    }
-
-    /// How the source is named in messages and metadata: the path, or `data/verbs.txt (built in)`.
-    pub fn describe(&self) -> String {
-        match self {
-            WordSource::File(path) => path.display().to_string(),
-            WordSource::BuiltIn { path, .. } => format!("{path} (built in)"),
-        }
-    }
-
-    /// The words, read with the rules of [`read_word_list`] (trimmed, blank lines skipped).
-    pub fn read(&self) -> Result<Vec<ListedWord>> {
-        match self {
-            WordSource::File(path) => read_word_list(path),
-            WordSource::BuiltIn { text, .. } => Ok(parse_word_list(text)),
-        }
-    }
-}
 
 /// One category of words: its name and where its words come from.
 #[derive(Clone, Debug, PartialEq)]
@@ -164,20 +117,27 @@ pub struct ChallengeArgs {
     pub sweeps: Vec<PathBuf>,
 }
 
-/// What a challenge run produced.
+/// What a challenge run produced: the results as values (the same numbers the files hold) and
+/// where the files and the model are.
 #[derive(Clone, Debug)]
 pub struct ChallengeOutcome {
-    /// The terminal summary (the report module's), for stdout.
-    pub summary: String,
-    /// The shape of the `activations` array.
+    /// The summary; `challenge --json` prints it.
+    pub summary: ChallengeSummary,
+    /// The summary as text for a terminal ([`terminal_summary`]); `challenge` prints it.
+    pub terminal_summary: String,
+    /// The shape of the activations array.
     pub shape: Vec<usize>,
+    /// The array written to activations.npy and activations.safetensors, row-major in `shape`:
+    /// one row of pooled activations per word, categories in order.
+    pub activations: Vec<f32>,
+    /// The table written to neurons.csv, column by column in the file's order.
+    pub neurons: Vec<NeuronColumn>,
     /// Every file written, at its final place.
     pub files: Vec<PathBuf>,
     pub times: PhaseTimes,
-    /// Things to tell the user on stderr once the run is over.
-    pub notes: Vec<String>,
-    /// The summary as JSON (`challenge --json`).
-    pub json: serde_json::Value,
+    /// The model's files: their folder, and for a hub model the revision, the commit it
+    /// resolved to and the time it took to find or fetch them.
+    pub model: ResolvedModel,
 }
 
 /// A category's words, read and checked.
@@ -187,8 +147,8 @@ struct ListedCategory {
     words: Vec<ListedWord>,
 }
 
-/// Runs the challenge. `progress` receives one-line notes as the run goes (the CLI shows them
-/// on a terminal only). Nothing is written unless the whole run succeeds.
+/// Runs the challenge. `notes` receives the steps and progress as the run goes; the results
+/// come back in the [`ChallengeOutcome`]. Nothing is written unless the whole run succeeds.
 pub fn run_challenge(args: &ChallengeArgs, notes: &dyn Notes) -> Result<ChallengeOutcome> {
     let started = Instant::now();
     if args.pool == Pool::None {
@@ -198,8 +158,8 @@ pub fn run_challenge(args: &ChallengeArgs, notes: &dyn Notes) -> Result<Challeng
     let categories = read_categories(&args.categories)?;
 
     // The model.
-    let ResolvedModel { dir, label: model_label, revision, commit, fetch_time } =
-        args.model.resolve(&args.fetch, notes)?;
+    let resolved = args.model.resolve(&args.fetch, notes)?;
+    let ResolvedModel { dir, label: model_label, revision, commit, fetch_time } = resolved.clone();
     let hook = Hook::block(args.layer, HookPoint::MlpPre);
     let (model, plan) = LoadedModel::load(&ModelDir::open(&dir)?, |config| {
         if args.layer >= config.num_layers {
@@ -346,7 +306,8 @@ pub fn run_challenge(args: &ChallengeArgs, notes: &dyn Notes) -> Result<Challeng
     let at = |name: &str| staging.file(name);
     output::write_array(&at(ACTIVATIONS_NPY), &shape, &acts.rows, &metadata)?;
     output::write_array(&at(ACTIVATIONS_SAFETENSORS), &shape, &acts.rows, &metadata)?;
-    write_neurons_csv(&at(NEURONS_CSV), &acts, &stats)?;
+    let neurons = neuron_table(&acts, &stats)?;
+    write_neurons_csv(&at(NEURONS_CSV), &neurons)?;
     let pinned = commit.as_deref().map(|c| format!(" @ {}", &c[..c.len().min(7)])).unwrap_or_default();
     let title = format!("{model_label}{pinned} · {hook} · {} over each word's tokens", args.pool);
     heatmap_png_titled(&at(HEATMAP_PNG), &acts, &title)?;
@@ -364,90 +325,40 @@ pub fn run_challenge(args: &ChallengeArgs, notes: &dyn Notes) -> Result<Challeng
     output::write_atomic(&at(REPORT_MD), |w| Ok(w.write_all(report.as_bytes())?))?;
     let files = staging.publish(&args.out_dir, &OUTPUT_FILES)?;
 
-    let mut notes = Vec::new();
-    if let (ModelSource::Hub { .. }, Some(commit)) = (&args.model, &commit) {
-        notes.push(format!(
-            "model files from {} (commit {commit}; {:.3} s to find or fetch them)",
-            dir.display(),
-            fetch_time.as_secs_f64()
-        ));
-    }
-    notes.push(format!("wrote {} files into {}", files.len(), args.out_dir.display()));
-    let mut json = summary_json(&shape, &found, &checks, &files);
     let secs = |d: std::time::Duration| d.as_secs_f64();
-    let run = serde_json::json!({
-        "model": model_label,
-        "revision": revision,
-        "commit": commit,
-        "hook": hook.to_string(),
-        "adapter": adapter,
-        "variant": variant.to_string(),
-        "seconds": {
-            "fetch": secs(fetch_time), "load": secs(times.load), "pipelines": secs(times.pipelines),
-            "upload": secs(times.upload), "forward": secs(times.forward), "total": secs(times.total),
+    let run = RunDetails {
+        model: model_label,
+        revision,
+        commit,
+        hook: hook.to_string(),
+        adapter,
+        variant: variant.to_string(),
+        seconds: PhaseSeconds {
+            fetch: secs(fetch_time),
+            load: secs(times.load),
+            pipelines: secs(times.pipelines),
+            upload: secs(times.upload),
+            forward: secs(times.forward),
+            total: secs(times.total),
         },
-    });
-    if let (Some(summary), serde_json::Value::Object(run)) = (json.as_object_mut(), run) {
-        summary.extend(run);
-    }
+    };
+    let summary = ChallengeSummary::new(
+        shape.clone(),
+        &found,
+        checks.permutation.as_ref(),
+        checks.single_token.as_ref(),
+        &files,
+        run,
+    );
     Ok(ChallengeOutcome {
-        summary: terminal_summary(&info, &found, &checks, &times),
+        summary,
+        terminal_summary: terminal_summary(&info, &found, &checks, &times),
         shape,
+        activations: acts.rows,
+        neurons,
         files,
         times,
-        notes,
-        json,
-    })
-}
-
-/// The summary `challenge --json` prints: the shape, the counts, the permutation test (`null`
-/// without one), the single-token control, the top neurons of both directions, the files.
-pub fn summary_json(shape: &[usize], f: &Findings, checks: &Checks, files: &[PathBuf]) -> serde_json::Value {
-    let neurons = |list: &[Preferring]| -> serde_json::Value {
-        list.iter()
-            .map(|p| {
-                serde_json::json!({
-                    "neuron": p.neuron,
-                    "t": p.t,
-                    "cohen_d": p.cohen_d,
-                    "q_bh": p.q_bh,
-                    "p_bonferroni": p.p_bonferroni,
-                    "mean_preferred": p.mean_preferred,
-                    "mean_other": p.mean_other,
-                    "top_words": p.top_words.iter().map(|w| serde_json::json!({"word": w.word, "value": w.value})).collect::<Vec<_>>(),
-                })
-            })
-            .collect()
-    };
-    let permutation = checks.permutation.as_ref().map(|t| {
-        serde_json::json!({
-            "n": t.n,
-            "seed": t.seed,
-            "bh_null_mean": t.bh.null_mean,
-            "bh_null_p95": t.bh.null_p95,
-            "bh_p_value": t.bh.p_value,
-            "bonferroni_null_mean": t.bonferroni.null_mean,
-            "bonferroni_null_p95": t.bonferroni.null_p95,
-            "bonferroni_p_value": t.bonferroni.p_value,
-        })
-    });
-    let control = checks.single_token.as_ref().map(|c| {
-        serde_json::json!({
-            "words": c.words,
-            "bh_count": c.counts.map(|c| c.bh),
-            "bonferroni_count": c.counts.map(|c| c.bonferroni),
-        })
-    });
-    serde_json::json!({
-        "shape": shape,
-        "categories": f.category_names,
-        "bh_count": f.n_sig_bh,
-        "bonferroni_count": f.n_sig_bonferroni,
-        "permutation": permutation,
-        "single_token_control": control,
-        "top_verb_neurons": neurons(&f.top_first),
-        "top_noun_neurons": neurons(&f.top_second),
-        "files": files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        model: resolved,
     })
 }
 
@@ -559,16 +470,6 @@ mod tests {
         assert!(CategorySpec::parse("verbs").unwrap_err().to_string().contains("no '='"));
         assert!(CategorySpec::parse(" =x.txt").unwrap_err().to_string().contains("empty name"));
         assert!(CategorySpec::parse("verbs=").unwrap_err().to_string().contains("names no file"));
-    }
-
-    #[test]
-    fn built_in_lists_read_like_files() {
-        let verbs = WordSource::verbs().read().unwrap();
-        let from_file = read_word_list(std::path::Path::new("data/verbs.txt")).unwrap();
-        assert_eq!(verbs, from_file);
-        assert_eq!(verbs.len(), 100);
-        assert_eq!(WordSource::nouns().read().unwrap().len(), 100);
-        assert_eq!(WordSource::verbs().describe(), "data/verbs.txt (built in)");
     }
 
     #[test]

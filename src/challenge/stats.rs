@@ -12,6 +12,7 @@
 
 use crate::output::write_atomic;
 use anyhow::{bail, ensure, Result};
+use serde::Serialize;
 use statrs::distribution::{ContinuousCDF, StudentsT};
 use std::path::Path;
 
@@ -345,21 +346,17 @@ pub fn csv_name(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect()
 }
 
-/// The header line of `neurons.csv` (without newline).
-pub fn neurons_csv_header(acts: &WordActivations) -> String {
-    let mut cols = vec!["neuron".to_string()];
-    for cat in &acts.categories {
-        let name = csv_name(&cat.name);
-        cols.push(format!("mean_{name}"));
-        cols.push(format!("std_{name}"));
-    }
-    cols.extend(["t", "p", "cohen_d", "p_bonferroni", "q_bh"].map(String::from));
-    cols.join(",")
+/// One column of `neurons.csv`: its header and its value for every neuron, in row order.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NeuronColumn {
+    pub name: String,
+    pub values: Vec<f64>,
 }
 
-/// Writes `neurons.csv` atomically: one row per neuron with its index, mean and SD for every
-/// category, then `t,p,cohen_d,p_bonferroni,q_bh`; numbers at full (round-trip) precision.
-pub fn write_neurons_csv(path: &Path, acts: &WordActivations, stats: &[NeuronStats]) -> Result<()> {
+/// The table `neurons.csv` holds, column by column: `neuron` (the index), the mean and SD of
+/// every category (`mean_NAME`, `std_NAME`, NAME as [`csv_name`] makes it), then
+/// `t,p,cohen_d,p_bonferroni,q_bh`; one row per entry of `stats`, in its order.
+pub fn neuron_table(acts: &WordActivations, stats: &[NeuronStats]) -> Result<Vec<NeuronColumn>> {
     ensure!(stats.len() == acts.width, "{} neuron statistics for {} neurons", stats.len(), acts.width);
     let n_cat = acts.categories.len();
     if let Some(s) = stats.iter().find(|s| s.means.len() != n_cat || s.stds.len() != n_cat) {
@@ -369,22 +366,44 @@ pub fn write_neurons_csv(path: &Path, acts: &WordActivations, stats: &[NeuronSta
             s.means.len()
         );
     }
-    let header = neurons_csv_header(acts);
+    let column = |name: String, value: &dyn Fn(&NeuronStats) -> f64| NeuronColumn {
+        name,
+        values: stats.iter().map(value).collect(),
+    };
+    let mut table = vec![column("neuron".into(), &|s| s.neuron as f64)];
+    for (c, category) in acts.categories.iter().enumerate() {
+        let name = csv_name(&category.name);
+        table.push(column(format!("mean_{name}"), &|s| s.means[c]));
+        table.push(column(format!("std_{name}"), &|s| s.stds[c]));
+    }
+    table.push(column("t".into(), &|s| s.t));
+    table.push(column("p".into(), &|s| s.p));
+    table.push(column("cohen_d".into(), &|s| s.cohen_d));
+    table.push(column("p_bonferroni".into(), &|s| s.p_bonferroni));
+    table.push(column("q_bh".into(), &|s| s.q_bh));
+    Ok(table)
+}
+
+/// Writes a [`neuron_table`] as `neurons.csv`, atomically: the column names, then one line per
+/// row; numbers at full (round-trip) precision ([`format_f64`], which writes a neuron index as
+/// the integer it is).
+pub fn write_neurons_csv(path: &Path, table: &[NeuronColumn]) -> Result<()> {
+    let rows = table.first().map_or(0, |c| c.values.len());
+    if let Some(c) = table.iter().find(|c| c.values.len() != rows) {
+        bail!(
+            "column {} of neurons.csv has {} rows, column {} has {rows}",
+            c.name,
+            c.values.len(),
+            table[0].name
+        );
+    }
+    let header: Vec<&str> = table.iter().map(|c| c.name.as_str()).collect();
+    let header = header.join(",");
     write_atomic(path, |w| {
         writeln!(w, "{header}")?;
-        for s in stats {
-            let mut line = s.neuron.to_string();
-            for (m, sd) in s.means.iter().zip(&s.stds) {
-                line.push(',');
-                line.push_str(&format_f64(*m));
-                line.push(',');
-                line.push_str(&format_f64(*sd));
-            }
-            for v in [s.t, s.p, s.cohen_d, s.p_bonferroni, s.q_bh] {
-                line.push(',');
-                line.push_str(&format_f64(v));
-            }
-            writeln!(w, "{line}")?;
+        for row in 0..rows {
+            let line: Vec<String> = table.iter().map(|c| format_f64(c.values[row])).collect();
+            writeln!(w, "{}", line.join(","))?;
         }
         Ok(())
     })
@@ -631,7 +650,8 @@ mod tests {
         let stats = neuron_stats(&acts).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("neurons.csv");
-        write_neurons_csv(&path, &acts, &stats).unwrap();
+        let table = neuron_table(&acts, &stats).unwrap();
+        write_neurons_csv(&path, &table).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
@@ -650,6 +670,10 @@ mod tests {
             assert_eq!(fields, expected, "{line}");
         }
         assert!(lines[2].contains('e'), "tiny values in scientific notation: {}", lines[2]);
+        // The neuron index is written as an integer.
+        assert!(lines[1].starts_with("0,") && lines[2].starts_with("1,"), "{text}");
+        let names: Vec<&str> = table.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names.join(","), lines[0]);
     }
 
     #[test]
@@ -660,13 +684,17 @@ mod tests {
         // The target is an existing folder: the final rename fails after the content was written.
         let target = dir.path().join("neurons.csv");
         std::fs::create_dir(&target).unwrap();
-        assert!(write_neurons_csv(&target, &acts, &stats).is_err());
+        assert!(write_neurons_csv(&target, &neuron_table(&acts, &stats).unwrap()).is_err());
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("neurons.csv")]);
         assert!(target.is_dir());
-        // Mismatched statistics are refused before anything is written.
+        // Mismatched statistics are refused, and so is a table with columns of unequal length,
+        // before anything is written.
+        assert!(neuron_table(&acts, &stats[..0]).is_err());
+        let mut ragged = neuron_table(&acts, &stats).unwrap();
+        ragged[1].values.pop();
         let other = dir.path().join("other.csv");
-        assert!(write_neurons_csv(&other, &acts, &stats[..0]).is_err());
+        assert!(write_neurons_csv(&other, &ragged).is_err());
         assert!(!other.exists());
     }
 

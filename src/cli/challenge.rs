@@ -7,6 +7,7 @@ use clap::{Args, ValueEnum};
 use neoprobe::challenge::permutation::{DEFAULT_PERMUTATIONS as PERMUTATIONS, DEFAULT_SEED as SEED};
 use neoprobe::challenge::run::DEFAULT_OUT_DIR;
 use neoprobe::challenge::{run_challenge, CategorySpec, ChallengeArgs};
+use neoprobe::engine::ModelSource;
 use neoprobe::hub::FetchOptions;
 use neoprobe::kernels::Variant;
 use neoprobe::model::DEFAULT_LAYER;
@@ -80,31 +81,35 @@ pub fn run(args: ChallengeCli) -> anyhow::Result<()> {
         args.category.iter().map(|arg| CategorySpec::parse(arg)).collect::<anyhow::Result<_>>()?
     };
     let notes = Terminal::new();
-    let outcome = run_challenge(
-        &ChallengeArgs {
-            model: args.model.source(),
-            categories,
-            layer: args.layer,
-            pool: args.pool,
-            prefix_space: args.prefix_space,
-            out_dir: args.out_dir,
-            force: args.force,
-            variant: args.kernel_variant,
-            fetch: FetchOptions::default(),
-            batch_tokens: args.batch_tokens,
-            permutations: args.permutations,
-            seed: args.seed,
-            sweeps: args.sweeps,
-        },
-        &notes,
-    )?;
+    let challenge = ChallengeArgs {
+        model: args.model.source(),
+        categories,
+        layer: args.layer,
+        pool: args.pool,
+        prefix_space: args.prefix_space,
+        out_dir: args.out_dir,
+        force: args.force,
+        variant: args.kernel_variant,
+        fetch: FetchOptions::default(),
+        batch_tokens: args.batch_tokens,
+        permutations: args.permutations,
+        seed: args.seed,
+        sweeps: args.sweeps,
+    };
+    let outcome = run_challenge(&challenge, &notes)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&outcome.json)?);
+        println!("{}", serde_json::to_string_pretty(&outcome.summary)?);
     } else {
-        print!("{}", outcome.summary);
+        print!("{}", outcome.terminal_summary);
     }
-    for note in &outcome.notes {
-        notes.done(note);
+    let model = &outcome.model;
+    if let (ModelSource::Hub { .. }, Some(commit)) = (&challenge.model, &model.commit) {
+        notes.done(&format!(
+            "model files from {} (commit {commit}; {:.3} s to find or fetch them)",
+            model.dir.display(),
+            model.fetch_time.as_secs_f64()
+        ));
     }
+    notes.done(&format!("wrote {} files into {}", outcome.files.len(), challenge.out_dir.display()));
     Ok(())
 }

@@ -1,8 +1,8 @@
 //! The figures of `explain`: the dot product's terms, and c_fc's output as the kernel's tiles.
 
 use super::Explanation;
-use crate::challenge::sig;
 use crate::figures::{diverging_color, font, plot_err, render};
+use crate::text::sig;
 use anyhow::Result;
 use plotters::prelude::*;
 use std::path::Path;

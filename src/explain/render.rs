@@ -1,7 +1,7 @@
 //! The explanation in words: a terminal summary and `explain.md`.
 
 use super::{Explanation, TokenExplanation, CONTRIBUTIONS_PNG, TILES_PNG};
-use crate::challenge::sig;
+use crate::text::sig;
 use std::fmt::Write as _;
 
 /// Digits shown of values whose last bits matter (the dot product and its replays).

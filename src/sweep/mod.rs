@@ -11,7 +11,7 @@ pub mod topk;
 pub mod vocab;
 
 use crate::batching::StreamStats;
-use crate::challenge::{ModelSource, ResolvedModel};
+use crate::engine::{ModelSource, ResolvedModel};
 use crate::hub::FetchOptions;
 use crate::kernels::Variant;
 use anyhow::{bail, Context, Result};
@@ -110,5 +110,5 @@ fn hex(bytes: &[u8]) -> String {
 /// A token as a person reads it in a Markdown table: quoted, control characters escaped (so a
 /// leading space or a newline shows), Markdown's special characters escaped.
 pub fn token_cell(text: &str) -> String {
-    crate::challenge::report::md(&format!("{text:?}"))
+    crate::text::md(&format!("{text:?}"))
 }

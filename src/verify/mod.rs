@@ -6,7 +6,6 @@
 
 pub mod bounds;
 
-use crate::challenge::{sig, WordSource};
 use crate::engine::{Engine, LoadedModel, ModelSource};
 use crate::gpu::{Gpu, Recorder};
 use crate::hub::{FetchOptions, DEFAULT_MODEL, DEFAULT_REVISION};
@@ -16,7 +15,8 @@ use crate::model::{
 };
 use crate::notes::Notes;
 use crate::reference;
-use crate::tokenize::Tokenizer;
+use crate::text::sig;
+use crate::tokenize::{Tokenizer, WordSource};
 use anyhow::Result;
 use bounds::*;
 use rand::SeedableRng;
