@@ -40,7 +40,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-pub use crate::model::DEFAULT_LAYER;
 /// The output folder unless told otherwise.
 pub const DEFAULT_OUT_DIR: &str = "challenge-out";
 /// Neurons drawn in `top_neurons.png`.

@@ -32,8 +32,6 @@ pub const CONTRIBUTIONS_PNG: &str = "contributions.png";
 pub const TILES_PNG: &str = "tiles.png";
 pub const OUTPUT_FILES: [&str; 4] = [EXPLAIN_MD, EXPLAIN_JSON, CONTRIBUTIONS_PNG, TILES_PNG];
 
-pub use crate::model::DEFAULT_LAYER;
-
 /// Contributions listed on each side (largest positive, largest negative).
 const TOP_CONTRIBUTIONS: usize = 8;
 /// Values of k between two checkpoints of a sequential running sum.

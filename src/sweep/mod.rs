@@ -27,7 +27,6 @@ pub const CONTEXTS_JSONL: &str = "contexts.jsonl";
 pub const LOGITS_TOPK: &str = "logits_topk.safetensors";
 pub const LOGITS_MD: &str = "logits.md";
 
-pub use crate::model::DEFAULT_HOOK;
 /// Entries kept per neuron unless told otherwise.
 pub const DEFAULT_TOP_K: usize = 20;
 
