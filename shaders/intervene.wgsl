@@ -42,11 +42,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let i = k / params.n_cols;
     let c = cols[k % params.n_cols];
     let at = rows[i] * params.row_width + c;
-    let from = source[i * params.source_stride + c - params.col_base];
+    let given = source[i * params.source_stride + c - params.col_base];
     // keep = 0 replaces the value outright (a NaN or inf in y does not survive a zero ablation).
     var kept = 0.0;
     if (params.keep != 0.0) {
         kept = params.keep * y[at];
     }
-    y[at] = kept + params.scale * from;
+    y[at] = kept + params.scale * given;
 }
