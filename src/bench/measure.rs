@@ -300,6 +300,51 @@ pub fn challenge_forward(
     })
 }
 
+/// What interventions cost: the challenge forward with and without `interventions`, alternating
+/// run by run so that both see the machine in the same moods.
+#[derive(Clone, Debug, Serialize)]
+pub struct InterventionCost {
+    pub variant: String,
+    /// The flags, as given.
+    pub interventions: Vec<String>,
+    pub pairs: usize,
+    pub plain_seconds: f64,
+    pub intervened_seconds: f64,
+    /// The median over the pairs of intervened ÷ plain.
+    pub ratio: f64,
+}
+
+/// The challenge forward plainly and with `interventions`, `pairs` alternating pairs after a
+/// warm-up of each.
+pub fn intervention_cost(
+    engine: &Engine,
+    batch: &Batch,
+    plan: &HookPlan,
+    interventions: &crate::model::Interventions,
+    pairs: usize,
+) -> Result<InterventionCost> {
+    let lengths: Vec<usize> = (0..batch.n_sequences()).map(|s| batch.sequence(s).len()).collect();
+    let intervened = plan.clone().with_interventions(interventions.for_run(&lengths)?);
+    let (mut plain, mut with, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..=pairs {
+        let a = engine.forward(batch, plan, false)?.1.forward.as_secs_f64();
+        let b = engine.forward(batch, &intervened, false)?.1.forward.as_secs_f64();
+        if i > 0 {
+            plain.push(a);
+            with.push(b);
+            ratios.push(b / a);
+        }
+    }
+    Ok(InterventionCost {
+        variant: engine.kernels.variant.to_string(),
+        interventions: interventions.iter().map(|i| i.spec.clone()).collect(),
+        pairs,
+        plain_seconds: median(&plain),
+        intervened_seconds: median(&with),
+        ratio: median(&ratios),
+    })
+}
+
 /// One run as `neoprobe challenge` does it, from the model folder to the activations on the host.
 pub fn whole_run_phases(dir: &ModelDir, hook: Hook, variant: Variant) -> Result<Phases> {
     let (model, plan) = LoadedModel::load(dir, |_| HookPlan::new(&[hook]))?;
@@ -370,6 +415,20 @@ pub fn render(r: &BenchReport) -> String {
             ms(c.record_seconds),
             ms(c.readback_seconds)
         );
+    }
+    if let Some(first) = r.interventions.first() {
+        let _ = writeln!(out, "\nwith interventions ({}), alternating with the plain forward:", first.interventions.join(" "));
+        for c in &r.interventions {
+            let _ = writeln!(
+                out,
+                "  {:<9} {} vs {} plain: × {:.3} (median of {} pairs; target ≤ 1.05)",
+                c.variant,
+                ms(c.intervened_seconds),
+                ms(c.plain_seconds),
+                c.ratio,
+                c.pairs
+            );
+        }
     }
     let p = &r.phases;
     let _ = writeln!(

@@ -7,12 +7,15 @@ mod measure;
 pub mod sweep;
 
 pub use baseline::{Baseline, BaselineRatios, ProcessRun};
-pub use measure::{ChallengeTiming, KernelTiming, Phases, TimingSource};
+pub use measure::{ChallengeTiming, InterventionCost, KernelTiming, Phases, TimingSource};
 
 use crate::engine::{Engine, LoadedModel};
 use crate::gpu::Gpu;
 use crate::kernels::{Kernels, Variant};
-use crate::model::{kernel_shapes, Batch, GptNeoConfig, GptNeoWeights, Hook, HookPlan, HookPoint, ModelDir};
+use crate::model::{
+    kernel_shapes, Batch, GptNeoConfig, GptNeoWeights, Hook, HookPlan, HookPoint, Intervention, InterventionKind,
+    Interventions, ModelDir,
+};
 use crate::notes::Notes;
 use crate::tokenize::{Tokenizer, WordSource};
 use anyhow::{bail, Context, Result};
@@ -57,10 +60,20 @@ pub struct BenchReport {
     pub n_tokens: usize,
     pub kernels: Vec<KernelTiming>,
     pub challenge: Vec<ChallengeTiming>,
+    /// The challenge forward with a few interventions before block 8, against it plain.
+    pub interventions: Vec<InterventionCost>,
     pub phases: Phases,
     pub baseline: Option<Baseline>,
     pub ratios: Option<BaselineRatios>,
 }
+
+/// The interventions whose cost `bench` measures: the kinds the causal questions use, on hooks
+/// before block 8 (ten neurons zeroed, a head zeroed, the whole residual stream scaled).
+const BENCH_INTERVENTIONS: [(InterventionKind, &str); 3] = [
+    (InterventionKind::Ablate, "blocks.4.mlp.hook_post:0..10"),
+    (InterventionKind::Ablate, "blocks.3.attn.hook_z:head=3"),
+    (InterventionKind::Scale, "blocks.6.hook_resid_post=1.01"),
+];
 
 /// The 200 words of the challenge (the lists built into the binary), tokenized as written.
 fn challenge_words(tokenizer: &Tokenizer) -> Result<Vec<Vec<u32>>> {
@@ -101,12 +114,20 @@ pub fn run(args: &BenchArgs, notes: &dyn Notes) -> Result<BenchReport> {
         .collect::<Result<Vec<_>>>()?;
     let mut kernels = Vec::new();
     let mut challenge = Vec::new();
+    let mut interventions = Vec::new();
+    let mut typical = Vec::new();
+    for (kind, text) in BENCH_INTERVENTIONS {
+        typical.extend(Intervention::parse(kind, text, &model.config)?);
+    }
+    let typical = Interventions::new(typical);
     for (&variant, compiled) in args.variants.iter().zip(&variant_kernels) {
         notes.step(&format!("kernels, variant {variant}"));
         kernels.extend(measure::kernels(&gpu, compiled, &model.config, &batch, args.repeats)?);
         notes.step(&format!("challenge forward, variant {variant}"));
         let engine = Engine::new(&model.weights, Some(variant), model.load_time)?;
         challenge.push(measure::challenge_forward(&engine, &batch, &plan, args.repeats)?);
+        notes.step(&format!("challenge forward with interventions, variant {variant}"));
+        interventions.push(measure::intervention_cost(&engine, &batch, &plan, &typical, 2 * args.repeats)?);
     }
 
     let (baseline, ratios) = match &args.baseline_python {
@@ -146,6 +167,7 @@ pub fn run(args: &BenchArgs, notes: &dyn Notes) -> Result<BenchReport> {
         n_tokens: batch.n_tokens(),
         kernels,
         challenge,
+        interventions,
         phases,
         baseline,
         ratios,
