@@ -350,10 +350,10 @@ fn no_gpu_adapter_is_a_named_error() {
 /// model give the F32 model's outputs up to the rounding of their weights.
 #[test]
 fn f16_and_bf16_weights_are_widened_on_load() {
-    use neoprobe::model::{GptNeoWeights, ModelDir};
+    use neoprobe::model::ModelDir;
     let original = ModelDir::open(Path::new(TINY)).unwrap();
     let config = original.config().unwrap();
-    let f32_weights = GptNeoWeights::load(&Path::new(TINY).join("model.safetensors"), &config, 12).unwrap();
+    let f32_weights = original.weights_of_blocks(&config, 12).unwrap();
     for (dtype, to_half, from_half) in [
         (
             safetensors::Dtype::F16,
@@ -385,7 +385,7 @@ fn f16_and_bf16_weights_are_widened_on_load() {
         std::fs::write(model.join("model.safetensors"), safetensors::serialize(views, None).unwrap())
             .unwrap();
 
-        let widened = GptNeoWeights::load(&model.join("model.safetensors"), &config, 12).unwrap();
+        let widened = ModelDir::open(&model).unwrap().weights_of_blocks(&config, 12).unwrap();
         let expected: Vec<f32> =
             f32_weights.blocks[8].c_fc.weight.to_vec().iter().map(|&v| from_half(to_half(v))).collect();
         assert_eq!(widened.blocks[8].c_fc.weight.to_vec(), expected, "{dtype:?} c_fc weight");
