@@ -1,8 +1,9 @@
 //! Fetching a model's files from the Hugging Face hub into the standard HF cache.
 //!
-//! [`fetch_model`] returns a folder holding [`MODEL_FILES`] for one revision of a model repo: the
-//! cache's snapshot folder. The cache is laid out exactly as Python's `huggingface_hub` and the
-//! `hf-hub` crate lay it out, so files fetched by any of them are found by the others:
+//! [`fetch_model`] returns a folder holding `config.json`, `tokenizer.json` and the weights for
+//! one revision of a model repo: the cache's snapshot folder. The cache is laid out exactly as
+//! Python's `huggingface_hub` and the `hf-hub` crate lay it out, so files fetched by any of them
+//! are found by the others:
 //!
 //! ```text
 //! $HF_HOME/hub/                               (or $HF_HUB_CACHE)
@@ -10,19 +11,36 @@
 //!     blobs/{etag}                  the contents, named by the hub's ETag: the sha256 of the
 //!                                   content for LFS files, the git blob sha1 for the others
 //!     blobs/{etag}.incomplete       a download in progress (resumed by the next try or run)
-//!     refs/{revision}               the commit hash the revision resolved to
+//!     refs/{revision}               the commit hash the revision resolved to (refs/refs/pr/{n}
+//!                                   for the pull request revision refs/pr/{n})
 //!     snapshots/{commit}/{file}     relative symlink to ../../blobs/{etag}
 //!   .locks/models--{org}--{name}/{etag}.lock   the per-blob lock Python's huggingface_hub takes too
 //! ```
 //!
+//! # Which files
+//!
+//! As transformers loads a checkpoint: `model.safetensors` when the revision has it; else
+//! `model.safetensors.index.json` and every shard it names (each fetched like any other file);
+//! else, when the revision has only PyTorch pickles ([`PICKLE_FILES`]), which neoprobe never
+//! downloads or unpickles, the hub's safetensors conversion of its commit: the open pull request
+//! titled [`CONVERSION_TITLE`] by [`CONVERSION_BOT`] whose head's parent is that commit, found
+//! as transformers' `safetensors_conversion.previous_pr` finds it (the discussions API, then the
+//! pull request's commits). Then every file comes from the pull request's head commit, whose
+//! snapshot is returned, and a warning names the pull request (`refs/pr/{n}`) and its commit.
+//! Unlike transformers, neoprobe never asks the hub to make a conversion. Without one the error
+//! says how to convert the model locally. Which weights a revision has is learnt from `HEAD`
+//! answers in that order, so a sharded repo costs one request more than a single file and a
+//! cached snapshot none; a pickle-only revision is looked up on the hub on every run (offline,
+//! pass the pull request's commit as the revision).
+//!
 //! # Behaviour
 //!
-//! * Cached: when the snapshot for the revision holds all three files (for a 40-hex commit the
+//! * Cached: when the snapshot for the revision holds all its files (for a 40-hex commit the
 //!   snapshot is `snapshots/{revision}`; for a branch or tag `refs/{revision}` names it), they are
 //!   returned without any network request. A branch such as `main` is therefore not checked for
 //!   updates once cached; neoprobe pins a commit by default.
-//! * Cheap integrity check on every cache hit: `model.safetensors` must be exactly as long as its
-//!   own header says, `*.json` files must parse as JSON. This catches truncated or appended blobs
+//! * Cheap integrity check on every cache hit: each `*.safetensors` file must be exactly as long
+//!   as its own header says, `*.json` files must parse as JSON. This catches truncated or appended blobs
 //!   in microseconds. A same-length bit flip is only caught by hashing the whole blob, which costs
 //!   about a second for the real 526 MB weights; set [`FetchOptions::verify_cached`] for that.
 //!   A damaged cached file is downloaded again when online, and refused with a clear error when
@@ -56,6 +74,7 @@
 //! `X-Repo-Commit`, `X-Linked-Etag`/`ETag`, `X-Linked-Size`/`Content-Length` and `Location`,
 //! then a `GET` of the file or its CDN location) is done here with `ureq` directly.
 
+use crate::model::{ShardIndex, WEIGHTS_FILE, WEIGHTS_INDEX};
 use crate::notes::{Bar, Notes, Unit};
 use anyhow::Result;
 use std::fmt;
@@ -64,8 +83,15 @@ use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The three files neoprobe needs from a model repo.
+/// The files neoprobe needs from a model repo whose weights are one file. A sharded repo has
+/// [`WEIGHTS_INDEX`] and the shards it names instead of `model.safetensors`.
 pub const MODEL_FILES: [&str; 3] = ["config.json", "model.safetensors", "tokenizer.json"];
+/// The PyTorch pickles a repo may have instead of safetensors; neoprobe never downloads them.
+pub const PICKLE_FILES: [&str; 2] = ["pytorch_model.bin", "pytorch_model.bin.index.json"];
+/// The hub user that opens safetensors conversions of pickle-only repos as pull requests ...
+pub const CONVERSION_BOT: &str = "SFconvertbot";
+/// ... under this title (transformers' `safetensors_conversion` looks for the same).
+pub const CONVERSION_TITLE: &str = "Adding `safetensors` variant of this model";
 /// The model the `challenge` command uses unless told otherwise.
 pub const DEFAULT_MODEL: &str = "EleutherAI/gpt-neo-125m";
 /// The pinned commit of [`DEFAULT_MODEL`].
@@ -74,6 +100,8 @@ pub const DEFAULT_REVISION: &str = "21def0189f5705e2521767faed922f1f15e7d7db";
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
 
 const MAX_REDIRECTS: usize = 10;
+/// Pages of a repo's open pull requests read when looking for a conversion.
+const MAX_DISCUSSION_PAGES: u64 = 20;
 const COPY_BUFFER: usize = 1 << 20;
 
 /// How [`fetch_model`] finds the cache and the hub. Fields left `None` are read from the
@@ -193,8 +221,9 @@ fn io_fail(what: &str, path: &Path, e: io::Error) -> anyhow::Error {
     )
 }
 
-/// Returns a local folder holding the three files (the cache's snapshot dir for that revision),
-/// downloading what is missing. See the module documentation for the exact behaviour.
+/// Returns a local folder holding the model's files (the cache's snapshot dir for that revision,
+/// or for the hub's safetensors conversion of it), downloading what is missing. See the module
+/// documentation for the exact behaviour.
 pub fn fetch_model(
     model_id: &str,
     revision: &str,
@@ -208,14 +237,13 @@ pub fn fetch_model(
 
     // 1. The cache, without any request.
     let known_commit = cache.commit_for(revision);
-    let mut states: Vec<CachedFile> = vec![CachedFile::Missing; MODEL_FILES.len()];
+    let states = match &known_commit {
+        Some(commit) => cached_files(&cache, commit, opts.verify_cached),
+        None => Vec::new(),
+    };
     if let Some(commit) = &known_commit {
-        let snapshot = cache.snapshot(commit);
-        for (state, file) in states.iter_mut().zip(MODEL_FILES) {
-            *state = check_cached(&snapshot.join(file), opts.verify_cached);
-        }
-        if states.iter().all(|s| matches!(s, CachedFile::Good)) {
-            return Ok(snapshot);
+        if complete(&states) {
+            return Ok(cache.snapshot(commit));
         }
     }
 
@@ -224,50 +252,47 @@ pub fn fetch_model(
     }
 
     // 2. The hub, for whatever is missing or damaged.
-    let client = Client::new(&settings, opts);
+    let fetcher = Fetcher {
+        client: Client::new(&settings, opts),
+        cache: &cache,
+        verify_cached: opts.verify_cached,
+        announced: std::cell::Cell::new(false),
+    };
     let ctx = Ctx { model_id, revision, endpoint: &settings.endpoint, notes };
-    let mut commit = known_commit;
-    let mut announced = false;
-    for (state, file) in states.iter().zip(MODEL_FILES) {
-        if matches!(state, CachedFile::Good) {
-            continue;
-        }
-        if let (CachedFile::Damaged(reason), Some(c)) = (state, &commit) {
-            notes.step(&format!(
-                "cached {} is damaged ({reason}); downloading it again",
-                cache.snapshot(c).join(file).display()
-            ));
-        }
-        // Once the commit is known, every request names it, so the three files always come
-        // from the same commit even if a branch moves meanwhile.
-        let url_revision = commit.clone().unwrap_or_else(|| revision.to_string());
-        let meta = client.metadata(&ctx, &url_revision, file)?;
-        match &commit {
-            None => commit = Some(meta.commit.clone()),
-            Some(c) if *c != meta.commit => {
-                return Err(fail(
-                    FetchErrorKind::BadResponse,
-                    format!(
-                        "the hub at {} answered commit {} for {file} of \"{model_id}\" at revision {url_revision}, expected {c}",
-                        settings.endpoint, meta.commit
-                    ),
-                ))
-            }
-            Some(_) => {}
-        }
-        if !announced {
-            announced = true;
-            notes.step(&format!(
-                "downloading {model_id} (revision {revision}) from {} into {}",
-                settings.endpoint,
-                cache.dir.display()
-            ));
-        }
-        fetch_file(&client, &ctx, &cache, &meta, file)?;
-    }
-    let commit = commit.expect("at least one file was fetched, so the commit is known");
-    cache.write_ref(revision, &commit)?;
+    let commit = fetcher.complete_snapshot(&ctx, known_commit, &states, true)?;
     Ok(cache.snapshot(&commit))
+}
+
+/// Each file the snapshot of `commit` should hold, with its state: `config.json`, the weights
+/// and `tokenizer.json`. The weights are `model.safetensors` when the snapshot has it (or has
+/// no weights at all); else the index and, once the index reads, each shard it names.
+fn cached_files(cache: &RepoCache, commit: &str, deep: bool) -> Vec<(String, CachedFile)> {
+    let snapshot = cache.snapshot(commit);
+    let check = |name: &str| (name.to_string(), check_cached(&snapshot.join(name), deep));
+    let mut files = vec![check("config.json")];
+    let single = check(WEIGHTS_FILE);
+    let index = check(WEIGHTS_INDEX);
+    match (&single.1, &index.1) {
+        (CachedFile::Missing, CachedFile::Good) => match ShardIndex::read(&snapshot.join(WEIGHTS_INDEX)) {
+            Ok(parsed) => {
+                files.push(index);
+                files.extend(parsed.shards.iter().map(|shard| check(shard)));
+            }
+            Err(e) => files.push((WEIGHTS_INDEX.to_string(), CachedFile::Damaged(format!("{e:#}")))),
+        },
+        (CachedFile::Missing, CachedFile::Damaged(_)) => files.push(index),
+        _ => files.push(single),
+    }
+    files.push(check("tokenizer.json"));
+    files
+}
+
+fn complete(states: &[(String, CachedFile)]) -> bool {
+    !states.is_empty() && states.iter().all(|(_, s)| matches!(s, CachedFile::Good))
+}
+
+fn state_of(states: &[(String, CachedFile)], name: &str) -> CachedFile {
+    states.iter().find(|(n, _)| n == name).map(|(_, s)| s.clone()).unwrap_or(CachedFile::Missing)
 }
 
 fn offline_error(
@@ -276,11 +301,11 @@ fn offline_error(
     settings: &Settings,
     cache: &RepoCache,
     commit: Option<&str>,
-    states: &[CachedFile],
+    states: &[(String, CachedFile)],
 ) -> anyhow::Error {
     let hint = "pass --model-dir DIR with local config.json, model.safetensors and tokenizer.json";
     if let Some(commit) = commit {
-        for (state, file) in states.iter().zip(MODEL_FILES) {
+        for (file, state) in states {
             if let CachedFile::Damaged(reason) = state {
                 let path = cache.snapshot(commit).join(file);
                 return fail(
@@ -293,13 +318,9 @@ fn offline_error(
             }
         }
     }
-    let missing: Vec<&str> = states
-        .iter()
-        .zip(MODEL_FILES)
-        .filter(|(s, _)| matches!(s, CachedFile::Missing))
-        .map(|(_, f)| f)
-        .collect();
-    let what = if commit.is_some() && missing.len() < MODEL_FILES.len() {
+    let missing: Vec<&str> =
+        states.iter().filter(|(_, s)| matches!(s, CachedFile::Missing)).map(|(f, _)| f.as_str()).collect();
+    let what = if commit.is_some() && missing.len() < states.len() {
         format!(" (missing: {})", missing.join(", "))
     } else {
         String::new()
@@ -311,6 +332,272 @@ fn offline_error(
             settings.hub_dir.display()
         ),
     )
+}
+
+/// What finding the hub's safetensors conversion of a commit gave.
+enum Conversion {
+    /// The open pull request `num` by [`CONVERSION_BOT`], whose head is `commit`.
+    Found { num: u64, commit: String },
+    /// None; the text says why when the hub's answers were not usable (else empty).
+    Missing(String),
+}
+
+/// The online part of [`fetch_model`].
+struct Fetcher<'a> {
+    client: Client,
+    cache: &'a RepoCache,
+    verify_cached: bool,
+    /// Whether the "downloading" step was told.
+    announced: std::cell::Cell<bool>,
+}
+
+impl Fetcher<'_> {
+    /// Completes the snapshot of `ctx.revision`, downloading each file `cached` does not hold as
+    /// good, weights first: where they are decides the rest. Every request names `commit` once
+    /// it is known (from the cache, or from the first answer), so all files come from one
+    /// commit even if a branch moves meanwhile. Writes `refs/{revision}`. Returns the commit
+    /// whose snapshot holds the files: the revision's own, or, with `convert`, the head of the
+    /// hub's safetensors conversion of it when the revision has only `pytorch_model.bin`.
+    fn complete_snapshot(
+        &self,
+        ctx: &Ctx,
+        mut commit: Option<String>,
+        cached: &[(String, CachedFile)],
+        convert: bool,
+    ) -> Result<String> {
+        let listed = |name: &str| cached.iter().any(|(n, _)| n == name);
+        let single = state_of(cached, WEIGHTS_FILE);
+        if listed(WEIGHTS_FILE) && !matches!(single, CachedFile::Missing) {
+            // The snapshot has the single file: only that can need fetching again.
+            self.ensure(ctx, &mut commit, WEIGHTS_FILE, &single)?;
+        } else if listed(WEIGHTS_INDEX) && matches!(state_of(cached, WEIGHTS_INDEX), CachedFile::Good) {
+            // A readable index is cached: only shards can be missing.
+            for (name, state) in cached.iter().filter(|(n, _)| n.ends_with(".safetensors")) {
+                self.ensure(ctx, &mut commit, name, state)?;
+            }
+        } else if let Some(meta) = self.meta_if_present(ctx, &mut commit, WEIGHTS_FILE)? {
+            self.download(ctx, &meta, WEIGHTS_FILE)?;
+        } else if let Some(meta) = self.meta_if_present(ctx, &mut commit, WEIGHTS_INDEX)? {
+            self.download(ctx, &meta, WEIGHTS_INDEX)?;
+            let snapshot = self.cache.snapshot(&meta.commit);
+            let index = ShardIndex::read(&snapshot.join(WEIGHTS_INDEX)).map_err(|e| {
+                fail(
+                    FetchErrorKind::BadResponse,
+                    format!(
+                        "the {WEIGHTS_INDEX} of model \"{}\" (revision {}) from the hub at {} is not usable: {e:#}",
+                        ctx.model_id, ctx.revision, ctx.endpoint
+                    ),
+                )
+            })?;
+            for shard in &index.shards {
+                let state = check_cached(&snapshot.join(shard), self.verify_cached);
+                self.ensure(ctx, &mut commit, shard, &state)?;
+            }
+        } else if convert {
+            return self.pickles_only(ctx, commit);
+        } else {
+            return Err(fail(
+                FetchErrorKind::FileNotFound,
+                format!(
+                    "model \"{}\" (revision {}) has neither {WEIGHTS_FILE} nor {WEIGHTS_INDEX} on the hub at {}: choose a revision with safetensors weights, or pass --model-dir DIR with local files",
+                    ctx.model_id, ctx.revision, ctx.endpoint
+                ),
+            ));
+        }
+        for name in ["config.json", "tokenizer.json"] {
+            self.ensure(ctx, &mut commit, name, &state_of(cached, name))?;
+        }
+        let commit = commit.expect("the cache or a request named the commit");
+        self.cache.write_ref(ctx.revision, &commit)?;
+        Ok(commit)
+    }
+
+    /// The revision has no safetensors weights: if it has PyTorch pickles, use the hub's
+    /// safetensors conversion of its commit (never the pickles), as transformers does.
+    fn pickles_only(&self, ctx: &Ctx, mut commit: Option<String>) -> Result<String> {
+        let (model_id, revision, endpoint) = (ctx.model_id, ctx.revision, ctx.endpoint);
+        let mut pickle = None;
+        for name in PICKLE_FILES {
+            if self.meta_if_present(ctx, &mut commit, name)?.is_some() {
+                pickle = Some(name);
+                break;
+            }
+        }
+        let Some(pickle) = pickle else {
+            return Err(fail(
+                FetchErrorKind::FileNotFound,
+                format!(
+                    "model \"{model_id}\" (revision {revision}) has no weights on the hub at {endpoint}: none of {WEIGHTS_FILE}, {WEIGHTS_INDEX}, {}; check the model id and revision",
+                    PICKLE_FILES.join(", ")
+                ),
+            ));
+        };
+        let base = commit.expect("the answer that found the pickle named the commit");
+        match self.find_conversion(ctx, &base)? {
+            Conversion::Found { num, commit: head } => {
+                self.cache.write_ref(revision, &base)?;
+                let pr_ref = format!("refs/pr/{num}");
+                ctx.notes.warn(&format!(
+                    "model \"{model_id}\" (revision {revision}) has only {pickle}, which neoprobe does not unpickle: using the hub's safetensors conversion of commit {base} instead, pull request #{num} by {CONVERSION_BOT} (revision {pr_ref}, commit {head}), which the model's authors have not merged; pass --revision {head} to pin it"
+                ));
+                let pr_ctx = Ctx { model_id, revision: &pr_ref, endpoint, notes: ctx.notes };
+                let cached = cached_files(self.cache, &head, self.verify_cached);
+                if complete(&cached) {
+                    self.cache.write_ref(&pr_ref, &head)?;
+                    return Ok(head);
+                }
+                self.complete_snapshot(&pr_ctx, Some(head), &cached, false)
+            }
+            Conversion::Missing(why) => Err(fail(
+                FetchErrorKind::FileNotFound,
+                format!(
+                    "model \"{model_id}\" (revision {revision}) has only {pickle} on the hub at {endpoint}, and no safetensors conversion of commit {base} (an open pull request by {CONVERSION_BOT}){why}; neoprobe does not unpickle checkpoints: convert it with transformers (from_pretrained, then save_pretrained(DIR, safe_serialization=True) for the model and its tokenizer) and pass --model-dir DIR, or choose a revision that has {WEIGHTS_FILE}"
+                ),
+            )),
+        }
+    }
+
+    /// The hub's safetensors conversion of `base`, as transformers finds it
+    /// (`safetensors_conversion.previous_pr`): an open pull request titled
+    /// [`CONVERSION_TITLE`], by [`CONVERSION_BOT`], whose head's parent is `base`; the newest
+    /// such. Listed with `GET /api/models/{repo}/discussions` page by page, as
+    /// `huggingface_hub.get_repo_discussions` does; a candidate's commits with
+    /// `GET /api/models/{repo}/commits/refs%2Fpr%2F{num}` (newest first).
+    fn find_conversion(&self, ctx: &Ctx, base: &str) -> Result<Conversion> {
+        let api = format!("{}/api/models/{}", ctx.endpoint, ctx.model_id);
+        let mut candidates = Vec::new();
+        for page in 0..MAX_DISCUSSION_PAGES {
+            let url = format!("{api}/discussions?p={page}&type=pull_request&status=open");
+            let json = match self.api_json(&url)? {
+                Ok(json) => json,
+                Err(why) => {
+                    return Ok(Conversion::Missing(format!("; its pull requests could not be listed: {why}")))
+                }
+            };
+            let Some(discussions) = json.get("discussions").and_then(|d| d.as_array()) else {
+                return Ok(Conversion::Missing(
+                    "; its pull requests could not be listed: the answer has no discussions".to_string(),
+                ));
+            };
+            for d in discussions {
+                let is = |key: &str, value: &str| d.get(key).and_then(|v| v.as_str()) == Some(value);
+                let by_bot = d
+                    .get("author")
+                    .and_then(|a| a.get("name"))
+                    .and_then(|n| n.as_str())
+                    .is_some_and(|n| n.eq_ignore_ascii_case(CONVERSION_BOT));
+                let is_pr = d.get("isPullRequest").and_then(|v| v.as_bool()) == Some(true);
+                if is_pr && by_bot && is("status", "open") && is("title", CONVERSION_TITLE) {
+                    candidates.extend(d.get("num").and_then(|n| n.as_u64()));
+                }
+            }
+            let seen = json.get("start").and_then(|s| s.as_u64()).unwrap_or(0) + discussions.len() as u64;
+            let count = json.get("count").and_then(|c| c.as_u64()).unwrap_or(0);
+            if discussions.is_empty() || seen >= count {
+                break;
+            }
+        }
+        candidates.sort_unstable_by(|a, b| b.cmp(a));
+        candidates.dedup();
+        for num in candidates {
+            let url = format!("{api}/commits/{}", percent_encode(&format!("refs/pr/{num}"), false));
+            let Ok(json) = self.api_json(&url)? else { continue };
+            let ids: Vec<&str> = json
+                .as_array()
+                .map(|commits| commits.iter().filter_map(|c| c.get("id")?.as_str()).collect())
+                .unwrap_or_default();
+            if ids.len() >= 2 && ids[1] == base && is_commit_hash(ids[0]) {
+                return Ok(Conversion::Found { num, commit: ids[0].to_string() });
+            }
+        }
+        Ok(Conversion::Missing(String::new()))
+    }
+
+    /// `GET url` of the hub's API: the JSON, or (inside) why there is none. No answer at all is
+    /// an error.
+    fn api_json(&self, url: &str) -> Result<std::result::Result<serde_json::Value, String>> {
+        let (mut response, _) = self
+            .client
+            .send(false, url, None, Follow::Relative)
+            .map_err(|e| self.client.unreachable(url, "its pull requests", &self.client.net_cause(&e)))?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            return Ok(Err(format!("HTTP {status}")));
+        }
+        let text = match response.body_mut().read_to_string() {
+            Ok(text) => text,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        Ok(serde_json::from_str(&text).map_err(|e| format!("the answer is not JSON ({e})")))
+    }
+
+    /// Makes sure `name` is in the snapshot: nothing to do when `state` is good, else ask the
+    /// hub about it and download it.
+    fn ensure(&self, ctx: &Ctx, commit: &mut Option<String>, name: &str, state: &CachedFile) -> Result<()> {
+        if matches!(state, CachedFile::Good) {
+            return Ok(());
+        }
+        if let (CachedFile::Damaged(reason), Some(c)) = (state, &*commit) {
+            ctx.notes.step(&format!(
+                "cached {} is damaged ({reason}); downloading it again",
+                self.cache.snapshot(c).join(name).display()
+            ));
+        }
+        let meta = self.meta(ctx, commit, name)?;
+        self.download(ctx, &meta, name)
+    }
+
+    /// What the hub says about `name`, at `commit` once known (which the first answer sets).
+    fn meta(&self, ctx: &Ctx, commit: &mut Option<String>, name: &str) -> Result<FileMeta> {
+        let url_revision = commit.clone().unwrap_or_else(|| ctx.revision.to_string());
+        let meta = self.client.metadata(ctx, &url_revision, name)?;
+        match commit {
+            None => *commit = Some(meta.commit.clone()),
+            Some(c) if *c != meta.commit => {
+                return Err(fail(
+                    FetchErrorKind::BadResponse,
+                    format!(
+                        "the hub at {} answered commit {} for {name} of \"{}\" at revision {url_revision}, expected {c}",
+                        ctx.endpoint, meta.commit, ctx.model_id
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+        Ok(meta)
+    }
+
+    /// [`Fetcher::meta`], or `None` when the revision has no such file.
+    fn meta_if_present(
+        &self,
+        ctx: &Ctx,
+        commit: &mut Option<String>,
+        name: &str,
+    ) -> Result<Option<FileMeta>> {
+        match self.meta(ctx, commit, name) {
+            Ok(meta) => Ok(Some(meta)),
+            Err(e)
+                if e.downcast_ref::<FetchError>().is_some_and(|f| f.kind == FetchErrorKind::FileNotFound) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Puts the file `meta` describes in place, telling the caller once that downloads begin.
+    fn download(&self, ctx: &Ctx, meta: &FileMeta, name: &str) -> Result<()> {
+        if !self.announced.replace(true) {
+            ctx.notes.step(&format!(
+                "downloading {} (revision {}) from {} into {}",
+                ctx.model_id,
+                ctx.revision,
+                ctx.endpoint,
+                self.cache.dir.display()
+            ));
+        }
+        fetch_file(&self.client, ctx, self.cache, meta, name)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1338,12 +1625,18 @@ impl Client {
             )
         };
         let file_missing = || {
+            let needs = if MODEL_FILES.contains(&file) || file == WEIGHTS_INDEX {
+                format!("neoprobe needs {} from a GPT-Neo repo", MODEL_FILES.join(", "))
+            } else {
+                format!(
+                    "its {WEIGHTS_INDEX} names that shard: choose a revision that has every shard, or pass --model-dir DIR with local files"
+                )
+            };
             fail(
                 FetchErrorKind::FileNotFound,
                 format!(
-                    "model \"{model_id}\" (revision {}) has no file \"{file}\" on the hub at {endpoint}; neoprobe needs {} from a GPT-Neo repo",
-                    ctx.revision,
-                    MODEL_FILES.join(", ")
+                    "model \"{model_id}\" (revision {}) has no file \"{file}\" on the hub at {endpoint}; {needs}",
+                    ctx.revision
                 ),
             )
         };

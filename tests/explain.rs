@@ -8,7 +8,7 @@ mod common;
 use common::{neoprobe, path, read_npy};
 
 use neoprobe::kernels::Variant;
-use neoprobe::model::{GptNeoConfig, GptNeoWeights};
+use neoprobe::model::ModelDir;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -90,10 +90,10 @@ fn explain_agrees_with_extract_the_kernel_and_exact_arithmetic(variant: Variant)
         (Some(WORD), Some(8), Some(37))
     );
 
-    let config = GptNeoConfig::load(Path::new(&format!("{TINY}/config.json"))).unwrap();
+    let model = ModelDir::open(Path::new(TINY)).unwrap();
+    let config = model.config().unwrap();
     let (h, inter) = (config.hidden_size, config.intermediate_size);
-    let weights =
-        GptNeoWeights::load(Path::new(&format!("{TINY}/model.safetensors")), &config, LAYER + 1).unwrap();
+    let weights = model.weights_of_blocks(&config, LAYER + 1).unwrap();
     let c_fc = &weights.blocks[LAYER].c_fc;
     let w_row = c_fc.weight.values()[NEURON * h..(NEURON + 1) * h].to_vec();
     let bias = c_fc.bias.values()[NEURON];

@@ -1,6 +1,8 @@
 //! `neoprobe extract` as a user runs it: outputs checked against HF, and every kind of bad input
 //! giving a one-line error, a non-zero exit, no panic and no output file.
 
+mod support;
+
 use neoprobe::output::{safetensors_bytes, NamedTensor};
 use safetensors::SafeTensors;
 use std::collections::HashMap;
@@ -350,10 +352,10 @@ fn no_gpu_adapter_is_a_named_error() {
 /// model give the F32 model's outputs up to the rounding of their weights.
 #[test]
 fn f16_and_bf16_weights_are_widened_on_load() {
-    use neoprobe::model::{GptNeoWeights, ModelDir};
+    use neoprobe::model::ModelDir;
     let original = ModelDir::open(Path::new(TINY)).unwrap();
     let config = original.config().unwrap();
-    let f32_weights = GptNeoWeights::load(&Path::new(TINY).join("model.safetensors"), &config, 12).unwrap();
+    let f32_weights = original.weights_of_blocks(&config, 12).unwrap();
     for (dtype, to_half, from_half) in [
         (
             safetensors::Dtype::F16,
@@ -385,7 +387,7 @@ fn f16_and_bf16_weights_are_widened_on_load() {
         std::fs::write(model.join("model.safetensors"), safetensors::serialize(views, None).unwrap())
             .unwrap();
 
-        let widened = GptNeoWeights::load(&model.join("model.safetensors"), &config, 12).unwrap();
+        let widened = ModelDir::open(&model).unwrap().weights_of_blocks(&config, 12).unwrap();
         let expected: Vec<f32> =
             f32_weights.blocks[8].c_fc.weight.to_vec().iter().map(|&v| from_half(to_half(v))).collect();
         assert_eq!(widened.blocks[8].c_fc.weight.to_vec(), expected, "{dtype:?} c_fc weight");
@@ -402,4 +404,48 @@ fn f16_and_bf16_weights_are_widened_on_load() {
         assert!(run.ok, "{dtype:?}: {}", run.stderr);
         assert_eq!(read_npy(&out).0, vec![100, 256]);
     }
+}
+
+/// A sharded checkpoint gives the single file's activations bit for bit, from a local folder and
+/// fetched from the hub (a local fake of it, into a fresh HF_HOME).
+#[test]
+fn sharded_checkpoints_give_the_single_files_activations() {
+    let dir = tempfile::tempdir().unwrap();
+    let extract = |model: &[&str], env: &[(&str, &str)], out: &Path| -> Vec<u8> {
+        let mut args = vec!["extract"];
+        args.extend(model);
+        args.extend(["--words", "data/verbs.txt", "--out", out.to_str().unwrap()]);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_neoprobe"));
+        for key in ["HF_HUB_OFFLINE", "HF_HUB_CACHE", "HF_TOKEN", "HF_TOKEN_PATH"] {
+            command.env_remove(key);
+        }
+        let output = command.args(&args).envs(env.iter().copied()).output().unwrap();
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        std::fs::read(out).unwrap()
+    };
+    let single = extract(&["--model-dir", TINY], &[], &dir.path().join("single.npy"));
+
+    let local = dir.path().join("sharded");
+    std::fs::create_dir(&local).unwrap();
+    for file in ["config.json", "tokenizer.json"] {
+        std::fs::copy(Path::new(TINY).join(file), local.join(file)).unwrap();
+    }
+    let weights = std::fs::read(Path::new(TINY).join("model.safetensors")).unwrap();
+    for (name, bytes) in support::shard_weights(&weights, 3) {
+        std::fs::write(local.join(name), bytes).unwrap();
+    }
+    let from_local = extract(&["--model-dir", local.to_str().unwrap()], &[], &dir.path().join("local.npy"));
+    assert!(from_local == single, "a local sharded folder gives other activations");
+
+    let id = "test-org/tiny-sharded";
+    let hub = support::FakeHub::start(vec![support::FakeRepo::new(id, support::fixture_files(3))]);
+    let home = dir.path().join("hf");
+    let env = [("HF_ENDPOINT", hub.url.as_str()), ("HF_HOME", home.to_str().unwrap())];
+    let from_hub = extract(&["--model", id, "--revision", "main"], &env, &dir.path().join("hub.npy"));
+    assert!(from_hub == single, "a sharded hub repo gives other activations");
+    assert!(home
+        .join("hub/models--test-org--tiny-sharded/snapshots")
+        .join(support::COMMIT)
+        .join("model.safetensors.index.json")
+        .is_file());
 }

@@ -3,12 +3,18 @@
 
 mod support;
 
-use neoprobe::hub::{fetch_model, FetchError, FetchErrorKind, FetchOptions, MODEL_FILES};
+use neoprobe::hub::{
+    fetch_model, FetchError, FetchErrorKind, FetchOptions, CONVERSION_BOT, CONVERSION_TITLE, MODEL_FILES,
+};
+use neoprobe::model::{GptNeoWeights, ModelDir};
 use neoprobe::notes::{Recorded, Silent};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::{env_exclusive, env_shared, tiny_model_files, FakeHub, FakeRepo, Faults, COMMIT, REPO};
+use support::{
+    env_exclusive, env_shared, fixture_files, sha256_hex, tiny_model_files, FakeDiscussion, FakeHub,
+    FakeRepo, Faults, COMMIT, REPO, TINY,
+};
 
 fn opts(hub: &FakeHub, home: &Path) -> FetchOptions {
     FetchOptions {
@@ -883,4 +889,317 @@ fn concurrent_fetches_into_one_cache_all_get_the_right_files() {
         .join("hub/.locks/models--test-org--tiny-model")
         .join(format!("{}.lock", weights_sha(&hub)));
     assert!(weights_lock.exists());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sharded checkpoints and pickle-only repos.
+
+const SHARDED: &str = "test-org/tiny-sharded";
+const SHARDS: [&str; 3] = [
+    "model-00001-of-00003.safetensors",
+    "model-00002-of-00003.safetensors",
+    "model-00003-of-00003.safetensors",
+];
+
+fn sharded_hub() -> FakeHub {
+    FakeHub::start(vec![FakeRepo::new(SHARDED, fixture_files(3))])
+}
+
+/// Every tensor of `w` as bytes, in a fixed order.
+fn weight_bytes(w: &GptNeoWeights) -> Vec<Vec<u8>> {
+    let mut all = vec![w.wte.bytes().to_vec(), w.wpe.bytes().to_vec()];
+    for b in &w.blocks {
+        for t in [
+            &b.ln_1.weight,
+            &b.ln_1.bias,
+            &b.q_proj,
+            &b.k_proj,
+            &b.v_proj,
+            &b.out_proj.weight,
+            &b.out_proj.bias,
+            &b.ln_2.weight,
+            &b.ln_2.bias,
+            &b.c_fc.weight,
+            &b.c_fc.bias,
+            &b.c_proj.weight,
+            &b.c_proj.bias,
+        ] {
+            all.push(t.bytes().to_vec());
+        }
+    }
+    let ln_f = w.ln_f.as_ref().expect("every block is loaded");
+    all.extend([ln_f.weight.bytes().to_vec(), ln_f.bias.bytes().to_vec()]);
+    all
+}
+
+/// The weights' identity and every tensor of the model folder `dir`.
+fn load_all(dir: &Path) -> (String, Vec<Vec<u8>>) {
+    let dir = ModelDir::open(dir).unwrap();
+    let config = dir.config().unwrap();
+    let weights = dir.weights_of_blocks(&config, config.num_layers).unwrap();
+    (dir.weights_sha256().unwrap(), weight_bytes(&weights))
+}
+
+#[test]
+fn a_sharded_repo_is_fetched_into_the_standard_layout_and_loads_the_single_files_weights() {
+    let _env = env_shared();
+    let hub = sharded_hub();
+    let home = tempfile::tempdir().unwrap();
+    let snapshot = fetch_model(SHARDED, "main", &opts(&hub, home.path()), &Silent).unwrap();
+    let repo = repo_dir(home.path(), SHARDED);
+    assert_eq!(snapshot, repo.join("snapshots").join(COMMIT));
+    assert_eq!(fs::read_to_string(repo.join("refs").join("main")).unwrap(), COMMIT);
+    let served = &hub.repo(SHARDED).files;
+    for file in served {
+        let etag = file.etag();
+        assert_eq!(fs::read(repo.join("blobs").join(&etag)).unwrap(), file.bytes, "{}", file.name);
+        let link = fs::read_link(snapshot.join(&file.name)).unwrap();
+        assert_eq!(link, Path::new("../../blobs").join(&etag), "{}", file.name);
+    }
+    let mut in_snapshot: Vec<String> = fs::read_dir(&snapshot)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    in_snapshot.sort();
+    let mut expected: Vec<String> = served.iter().map(|f| f.name.clone()).collect();
+    expected.sort();
+    assert_eq!(in_snapshot, expected, "the snapshot holds exactly the repo's files");
+    assert!(
+        expected.iter().any(|n| n == "model.safetensors.index.json")
+            && expected.len() == 2 + 1 + SHARDS.len()
+    );
+    // The three shards and the tokenizer came from the CDN.
+    assert_eq!(lfs_gets(&hub).len(), SHARDS.len() + 1);
+
+    let (sharded_id, sharded) = load_all(&snapshot);
+    let (single_id, single) = load_all(Path::new(TINY));
+    assert_eq!(sharded.len(), single.len());
+    assert!(sharded == single, "the shards load to other weights than the single file");
+    // The identity: one file's sha256; for shards, that of sha256sum's lines for the index and
+    // the shards in name order.
+    assert_eq!(single_id, sha256_hex(&fs::read(Path::new(TINY).join("model.safetensors")).unwrap()));
+    let lines: String = ["model.safetensors.index.json"]
+        .into_iter()
+        .chain(SHARDS)
+        .map(|name| format!("{}  {name}\n", sha256_hex(&hub.repo(SHARDED).file(name).bytes)))
+        .collect();
+    assert_eq!(sharded_id, sha256_hex(lines.as_bytes()));
+}
+
+#[test]
+fn a_sharded_snapshot_is_used_offline_and_only_its_lost_or_damaged_shards_are_fetched_again() {
+    let _env = env_shared();
+    let hub = sharded_hub();
+    let home = tempfile::tempdir().unwrap();
+    let snapshot = fetch_model(SHARDED, "main", &opts(&hub, home.path()), &Silent).unwrap();
+    hub.reset_counts();
+    let offline = FetchOptions { offline: Some(true), ..opts(&hub, home.path()) };
+    assert_eq!(fetch_model(SHARDED, "main", &offline, &Silent).unwrap(), snapshot);
+    assert_eq!(hub.connections(), 0);
+
+    // A lost shard: reported missing offline.
+    let blobs = repo_dir(home.path(), SHARDED).join("blobs");
+    let lost = hub.repo(SHARDED).file(SHARDS[1]);
+    fs::remove_file(snapshot.join(SHARDS[1])).unwrap();
+    fs::remove_file(blobs.join(lost.etag())).unwrap();
+    let err = fetch_model(SHARDED, "main", &offline, &Silent).unwrap_err();
+    assert_eq!(kind(&err), FetchErrorKind::NotCached);
+    assert!(shown(&err).contains(&format!("missing: {}", SHARDS[1])), "{err}");
+    // A damaged one: refused offline, named.
+    let damaged = blobs.join(hub.repo(SHARDED).file(SHARDS[2]).etag());
+    truncate_file(&damaged, fs::metadata(&damaged).unwrap().len() - 1);
+    let err = fetch_model(SHARDED, "main", &offline, &Silent).unwrap_err();
+    assert_eq!(kind(&err), FetchErrorKind::Corrupt);
+    assert!(shown(&err).contains(SHARDS[2]), "{err}");
+
+    // Online, those two shards and nothing else are asked for.
+    hub.reset_counts();
+    assert_eq!(fetch_model(SHARDED, "main", &opts(&hub, home.path()), &Silent).unwrap(), snapshot);
+    let asked: Vec<String> = hub.seen().into_iter().filter(|s| !s.cdn).map(|s| s.target).collect();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert!(asked[0].ends_with(SHARDS[1]) && asked[1].ends_with(SHARDS[2]), "{asked:?}");
+    assert_eq!(lfs_gets(&hub).len(), 2);
+    assert_eq!(load_all(&snapshot).1, load_all(Path::new(TINY)).1);
+}
+
+#[test]
+fn a_shard_the_index_names_but_the_repo_lacks_is_named() {
+    let _env = env_shared();
+    let files =
+        fixture_files(2).into_iter().filter(|f| f.name != "model-00002-of-00002.safetensors").collect();
+    let hub = FakeHub::start(vec![FakeRepo::new(SHARDED, files)]);
+    let home = tempfile::tempdir().unwrap();
+    let err = fetch_model(SHARDED, "main", &opts(&hub, home.path()), &Silent).unwrap_err();
+    assert_eq!(kind(&err), FetchErrorKind::FileNotFound);
+    let text = shown(&err);
+    assert!(text.contains("no file \"model-00002-of-00002.safetensors\""), "{text}");
+    assert!(text.contains("names that shard"), "{text}");
+}
+
+const PICKLED: &str = "test-org/tiny-pickled";
+/// The head of the hub's conversion of [`COMMIT`].
+const CONVERTED: &str = "5afe7e0505afe7e0505afe7e0505afe7e0505afe";
+const OLD_COMMIT: &str = "01d0000000000000000000000000000000000001";
+
+fn pickle_file(name: &str) -> support::FakeFile {
+    support::FakeFile {
+        name: name.into(),
+        bytes: format!("not a pickle: {name}").repeat(1000).into_bytes(),
+        lfs: true,
+    }
+}
+
+/// A `.bin`-only revision of the tiny repo: its JSON files and `pickles`.
+fn pickled_files(pickles: &[&str]) -> Vec<support::FakeFile> {
+    let mut files: Vec<_> =
+        tiny_model_files().into_iter().filter(|f| f.name != "model.safetensors").collect();
+    files.extend(pickles.iter().map(|p| pickle_file(p)));
+    files
+}
+
+/// What the hub's conversion adds: the same repo with `model.safetensors`.
+fn converted_files(weights_seed: u8) -> Vec<support::FakeFile> {
+    let mut files = tiny_model_files();
+    if weights_seed != 0 {
+        let last = files[1].bytes.len() - 1;
+        files[1].bytes[last] ^= weights_seed;
+    }
+    files.push(pickle_file("pytorch_model.bin"));
+    files
+}
+
+/// Pull requests and discussions that are not the conversion of [`COMMIT`]: a discussion, a
+/// newer pull request by the bot with another title, the conversion title from someone else, a
+/// closed conversion, a conversion of an older commit.
+fn decoy_discussions() -> Vec<FakeDiscussion> {
+    let mut question =
+        FakeDiscussion::pull_request(1, "Which tokenizer?", "someone", OLD_COMMIT, OLD_COMMIT, Vec::new());
+    question.is_pull_request = false;
+    let mut closed = FakeDiscussion::pull_request(
+        3,
+        CONVERSION_TITLE,
+        CONVERSION_BOT,
+        "c105ed0000000000000000000000000000000003",
+        COMMIT,
+        converted_files(3),
+    );
+    closed.status = "closed".into();
+    let other_title = FakeDiscussion::pull_request(
+        6,
+        "Update config.json",
+        CONVERSION_BOT,
+        "0c0f160000000000000000000000000000000006",
+        COMMIT,
+        converted_files(6),
+    );
+    vec![
+        question,
+        other_title,
+        FakeDiscussion::pull_request(
+            2,
+            CONVERSION_TITLE,
+            "mallory",
+            "bad0000000000000000000000000000000000002",
+            COMMIT,
+            converted_files(2),
+        ),
+        closed,
+        FakeDiscussion::pull_request(
+            4,
+            CONVERSION_TITLE,
+            CONVERSION_BOT,
+            "01dc000000000000000000000000000000000004",
+            OLD_COMMIT,
+            converted_files(4),
+        ),
+    ]
+}
+
+/// No request downloaded a pickle, or anything under its name.
+fn assert_no_pickle_downloaded(hub: &FakeHub) {
+    let pickle_shas: Vec<String> =
+        ["pytorch_model.bin", "pytorch_model.bin.index.json"].iter().map(|p| pickle_file(p).etag()).collect();
+    for s in hub.seen() {
+        assert!(!(s.cdn && pickle_shas.iter().any(|sha| s.target.contains(sha.as_str()))), "{s:?}");
+        assert!(!(s.method == "GET" && s.target.contains("pytorch_model")), "{s:?}");
+    }
+}
+
+#[test]
+fn a_pickle_only_revision_is_fetched_from_the_hubs_safetensors_conversion_with_a_warning() {
+    let _env = env_shared();
+    let mut repo = FakeRepo::new(PICKLED, pickled_files(&["pytorch_model.bin"]));
+    repo.discussions = decoy_discussions();
+    repo.discussions.push(FakeDiscussion::pull_request(
+        5,
+        CONVERSION_TITLE,
+        CONVERSION_BOT,
+        CONVERTED,
+        COMMIT,
+        converted_files(0),
+    ));
+    let hub = FakeHub::start(vec![repo]);
+    let home = tempfile::tempdir().unwrap();
+    let notes = Recorded::default();
+    let snapshot = fetch_model(PICKLED, "main", &opts(&hub, home.path()), &notes).unwrap();
+    let dir = repo_dir(home.path(), PICKLED);
+    assert_eq!(snapshot, dir.join("snapshots").join(CONVERTED));
+    let pr = hub.repo(PICKLED).discussions.iter().find(|d| d.num == 5).unwrap();
+    for name in MODEL_FILES {
+        let served = &pr.files.iter().find(|f| f.name == name).unwrap().bytes;
+        assert!(fs::read(snapshot.join(name)).unwrap() == *served, "{name} is not the conversion's");
+    }
+    assert!(!snapshot.join("pytorch_model.bin").exists());
+    assert_no_pickle_downloaded(&hub);
+    // The open pull requests were read page by page.
+    assert!(hub.seen().iter().any(|s| s.target.contains("/discussions?p=1")), "{:?}", hub.seen());
+    // The revision still names its own commit; the pull request's ref names its head.
+    assert_eq!(fs::read_to_string(dir.join("refs/main")).unwrap(), COMMIT);
+    assert_eq!(fs::read_to_string(dir.join("refs/refs/pr/5")).unwrap(), CONVERTED);
+    let warnings = notes.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    for part in ["pytorch_model.bin", "pull request #5", "refs/pr/5", CONVERTED, CONVERSION_BOT, "--revision"]
+    {
+        assert!(warnings[0].contains(part), "no \"{part}\" in: {}", warnings[0]);
+    }
+
+    // Offline, the pull request's commit (as the warning says to pin) is found in the cache.
+    hub.reset_counts();
+    let offline = FetchOptions { offline: Some(true), ..opts(&hub, home.path()) };
+    assert_eq!(fetch_model(PICKLED, CONVERTED, &offline, &Silent).unwrap(), snapshot);
+    assert_eq!(hub.connections(), 0);
+    // Online again, the lookup is repeated but nothing is downloaded again, and it warns again.
+    let notes = Recorded::default();
+    assert_eq!(fetch_model(PICKLED, "main", &opts(&hub, home.path()), &notes).unwrap(), snapshot);
+    assert!(lfs_gets(&hub).is_empty());
+    assert_eq!(notes.warnings().len(), 1);
+}
+
+#[test]
+fn a_pickle_only_revision_without_a_conversion_is_refused_with_what_to_do() {
+    let _env = env_shared();
+    for pickles in
+        [&["pytorch_model.bin"][..], &["pytorch_model.bin.index.json", "pytorch_model-00001-of-00001.bin"]]
+    {
+        let mut repo = FakeRepo::new(PICKLED, pickled_files(pickles));
+        repo.discussions = decoy_discussions();
+        let hub = FakeHub::start(vec![repo]);
+        let home = tempfile::tempdir().unwrap();
+        let err = fetch_model(PICKLED, "main", &opts(&hub, home.path()), &Silent).unwrap_err();
+        assert_eq!(kind(&err), FetchErrorKind::FileNotFound);
+        assert_eq!(neoprobe::error::kind_of(&err), neoprobe::error::Kind::Download);
+        let text = shown(&err);
+        for part in [
+            &format!("has only {}", pickles[0])[..],
+            COMMIT,
+            CONVERSION_BOT,
+            "does not unpickle",
+            "save_pretrained(DIR, safe_serialization=True)",
+            "--model-dir DIR",
+        ] {
+            assert!(text.contains(part), "no \"{part}\" in: {text}");
+        }
+        assert_no_pickle_downloaded(&hub);
+        assert!(!repo_dir(home.path(), PICKLED).join("snapshots").join(CONVERTED).exists());
+    }
 }

@@ -1,15 +1,17 @@
-//! `model.safetensors` → GPT-Neo weights on the host, memory-mapped, checked tensor by tensor
-//! against the configuration. F32 tensors stay in the map (no copy); F16/BF16 ones are widened.
+//! `model.safetensors` (or its shards) → GPT-Neo weights on the host, memory-mapped, checked
+//! tensor by tensor against the configuration. F32 tensors stay in the map (no copy); F16/BF16
+//! ones are widened.
 
-use super::GptNeoConfig;
+use super::{GptNeoConfig, WeightFiles};
 use anyhow::{anyhow, bail, Context, Result};
 use memmap2::Mmap;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use safetensors::{Dtype, SafeTensors};
+use std::collections::HashMap;
 use std::fs::File;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A float32 tensor on the host: a range of a memory-mapped file, or owned values.
@@ -174,24 +176,70 @@ pub struct GptNeoWeights {
 }
 
 impl GptNeoWeights {
-    /// Maps `path` and checks every tensor a full forward needs (presence, dtype, shape), then
-    /// keeps those of the first `n_blocks` blocks.
-    pub fn load(path: &Path, config: &GptNeoConfig, n_blocks: usize) -> Result<GptNeoWeights> {
-        let file = Arc::new(File::open(path).with_context(|| {
-            format!("cannot open {}: the model folder needs the model's model.safetensors", path.display())
-        })?);
-        // SAFETY: the map is read-only and neoprobe never writes to the file; as with any mapped
-        // file, another process truncating it while it is in use is outside what we can guard.
-        let map = Arc::new(
-            unsafe { Mmap::map(file.as_ref()) }.with_context(|| format!("cannot map {}", path.display()))?,
-        );
-        let broken = |e: safetensors::SafeTensorError| {
-            anyhow!("{} is not a valid safetensors file ({e}); re-download or re-export it", path.display())
+    /// Maps the weights `files` (the single file, or each shard) and checks every tensor a full
+    /// forward needs (presence, dtype, shape), then keeps those of the first `n_blocks` blocks.
+    /// F32 tensors stay in the map of the file that holds them; nothing is read whole.
+    ///
+    /// A sharded checkpoint must match its index exactly: every tensor the index lists is in the
+    /// shard it names, and every tensor of a shard is listed for that shard (so no tensor is in
+    /// two shards).
+    pub fn load(files: &WeightFiles, config: &GptNeoConfig, n_blocks: usize) -> Result<GptNeoWeights> {
+        let mapped: Vec<MappedFile> =
+            files.paths().iter().map(|p| MappedFile::open(p)).collect::<Result<_>>()?;
+        let parsed: Vec<SafeTensors> = mapped
+            .iter()
+            .map(|m| {
+                SafeTensors::deserialize(&m.map).map_err(|e| {
+                    anyhow!(
+                        "{} is not a valid safetensors file ({e}); re-download or re-export it",
+                        m.path.display()
+                    )
+                })
+            })
+            .collect::<Result<_>>()?;
+        // Which file holds each tensor.
+        let mut location: HashMap<String, usize> = HashMap::new();
+        match files {
+            WeightFiles::Single(_) => {
+                location.extend(parsed[0].names().into_iter().map(|n| (n.to_string(), 0)))
+            }
+            WeightFiles::Sharded(index) => {
+                let redo = "the shards do not match their index: re-download or re-export the model";
+                for (i, (file, tensors)) in mapped.iter().zip(&parsed).enumerate() {
+                    let shard = &index.shards[i];
+                    for name in tensors.names() {
+                        match index.weight_map.get(name) {
+                            None => bail!(
+                                "{} holds tensor {name}, which {} does not list; {redo}",
+                                file.path.display(),
+                                index.path.display()
+                            ),
+                            Some(listed) if listed != shard => bail!(
+                                "{} holds tensor {name}, which {} puts in {listed}; {redo}",
+                                file.path.display(),
+                                index.path.display()
+                            ),
+                            Some(_) => location.insert(name.to_string(), i),
+                        };
+                    }
+                }
+                if let Some((name, shard)) = index.weight_map.iter().find(|(n, _)| !location.contains_key(*n))
+                {
+                    bail!(
+                        "{} puts tensor {name} in {shard}, but {} has no such tensor; {redo}",
+                        index.path.display(),
+                        index.shard_path(shard).display()
+                    );
+                }
+            }
+        }
+        let (described, listed) = match files {
+            WeightFiles::Single(path) => (path.as_path(), "has no tensor"),
+            WeightFiles::Sharded(index) => (index.path.as_path(), "lists no tensor"),
         };
-        let tensors = SafeTensors::deserialize(&map).map_err(broken)?;
-        let prefix =
-            if tensors.names().iter().any(|n| n.starts_with("transformer.")) { "transformer." } else { "" };
-        let reader = TensorReader { tensors: &tensors, map: &map, file: &file, prefix, path };
+        let prefix = if location.keys().any(|n| n.starts_with("transformer.")) { "transformer." } else { "" };
+        let reader =
+            TensorReader { mapped: &mapped, parsed: &parsed, location: &location, prefix, described, listed };
         let h = config.hidden_size;
         let expected_blocks: Vec<_> =
             (0..config.num_layers).map(|i| reader.block(i, config)).collect::<Result<_>>()?;
@@ -293,40 +341,77 @@ fn standard_normal(rng: &mut impl rand::Rng) -> f32 {
     ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
 }
 
+/// One weights file, mapped.
+struct MappedFile {
+    path: PathBuf,
+    /// Open for reads that bypass the map ([`HostTensor::gather_rows`]).
+    file: Arc<File>,
+    map: Arc<Mmap>,
+}
+
+impl MappedFile {
+    fn open(path: &Path) -> Result<MappedFile> {
+        let file = Arc::new(File::open(path).with_context(|| {
+            if path.file_name().is_some_and(|n| n == super::WEIGHTS_FILE) {
+                format!(
+                    "cannot open {}: the model folder needs the model's model.safetensors",
+                    path.display()
+                )
+            } else {
+                format!("cannot open {}, a shard of the model's weights", path.display())
+            }
+        })?);
+        // SAFETY: the map is read-only and neoprobe never writes to the file; as with any mapped
+        // file, another process truncating it while it is in use is outside what we can guard.
+        let map = Arc::new(
+            unsafe { Mmap::map(file.as_ref()) }.with_context(|| format!("cannot map {}", path.display()))?,
+        );
+        Ok(MappedFile { path: path.to_path_buf(), file, map })
+    }
+}
+
 struct TensorReader<'a> {
-    tensors: &'a SafeTensors<'a>,
-    map: &'a Arc<Mmap>,
-    file: &'a Arc<File>,
+    mapped: &'a [MappedFile],
+    parsed: &'a [SafeTensors<'a>],
+    /// Tensor name → index into `mapped` and `parsed`.
+    location: &'a HashMap<String, usize>,
     prefix: &'a str,
-    path: &'a Path,
+    /// The file named when a tensor is missing (the single file, or the index) ...
+    described: &'a Path,
+    /// ... and how it lacks it.
+    listed: &'a str,
 }
 
 impl TensorReader<'_> {
     /// The tensor `name` (without the `transformer.` prefix), which must have `shape`.
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<HostTensor> {
         let full = format!("{}{name}", self.prefix);
-        let view = self.tensors.tensor(&full).map_err(|_| {
+        let missing = || {
             anyhow!(
-                "{} has no tensor {full} (expected shape {shape:?}); is it a GPT-Neo checkpoint?",
-                self.path.display()
+                "{} {} {full} (expected shape {shape:?}); is it a GPT-Neo checkpoint?",
+                self.described.display(),
+                self.listed
             )
-        })?;
+        };
+        let &i = self.location.get(&full).ok_or_else(missing)?;
+        let (mapped, path) = (&self.mapped[i], &self.mapped[i].path);
+        let view = self.parsed[i].tensor(&full).map_err(|_| missing())?;
         if view.shape() != shape {
             bail!(
                 "tensor {full} in {} has shape {:?}, expected {shape:?} from config.json",
-                self.path.display(),
+                path.display(),
                 view.shape()
             );
         }
         let bytes = view.data();
         let values = match view.dtype() {
             Dtype::F32 => {
-                let start = bytes.as_ptr() as usize - self.map.as_ptr() as usize;
+                let start = bytes.as_ptr() as usize - mapped.map.as_ptr() as usize;
                 return Ok(HostTensor {
                     shape: shape.to_vec(),
                     data: TensorData::Mapped {
-                        map: Arc::clone(self.map),
-                        file: Arc::clone(self.file),
+                        map: Arc::clone(&mapped.map),
+                        file: Arc::clone(&mapped.file),
                         bytes: start..start + bytes.len(),
                     },
                 });
@@ -339,7 +424,7 @@ impl TensorReader<'_> {
             }
             other => bail!(
                 "tensor {full} in {} has dtype {other:?}; neoprobe reads F32, F16 and BF16",
-                self.path.display()
+                path.display()
             ),
         };
         Ok(HostTensor::from_vec(shape.to_vec(), values))

@@ -16,7 +16,7 @@ use super::{check_top_k, model_metadata, token_cell, SweepCommon, SweepOutcome, 
 use crate::batching::DEFAULT_BATCH_BYTES;
 use crate::gpu::{Gpu, Recorder};
 use crate::kernels::{Epilogue, Fused, Kernels, LinearUse, Operands, Rows, Shapes, Variant};
-use crate::model::{GptNeoWeights, ModelDir};
+use crate::model::ModelDir;
 use crate::notes::Notes;
 use crate::out_dir::{check_out_dir, Staging};
 use crate::text::sig;
@@ -115,7 +115,7 @@ pub fn sweep_logits(args: &LogitsArgs, notes: &dyn Notes) -> Result<SweepOutcome
     }
     check_top_k(args.top_k, config.vocab_size)?;
     let tokenizer = Tokenizer::load(&dir.tokenizer_path())?;
-    let weights = GptNeoWeights::load(&dir.path.join("model.safetensors"), &config, config.num_layers)?;
+    let weights = dir.weights_of_blocks(&config, config.num_layers)?;
     let ln_f = weights.ln_f.as_ref().expect("every block is loaded, so ln_f is");
     let (h, inter, vocab) = (config.hidden_size, config.intermediate_size, config.vocab_size);
     let directions =

@@ -14,6 +14,7 @@ use crate::batching::StreamStats;
 use crate::engine::{ModelSource, ResolvedModel};
 use crate::hub::FetchOptions;
 use crate::kernels::Variant;
+use crate::model::ModelDir;
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::io::Read;
@@ -68,8 +69,9 @@ pub(crate) fn check_top_k(top_k: usize, vocab_size: usize) -> Result<()> {
 }
 
 /// The metadata every sweep file carries about its model: `model` (hub id or folder as given),
-/// `revision` and `commit` for hub models, `model_sha256` (of model.safetensors: what identifies
-/// the model when shards are merged, wherever each loaded it from), and the neoprobe version.
+/// `revision` and `commit` for hub models, `model_sha256` ([`ModelDir::weights_sha256`]: what
+/// identifies the model when shards are merged, wherever each loaded it from), and the neoprobe
+/// version.
 pub(crate) fn model_metadata(model: &ResolvedModel) -> Result<HashMap<String, String>> {
     let mut metadata = HashMap::new();
     metadata.insert("model".to_string(), model.label.clone());
@@ -77,7 +79,7 @@ pub(crate) fn model_metadata(model: &ResolvedModel) -> Result<HashMap<String, St
         metadata.insert("revision".to_string(), revision.clone());
         metadata.insert("commit".to_string(), commit.clone());
     }
-    metadata.insert("model_sha256".to_string(), sha256_file(&model.dir.join("model.safetensors"))?);
+    metadata.insert("model_sha256".to_string(), ModelDir::open(&model.dir)?.weights_sha256()?);
     metadata.insert("neoprobe_version".to_string(), env!("CARGO_PKG_VERSION").to_string());
     Ok(metadata)
 }

@@ -11,6 +11,10 @@
 //!   with `X-Error-Code: RepoNotFound`; unknown revision → 404 `RevisionNotFound`; unknown file →
 //!   404 `EntryNotFound`; `/api/models/{repo}/revision/{rev}` for clients that probe.
 //! * A renamed repo answers with a relative 307 to its new name.
+//! * Discussions and pull requests: `GET /api/models/{repo}/discussions?p=N[&type=..][&status=..]`
+//!   pages them ([`DISCUSSIONS_PAGE`] a page) as the hub's API does, `GET
+//!   /api/models/{repo}/commits/{revision}` lists a revision's commits newest first, and a pull
+//!   request's files resolve at `refs/pr/{num}` or at its head commit.
 //!
 //! Every connection and request is recorded. Each connection serves one request and is closed
 //! (`Connection: close`).
@@ -91,15 +95,77 @@ pub struct FakeRepo {
     pub token: Option<String>,
     /// Old names that redirect (relative 307) to this repo.
     pub renamed_from: Vec<String>,
+    /// Its discussions and pull requests.
+    pub discussions: Vec<FakeDiscussion>,
+}
+
+/// The hub's discussions API pages its answers; this fake uses small pages so that tests page.
+pub const DISCUSSIONS_PAGE: usize = 2;
+
+/// A discussion, or a pull request (with a head commit on top of `parent`, holding `files`).
+#[derive(Clone)]
+pub struct FakeDiscussion {
+    pub num: u64,
+    pub title: String,
+    pub author: String,
+    /// "open", "closed", "merged" or "draft".
+    pub status: String,
+    pub is_pull_request: bool,
+    pub commit: String,
+    pub parent: String,
+    pub files: Vec<FakeFile>,
+}
+
+impl FakeDiscussion {
+    /// An open pull request by `author` whose head `commit` sits on `parent`.
+    pub fn pull_request(
+        num: u64,
+        title: &str,
+        author: &str,
+        commit: &str,
+        parent: &str,
+        files: Vec<FakeFile>,
+    ) -> Self {
+        Self {
+            num,
+            title: title.to_string(),
+            author: author.to_string(),
+            status: "open".to_string(),
+            is_pull_request: true,
+            commit: commit.to_string(),
+            parent: parent.to_string(),
+            files,
+        }
+    }
 }
 
 impl FakeRepo {
     pub fn new(id: &str, files: Vec<FakeFile>) -> Self {
-        Self { id: id.to_string(), commit: COMMIT.to_string(), files, token: None, renamed_from: Vec::new() }
+        Self {
+            id: id.to_string(),
+            commit: COMMIT.to_string(),
+            files,
+            token: None,
+            renamed_from: Vec::new(),
+            discussions: Vec::new(),
+        }
     }
 
     pub fn file(&self, name: &str) -> &FakeFile {
         self.files.iter().find(|f| f.name == name).expect("fixture file")
+    }
+
+    /// The commit and files of a revision: `main` or the repo's commit, or a pull request's
+    /// `refs/pr/{num}` or head commit. (A pull request's parent resolves only as `main` does.)
+    pub fn revision(&self, rev: &str) -> Option<(&str, &[FakeFile])> {
+        if rev == "main" || rev == self.commit {
+            return Some((&self.commit, &self.files));
+        }
+        self.discussions
+            .iter()
+            .filter(|d| d.is_pull_request)
+            .find(|d| rev == format!("refs/pr/{}", d.num) || rev == d.commit)
+            .map(|d| (d.commit.as_str(), d.files.as_slice()))
     }
 }
 
@@ -166,6 +232,61 @@ pub fn tiny_model_files() -> Vec<FakeFile> {
             lfs: false,
         },
     ]
+}
+
+/// The tiny GPT-Neo fixture model (a real one: 12 blocks, the GPT-2 tokenizer).
+pub const TINY: &str = "fixtures/tiny-neo";
+
+/// The safetensors file `weights` split into `n` shards as transformers' `save_pretrained`
+/// writes a sharded checkpoint: `model.safetensors.index.json` first, then
+/// `model-0000{i}-of-0000{n}.safetensors`, tensors in name order split into `n` runs.
+pub fn shard_weights(weights: &[u8], n: usize) -> Vec<(String, Vec<u8>)> {
+    let file = safetensors::SafeTensors::deserialize(weights).unwrap();
+    let mut tensors = file.tensors();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let per_shard = tensors.len().div_ceil(n);
+    let metadata: std::collections::HashMap<String, String> =
+        [("format".to_string(), "pt".to_string())].into();
+    let mut weight_map = serde_json::Map::new();
+    let mut total = 0;
+    let mut shards = Vec::new();
+    for (i, chunk) in tensors.chunks(per_shard).enumerate() {
+        let name = format!("model-{:05}-of-{n:05}.safetensors", i + 1);
+        for (tensor, view) in chunk {
+            weight_map.insert(tensor.clone(), name.clone().into());
+            total += view.data().len();
+        }
+        let bytes =
+            safetensors::serialize(chunk.iter().map(|(t, v)| (t.clone(), v.clone())), Some(metadata.clone()))
+                .unwrap();
+        shards.push((name, bytes));
+    }
+    assert_eq!(shards.len(), n, "fewer tensors than shards");
+    let index = serde_json::json!({ "metadata": { "total_size": total }, "weight_map": weight_map });
+    let mut files =
+        vec![("model.safetensors.index.json".to_string(), serde_json::to_vec_pretty(&index).unwrap())];
+    files.extend(shards);
+    files
+}
+
+/// The fixture model as a hub repo: `config.json` (a git file), `tokenizer.json` and the weights
+/// (LFS files), as one `model.safetensors` (`shards` 1) or as an index and `shards` shards.
+pub fn fixture_files(shards: usize) -> Vec<FakeFile> {
+    let read = |name: &str| std::fs::read(std::path::Path::new(TINY).join(name)).unwrap();
+    let mut files = vec![
+        FakeFile { name: "config.json".into(), bytes: read("config.json"), lfs: false },
+        FakeFile { name: "tokenizer.json".into(), bytes: read("tokenizer.json"), lfs: true },
+    ];
+    let weights = read("model.safetensors");
+    if shards == 1 {
+        files.push(FakeFile { name: "model.safetensors".into(), bytes: weights, lfs: true });
+    } else {
+        for (name, bytes) in shard_weights(&weights, shards) {
+            let lfs = name.ends_with(".safetensors");
+            files.push(FakeFile { name, bytes, lfs });
+        }
+    }
+    files
 }
 
 /// Misbehaviour on demand. The faults apply to GETs of LFS content served by the CDN: `statuses`
@@ -427,8 +548,11 @@ fn handle(mut stream: TcpStream, shared: &Shared, is_cdn: bool) -> std::io::Resu
     let mut body_fault = false;
     let reply = if is_cdn {
         let sha = path.strip_prefix("/lfs/").unwrap_or("");
-        let file =
-            shared.repos.iter().flat_map(|r| r.files.iter()).find(|f| f.lfs && sha256_hex(&f.bytes) == sha);
+        let file = shared
+            .repos
+            .iter()
+            .flat_map(|r| r.files.iter().chain(r.discussions.iter().flat_map(|d| d.files.iter())))
+            .find(|f| f.lfs && sha256_hex(&f.bytes) == sha);
         match file {
             Some(f) => {
                 body_fault = req.method == "GET";
@@ -505,29 +629,95 @@ fn handle(mut stream: TcpStream, shared: &Shared, is_cdn: bool) -> std::io::Resu
     Ok(())
 }
 
+fn json_reply(value: serde_json::Value) -> Reply {
+    let body = serde_json::to_vec(&value).unwrap();
+    Reply {
+        status: 200,
+        headers: vec![("Content-Type".into(), "application/json".into())],
+        length: body.len(),
+        body,
+    }
+}
+
+/// The value of `key` in the request's query string.
+fn query<'a>(req: &'a Request, key: &str) -> Option<&'a str> {
+    let (_, q) = req.target.split_once('?')?;
+    q.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == key).map(|(_, v)| v)
+}
+
+fn api_reply(shared: &Shared, req: &Request, rest: &str) -> Reply {
+    if let Some((repo_id, rev)) = rest.split_once("/revision/") {
+        let Some(repo) = visible_repo(shared, repo_id, req) else { return not_found_repo(shared, req) };
+        return match repo.revision(&percent_decode(rev)) {
+            Some((commit, files)) => {
+                let siblings: Vec<_> =
+                    files.iter().map(|f| serde_json::json!({ "rfilename": f.name })).collect();
+                json_reply(serde_json::json!({ "id": repo.id, "sha": commit, "siblings": siblings }))
+            }
+            None => error_reply(shared, 404, "RevisionNotFound", "Invalid rev id"),
+        };
+    }
+    if let Some((repo_id, rev)) = rest.split_once("/commits/") {
+        let Some(repo) = visible_repo(shared, repo_id, req) else { return not_found_repo(shared, req) };
+        let rev = percent_decode(rev);
+        let commit = |id: &str, title: &str| {
+            serde_json::json!({
+                "id": id, "title": title, "message": "", "authors": [{ "user": "someone" }],
+                "date": "2024-01-01T00:00:00.000Z"
+            })
+        };
+        if rev == "main" || rev == repo.commit {
+            return json_reply(serde_json::json!([commit(&repo.commit, "Upload")]));
+        }
+        return match repo
+            .discussions
+            .iter()
+            .find(|d| d.is_pull_request && rev == format!("refs/pr/{}", d.num))
+        {
+            Some(d) => {
+                json_reply(serde_json::json!([commit(&d.commit, &d.title), commit(&d.parent, "Upload")]))
+            }
+            None => error_reply(shared, 404, "RevisionNotFound", &format!("Invalid rev id: {rev}")),
+        };
+    }
+    if let Some(repo_id) = rest.strip_suffix("/discussions") {
+        let Some(repo) = visible_repo(shared, repo_id, req) else { return not_found_repo(shared, req) };
+        let kind = query(req, "type").unwrap_or("all");
+        let status = query(req, "status").unwrap_or("all");
+        let page: usize = query(req, "p").and_then(|p| p.parse().ok()).unwrap_or(0);
+        let matching: Vec<&FakeDiscussion> = repo
+            .discussions
+            .iter()
+            .filter(|d| match kind {
+                "pull_request" => d.is_pull_request,
+                "discussion" => !d.is_pull_request,
+                _ => true,
+            })
+            .filter(|d| status == "all" || d.status == status)
+            .collect();
+        let start = page * DISCUSSIONS_PAGE;
+        let listed: Vec<_> = matching
+            .iter()
+            .skip(start)
+            .take(DISCUSSIONS_PAGE)
+            .map(|d| {
+                serde_json::json!({
+                    "num": d.num, "title": d.title, "status": d.status, "isPullRequest": d.is_pull_request,
+                    "author": { "name": d.author, "type": "user" }, "createdAt": "2024-01-01T00:00:00.000Z",
+                    "repo": { "name": repo.id, "type": "model" }, "pinned": false, "numComments": 1
+                })
+            })
+            .collect();
+        return json_reply(serde_json::json!({
+            "discussions": listed, "count": matching.len(), "start": start, "numClosedDiscussions": 0
+        }));
+    }
+    error_reply(shared, 404, "EntryNotFound", "no such route")
+}
+
 fn hub_reply(shared: &Shared, req: &Request, path: &str) -> Reply {
     if let Some(rest) = path.strip_prefix("/api/models/") {
-        let Some((repo_id, rev)) = rest.split_once("/revision/") else {
-            return error_reply(shared, 404, "EntryNotFound", "no such route");
-        };
-        return match visible_repo(shared, repo_id, req) {
-            None => not_found_repo(shared, req),
-            Some(repo) if percent_decode(rev) == "main" || percent_decode(rev) == repo.commit => {
-                let siblings: Vec<_> =
-                    repo.files.iter().map(|f| serde_json::json!({ "rfilename": f.name })).collect();
-                let body = serde_json::to_vec(&serde_json::json!({
-                    "id": repo.id, "sha": repo.commit, "siblings": siblings
-                }))
-                .unwrap();
-                Reply {
-                    status: 200,
-                    headers: vec![("Content-Type".into(), "application/json".into())],
-                    length: body.len(),
-                    body,
-                }
-            }
-            Some(_) => error_reply(shared, 404, "RevisionNotFound", "Invalid rev id"),
-        };
+        return api_reply(shared, req, rest);
     }
     let Some((repo_id, rest)) = path.trim_start_matches('/').split_once("/resolve/") else {
         return error_reply(shared, 404, "EntryNotFound", "no such route");
@@ -547,11 +737,11 @@ fn hub_reply(shared: &Shared, req: &Request, path: &str) -> Reply {
     };
     let (rev, file_name) = rest.split_once('/').unwrap_or((rest, ""));
     let rev = percent_decode(rev);
-    if rev != "main" && rev != repo.commit {
+    let Some((commit, files)) = repo.revision(&rev) else {
         return error_reply(shared, 404, "RevisionNotFound", &format!("Invalid rev id: {rev}"));
-    }
+    };
     let file_name = percent_decode(file_name);
-    let Some(file) = repo.files.iter().find(|f| f.name == file_name) else {
+    let Some(file) = files.iter().find(|f| f.name == file_name) else {
         return error_reply(
             shared,
             404,
@@ -567,7 +757,7 @@ fn hub_reply(shared: &Shared, req: &Request, path: &str) -> Reply {
         let body = format!("Found. Redirecting to {location}").into_bytes();
         let headers = vec![
             ("Location".into(), location),
-            ("X-Repo-Commit".into(), repo.commit.clone()),
+            ("X-Repo-Commit".into(), commit.to_string()),
             ("X-Linked-Etag".into(), format!("\"{sha}\"")),
             ("X-Linked-Size".into(), file.bytes.len().to_string()),
             ("ETag".into(), format!("\"{}\"", git_sha1_hex(&file.pointer()))),
@@ -577,7 +767,7 @@ fn hub_reply(shared: &Shared, req: &Request, path: &str) -> Reply {
     }
     let mut reply = content_reply(&file.bytes, req.range.as_deref(), faults.ignore_range);
     reply.headers.push(("ETag".into(), format!("\"{}\"", git_sha1_hex(&file.bytes))));
-    reply.headers.push(("X-Repo-Commit".into(), repo.commit.clone()));
+    reply.headers.push(("X-Repo-Commit".into(), commit.to_string()));
     reply
 }
 
