@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 /// Where the time of getting a model ready went.
 #[derive(Clone, Debug, Default)]
 pub struct LoadTimes {
-    /// Reading config.json and tokenizer.json, mapping and checking model.safetensors.
+    /// Reading config.json and tokenizer.json, mapping and checking the safetensors weights.
     pub load: Duration,
     /// Copying the weights to the GPU (and into the layout the kernels read).
     pub upload: Duration,
@@ -108,7 +108,8 @@ pub enum ModelSource {
     /// A hub repo, fetched into the HF cache. `revision` `None`: the pinned commit for
     /// [`hub::DEFAULT_MODEL`], `main` for any other model.
     Hub { id: String, revision: Option<String> },
-    /// A local folder with config.json, model.safetensors and tokenizer.json; no network.
+    /// A local folder with config.json, the safetensors weights (one file or sharded) and
+    /// tokenizer.json; no network.
     Dir(PathBuf),
 }
 

@@ -41,8 +41,8 @@
 //!   updates once cached; neoprobe pins a commit by default.
 //! * Cheap integrity check on every cache hit: each `*.safetensors` file must be exactly as long
 //!   as its own header says, `*.json` files must parse as JSON. This catches truncated or appended blobs
-//!   in microseconds. A same-length bit flip is only caught by hashing the whole blob, which costs
-//!   about a second for the real 526 MB weights; set [`FetchOptions::verify_cached`] for that.
+//!   without reading them. A same-length bit flip is only caught by hashing the whole blob, a full
+//!   read of the weights; set [`FetchOptions::verify_cached`] for that.
 //!   A damaged cached file is downloaded again when online, and refused with a clear error when
 //!   offline. It is never returned as valid.
 //! * Offline (`HF_HUB_OFFLINE=1` or [`FetchOptions::offline`]): only the cache is read; nothing
@@ -135,7 +135,7 @@ pub struct FetchOptions {
     /// (default 1 s, so 1, 2, 4, 8, 8 s: `huggingface_hub`'s backoff).
     pub retry_wait: Duration,
     /// On a cache hit, also hash every cached file and compare with its blob name (sha256 or git
-    /// sha1). Costs a full read of the weights (about 1 s for 526 MB); off by default.
+    /// sha1). Costs a full read of the weights; off by default.
     pub verify_cached: bool,
 }
 

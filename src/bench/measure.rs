@@ -417,7 +417,11 @@ pub fn render(r: &BenchReport) -> String {
         );
     }
     if let Some(first) = r.interventions.first() {
-        let _ = writeln!(out, "\nwith interventions ({}), alternating with the plain forward:", first.interventions.join(" "));
+        let _ = writeln!(
+            out,
+            "\nwith interventions ({}), alternating with the plain forward:",
+            first.interventions.join(" ")
+        );
         for c in &r.interventions {
             let _ = writeln!(
                 out,

@@ -13,8 +13,8 @@ use crate::engine::{Engine, LoadedModel};
 use crate::gpu::Gpu;
 use crate::kernels::{Kernels, Variant};
 use crate::model::{
-    kernel_shapes, Batch, GptNeoConfig, GptNeoWeights, Hook, HookPlan, HookPoint, Intervention, InterventionKind,
-    Interventions, ModelDir,
+    kernel_shapes, Batch, GptNeoConfig, GptNeoWeights, Hook, HookPlan, HookPoint, Intervention,
+    InterventionKind, Interventions, ModelDir,
 };
 use crate::notes::Notes;
 use crate::tokenize::{Tokenizer, WordSource};

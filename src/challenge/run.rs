@@ -177,7 +177,7 @@ pub fn run_challenge(args: &ChallengeArgs, notes: &dyn Notes) -> Result<Challeng
     let evidence = if args.sweeps.is_empty() {
         None
     } else {
-        let sha256 = crate::sweep::sha256_file(&dir.join("model.safetensors"))?;
+        let sha256 = ModelDir::open(&dir)?.weights_sha256()?;
         Some(load_sweeps(&args.sweeps, args.layer, width, &sha256)?)
     };
 

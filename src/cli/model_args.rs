@@ -15,7 +15,8 @@ pub struct ModelArgs {
     /// 21def0189f5705e2521767faed922f1f15e7d7db for the default model, main for any other].
     #[arg(long, value_name = "REV", conflicts_with = "model_dir")]
     pub revision: Option<String>,
-    /// Local model folder with config.json, model.safetensors and tokenizer.json; no network.
+    /// Local model folder with config.json, model.safetensors (or a sharded
+    /// model.safetensors.index.json and its shards) and tokenizer.json; no network.
     #[arg(long, value_name = "DIR")]
     pub model_dir: Option<PathBuf>,
 }

@@ -394,6 +394,44 @@ impl Intervention {
         }
     }
 
+    /// This intervention on the host, as shaders/intervene.wgsl does it on the GPU: `values` is
+    /// `[batch tokens, row_width]` and the hook its columns `col_base..col_base + width`. For the
+    /// f64 reference and for callers that change values between kernels.
+    pub fn apply(
+        &self,
+        values: &mut [f32],
+        row_width: usize,
+        col_base: usize,
+        width: usize,
+        batch: &super::Batch,
+    ) {
+        let columns: Vec<usize> = match &self.columns {
+            Some(c) => c.clone(),
+            None => (0..width).collect(),
+        };
+        let mut rows = Vec::new();
+        let mut touched = Vec::new();
+        for s in 0..batch.n_sequences() {
+            let range = batch.sequence(s);
+            let len = range.len();
+            for (p, t) in range.enumerate() {
+                if self.touches_position(p, len) {
+                    rows.push(t);
+                    touched.push((batch.first_sequence + s, p));
+                }
+            }
+        }
+        let (keep, scale, source, per_row) = self.kernel_terms(width, &touched);
+        for (i, &t) in rows.iter().enumerate() {
+            let from = if per_row { &source[i * width..(i + 1) * width] } else { &source[..width] };
+            for &c in &columns {
+                let y = &mut values[t * row_width + col_base + c];
+                let kept = if keep != 0.0 { keep * *y } else { 0.0 };
+                *y = kept + scale * from[c];
+            }
+        }
+    }
+
     /// Whether position `p` of a sequence of `len` tokens is touched.
     pub fn touches_position(&self, p: usize, len: usize) -> bool {
         match &self.positions {

@@ -140,7 +140,11 @@ fn run(
 ) -> ControlFlow<()> {
     let config = &weights.config;
     let h = config.hidden_size;
-    let mut tap = |hook: Hook, values: &[f32]| {
+    let mut tap = |hook: Hook, values: &mut Vec<f32>| {
+        for intervention in plan.interventions().iter().filter(|i| i.hook == hook) {
+            let width = hook.width(config);
+            intervention.apply(values, width, 0, width, batch);
+        }
         if plan.wants(hook) {
             out.insert(hook, values.to_vec());
         }
@@ -150,75 +154,77 @@ fn run(
             ControlFlow::Continue(())
         }
     };
-    let token_rows: Vec<f32> = batch
+    let mut token_rows: Vec<f32> = batch
         .ids
         .iter()
         .flat_map(|&id| bytemuck::pod_collect_to_vec::<u8, f32>(weights.wte.row_bytes(id as usize)))
         .collect();
-    tap(Hook::Embed, &token_rows)?;
+    tap(Hook::Embed, &mut token_rows)?;
     let wpe = weights.wpe.to_vec();
-    let pos_rows: Vec<f32> =
+    let mut pos_rows: Vec<f32> =
         batch.positions.iter().flat_map(|&p| wpe[p as usize * h..(p as usize + 1) * h].to_vec()).collect();
-    tap(Hook::PosEmbed, &pos_rows)?;
+    tap(Hook::PosEmbed, &mut pos_rows)?;
     let mut resid = embed(&token_rows, &wpe, &batch.positions, h);
     for (layer, block) in weights.blocks.iter().enumerate() {
         let hook = |point| Hook::block(layer, point);
-        tap(hook(HookPoint::ResidPre), &resid)?;
-        let ln_1 = layernorm(
+        tap(hook(HookPoint::ResidPre), &mut resid)?;
+        let mut ln_1 = layernorm(
             &resid,
             &block.ln_1.weight.to_vec(),
             &block.ln_1.bias.to_vec(),
             config.layer_norm_epsilon,
         );
-        tap(hook(HookPoint::Ln1Normalized), &ln_1)?;
+        tap(hook(HookPoint::Ln1Normalized), &mut ln_1)?;
         let zero_bias = vec![0.0; h];
-        let q = linear(&ln_1, &block.q_proj.to_vec(), &zero_bias, h);
-        let k = linear(&ln_1, &block.k_proj.to_vec(), &zero_bias, h);
-        let v = linear(&ln_1, &block.v_proj.to_vec(), &zero_bias, h);
-        tap(hook(HookPoint::AttnQ), &q)?;
-        tap(hook(HookPoint::AttnK), &k)?;
-        tap(hook(HookPoint::AttnV), &v)?;
+        let mut q = linear(&ln_1, &block.q_proj.to_vec(), &zero_bias, h);
+        let mut k = linear(&ln_1, &block.k_proj.to_vec(), &zero_bias, h);
+        let mut v = linear(&ln_1, &block.v_proj.to_vec(), &zero_bias, h);
+        tap(hook(HookPoint::AttnQ), &mut q)?;
+        tap(hook(HookPoint::AttnK), &mut k)?;
+        tap(hook(HookPoint::AttnV), &mut v)?;
         let qkv: Vec<f32> = (0..batch.n_tokens())
             .flat_map(|t| [&q, &k, &v].map(|m| &m[t * h..(t + 1) * h]).concat())
             .collect();
         if plan.wants(hook(HookPoint::AttnPattern)) {
-            let (_, p) =
+            let (_, mut p) =
                 attention_pattern(&qkv, batch, config.num_heads, config.head_dim(), config.window(layer));
-            tap(hook(HookPoint::AttnPattern), &p)?;
+            tap(hook(HookPoint::AttnPattern), &mut p)?;
         }
-        let z = attention(&qkv, &batch.seq_start, config.num_heads, config.head_dim(), config.window(layer));
-        tap(hook(HookPoint::AttnZ), &z)?;
-        let attn_out = linear(&z, &block.out_proj.weight.to_vec(), &block.out_proj.bias.to_vec(), h);
-        tap(hook(HookPoint::AttnOut), &attn_out)?;
-        let resid_mid = add(&resid, &attn_out);
-        tap(hook(HookPoint::ResidMid), &resid_mid)?;
-        let ln_2 = layernorm(
+        let mut z =
+            attention(&qkv, &batch.seq_start, config.num_heads, config.head_dim(), config.window(layer));
+        tap(hook(HookPoint::AttnZ), &mut z)?;
+        let mut attn_out = linear(&z, &block.out_proj.weight.to_vec(), &block.out_proj.bias.to_vec(), h);
+        tap(hook(HookPoint::AttnOut), &mut attn_out)?;
+        let mut resid_mid = add(&resid, &attn_out);
+        tap(hook(HookPoint::ResidMid), &mut resid_mid)?;
+        let mut ln_2 = layernorm(
             &resid_mid,
             &block.ln_2.weight.to_vec(),
             &block.ln_2.bias.to_vec(),
             config.layer_norm_epsilon,
         );
-        tap(hook(HookPoint::Ln2Normalized), &ln_2)?;
-        let mlp_pre = linear(&ln_2, &block.c_fc.weight.to_vec(), &block.c_fc.bias.to_vec(), h);
-        tap(hook(HookPoint::MlpPre), &mlp_pre)?;
-        let mlp_post = gelu_new(&mlp_pre);
-        tap(hook(HookPoint::MlpPost), &mlp_post)?;
-        let mlp_out = linear(
+        tap(hook(HookPoint::Ln2Normalized), &mut ln_2)?;
+        let mut mlp_pre = linear(&ln_2, &block.c_fc.weight.to_vec(), &block.c_fc.bias.to_vec(), h);
+        tap(hook(HookPoint::MlpPre), &mut mlp_pre)?;
+        let mut mlp_post = gelu_new(&mlp_pre);
+        tap(hook(HookPoint::MlpPost), &mut mlp_post)?;
+        let mut mlp_out = linear(
             &mlp_post,
             &block.c_proj.weight.to_vec(),
             &block.c_proj.bias.to_vec(),
             config.intermediate_size,
         );
-        tap(hook(HookPoint::MlpOut), &mlp_out)?;
+        tap(hook(HookPoint::MlpOut), &mut mlp_out)?;
         resid = add(&resid_mid, &mlp_out);
-        tap(hook(HookPoint::ResidPost), &resid)?;
+        tap(hook(HookPoint::ResidPost), &mut resid)?;
     }
     if let Some(ln_f) = &weights.ln_f {
-        let normed = layernorm(&resid, &ln_f.weight.to_vec(), &ln_f.bias.to_vec(), config.layer_norm_epsilon);
-        tap(Hook::LnFinal, &normed)?;
+        let mut normed =
+            layernorm(&resid, &ln_f.weight.to_vec(), &ln_f.bias.to_vec(), config.layer_norm_epsilon);
+        tap(Hook::LnFinal, &mut normed)?;
         if plan.wants(Hook::Logits) {
-            let logits = linear(&normed, &weights.wte.to_vec(), &vec![0.0; config.vocab_size], h);
-            tap(Hook::Logits, &logits)?;
+            let mut logits = linear(&normed, &weights.wte.to_vec(), &vec![0.0; config.vocab_size], h);
+            tap(Hook::Logits, &mut logits)?;
         }
     }
     ControlFlow::Continue(())

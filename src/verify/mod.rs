@@ -11,7 +11,8 @@ use crate::gpu::{Gpu, Recorder};
 use crate::hub::{FetchOptions, DEFAULT_MODEL, DEFAULT_REVISION};
 use crate::kernels::{AttentionShape, Epilogue, Faults, GpuLayerNorm, Kernels, Rows, Variant};
 use crate::model::{
-    next_token_loss, AttentionKind, Batch, GptNeoConfig, GptNeoWeights, Hook, HookPlan, HookPoint, ModelDir,
+    next_token_loss, Action, AttentionKind, Batch, GptNeoConfig, GptNeoWeights, Hook, HookPlan, HookPoint,
+    Intervention, Interventions, ModelDir,
 };
 use crate::notes::Notes;
 use crate::reference;
@@ -43,6 +44,8 @@ pub const FORWARD_BOUND: f64 = 256.0;
 const LOGIT_ROWS: usize = 24;
 /// Tokens per linear, layernorm check; tokens of the long attention check's first sequence.
 const KERNEL_TOKENS: usize = 37;
+/// Words of the challenge run again with interventions.
+const INTERVENTION_WORDS: usize = 24;
 const ATTENTION_TOKENS: usize = 300;
 
 #[derive(Clone, Debug)]
@@ -127,6 +130,8 @@ fn checked_blocks(config: &GptNeoConfig) -> Vec<usize> {
 struct Input {
     name: &'static str,
     batch: Batch,
+    /// Applied on the way, by the reference and the GPU alike.
+    interventions: Interventions,
     reference: HashMap<Hook, Vec<f32>>,
     /// The rows whose logits are compared, and the reference's logits there.
     logit_rows: Vec<usize>,
@@ -155,10 +160,21 @@ pub fn verify(args: &VerifyArgs, notes: &dyn Notes) -> Result<VerifyReport> {
         words.iter().map(|w| model.tokenizer.encode_word(&w.word, false)).collect::<Result<Vec<_>>>()?;
     let mut text_ids = model.tokenizer.encode(VERIFY_TEXT)?;
     text_ids.truncate(config.max_position_embeddings);
-    let inputs = [("words", word_ids), ("text", vec![text_ids])]
-        .into_iter()
-        .map(|(name, sequences)| reference_input(name, &sequences, &model.weights, &reference_plan))
-        .collect::<Result<Vec<_>>>()?;
+    // A few words again with interventions on the checked blocks: the kernel that applies them
+    // against the reference's host arithmetic, and everything downstream of them.
+    let some_words = word_ids[..word_ids.len().min(INTERVENTION_WORDS)].to_vec();
+    let lengths: Vec<usize> = some_words.iter().map(Vec::len).collect();
+    let interventions = verify_interventions(config, &checked).for_run(&lengths)?;
+    let inputs = [
+        ("words", word_ids, Interventions::default()),
+        ("text", vec![text_ids], Interventions::default()),
+        ("words with interventions", some_words, interventions),
+    ]
+    .into_iter()
+    .map(|(name, sequences, interventions)| {
+        reference_input(name, &sequences, &model.weights, &reference_plan, interventions)
+    })
+    .collect::<Result<Vec<_>>>()?;
 
     let gpu = Gpu::new()?;
     let adapter = gpu.adapter_name();
@@ -177,7 +193,8 @@ pub fn verify(args: &VerifyArgs, notes: &dyn Notes) -> Result<VerifyReport> {
         checks.extend(kernel_checks(&engine.gpu, &engine.kernels, &model.weights)?);
         for input in &inputs {
             notes.step(&format!("{variant}: the forward on the {}", input.name));
-            let (acts, _) = engine.forward(&input.batch, &gpu_plan, false)?;
+            let plan = gpu_plan.clone().with_interventions(input.interventions.clone());
+            let (acts, _) = engine.forward(&input.batch, &plan, false)?;
             for &hook in &hooks[..hooks.len() - 1] {
                 let (got, want) = (acts.get(hook).expect("every planned hook"), &input.reference[&hook]);
                 let tolerance =
@@ -207,6 +224,38 @@ pub fn verify(args: &VerifyArgs, notes: &dyn Notes) -> Result<VerifyReport> {
     Ok(VerifyReport { adapter, model: resolved.label, commit: resolved.commit, checks, pass })
 }
 
+/// The interventions checked: a head of block 0 zeroed, a vector added at each word's last
+/// position of the first checked block's `hook_resid_mid`, ten neurons of the last checked block's
+/// `mlp.hook_post` negated.
+fn verify_interventions(config: &GptNeoConfig, checked: &[usize]) -> Interventions {
+    let (first, last) = (checked.first().copied().unwrap_or(0), checked.last().copied().unwrap_or(0));
+    let (d, h) = (config.head_dim(), config.hidden_size);
+    let neurons = config.intermediate_size.min(10);
+    Interventions::new(vec![
+        Intervention {
+            hook: Hook::block(0, HookPoint::AttnZ),
+            columns: Some((0..d).collect()),
+            positions: None,
+            action: Action::Zero,
+            spec: "--ablate blocks.0.attn.hook_z:head=0".to_string(),
+        },
+        Intervention {
+            hook: Hook::block(first, HookPoint::ResidMid),
+            columns: None,
+            positions: Some(vec![-1]),
+            action: Action::Add { vector: (0..h).map(|c| (c as f32 * 0.7).sin()).collect(), scale: 0.5 },
+            spec: format!("--steer blocks.{first}.hook_resid_mid@-1=sin(0.7·c)*0.5"),
+        },
+        Intervention {
+            hook: Hook::block(last, HookPoint::MlpPost),
+            columns: Some((0..neurons).collect()),
+            positions: None,
+            action: Action::Scale(-1.0),
+            spec: format!("--scale blocks.{last}.mlp.hook_post:0..{neurons}=-1"),
+        },
+    ])
+}
+
 /// The reference forward of `sequences` at the hooks of `plan`, and the logits of a spread of
 /// rows (computed from the reference's ln_f output: the full `[tokens, vocab]` in f64 would
 /// take far longer than the rest).
@@ -215,10 +264,12 @@ fn reference_input(
     sequences: &[Vec<u32>],
     weights: &GptNeoWeights,
     plan: &HookPlan,
+    interventions: Interventions,
 ) -> Result<Input> {
     let config = &weights.config;
     let batch = Batch::pack(sequences, config.max_position_embeddings)?;
-    let reference = reference::forward(weights, &batch, plan);
+    let reference =
+        reference::forward(weights, &batch, &plan.clone().with_interventions(interventions.clone()));
     let n = batch.n_tokens();
     let logit_rows: Vec<usize> = if n <= LOGIT_ROWS {
         (0..n).collect()
@@ -229,7 +280,7 @@ fn reference_input(
     let normed = &reference[&Hook::LnFinal];
     let rows: Vec<f32> = logit_rows.iter().flat_map(|&t| &normed[t * h..(t + 1) * h]).copied().collect();
     let logits = reference::linear(&rows, &weights.wte.values(), &vec![0.0; config.vocab_size], h);
-    Ok(Input { name, batch, reference, logit_rows, logits })
+    Ok(Input { name, batch, interventions, reference, logit_rows, logits })
 }
 
 /// Each kernel of `kernels` against the reference at the model's shapes, with block 0's weights
