@@ -22,7 +22,7 @@ pub const DEFAULT_LAYER: usize = 8;
 /// The challenge's hook, `blocks.{DEFAULT_LAYER}.mlp.hook_pre`: every command's default hook.
 pub const DEFAULT_HOOK: &str = "blocks.8.mlp.hook_pre";
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use std::path::{Path, PathBuf};
 
 /// A local model folder holding `config.json`, `model.safetensors` and `tokenizer.json`.
@@ -34,10 +34,10 @@ pub struct ModelDir {
 impl ModelDir {
     pub fn open(path: &Path) -> Result<ModelDir> {
         if !path.is_dir() {
-            bail!(
+            return Err(crate::error::not_found(format!(
                 "model folder {} does not exist; pass a folder with config.json, model.safetensors and tokenizer.json",
                 path.display()
-            );
+            )));
         }
         Ok(ModelDir { path: path.to_path_buf() })
     }
