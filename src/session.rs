@@ -62,8 +62,9 @@ pub fn cut_text(
     let limit = match max_tokens {
         Some(0) => bail!("--max-tokens must be at least 1"),
         Some(n) if n > positions => {
-            warnings
-                .push(format!("--max-tokens {n} is above the model's {positions} positions; using {positions}"));
+            warnings.push(format!(
+                "--max-tokens {n} is above the model's {positions} positions; using {positions}"
+            ));
             positions
         }
         Some(n) => n,

@@ -338,7 +338,7 @@ class Model:
             return [names]
         if callable(names):
             return [n for n in self.hook_names if names(n)]
-        return [os.fspath(n) if isinstance(n, os.PathLike) else n for n in names]
+        return list(names)
 
     def run_with_cache(
         self,
