@@ -1,7 +1,7 @@
 //! `neoprobe extract`: words or a text → the activations of any hooks → `.npy` / `.safetensors`,
 //! in GPU batches that fit the adapter, each batch's rows written to disk before the next runs.
 
-use crate::batching::{BatchLimits, Streamer};
+use crate::batching::BatchLimits;
 use crate::engine::{Engine, LoadedModel, ModelSource};
 use crate::hub::FetchOptions;
 use crate::kernels::Variant;
@@ -10,7 +10,8 @@ use crate::model::{
 };
 use crate::notes::Notes;
 use crate::output;
-use crate::pool::{pool, Pool};
+use crate::pool::Pool;
+use crate::session::{cut_text, expand_hooks, hook_pooling, stream_hooks, HookStream};
 use crate::stream_out::{ArrayWriter, TensorsWriter};
 use crate::tokenize::{read_text, read_word_list};
 use anyhow::{bail, Result};
@@ -88,17 +89,6 @@ pub struct ExtractTimes {
     pub total: f64,
 }
 
-/// How the values of `hook` are pooled when the run asks for `how`.
-fn pooling_for(hook: Hook, how: Pool) -> Result<Pool> {
-    match (hook, how) {
-        (Hook::Logits, Pool::Max) => bail!(
-            "--pool max does not apply to the logits: the maximum of each vocabulary column over a \
-             word's positions is no distribution; use last (the prediction after the word), mean, first or none"
-        ),
-        _ => Ok(how),
-    }
-}
-
 pub fn extract(args: &ExtractArgs, notes: &dyn Notes) -> Result<ExtractSummary> {
     let started = Instant::now();
     output::check_writable(&args.out, &["npy", "safetensors"])?;
@@ -106,12 +96,8 @@ pub fn extract(args: &ExtractArgs, notes: &dyn Notes) -> Result<ExtractSummary> 
         bail!("no --hook given; name at least one hook point");
     }
     let resolved = args.model.resolve(&args.fetch, notes)?;
-    let mut hooks = Vec::new();
     let (model, plan) = LoadedModel::load(&ModelDir::open(&resolved.dir)?, |config| {
-        for name in &args.hooks {
-            hooks.extend(Hook::expand(name, config)?);
-        }
-        HookPlan::new(&hooks)
+        HookPlan::new(&expand_hooks(&args.hooks, config)?)
     })?;
     let hooks = plan.hooks().to_vec();
     let is_npy = args.out.extension().is_some_and(|e| e == "npy");
@@ -127,7 +113,7 @@ pub fn extract(args: &ExtractArgs, notes: &dyn Notes) -> Result<ExtractSummary> 
     let mut metadata = HashMap::new();
     // How each sequence is named in errors.
     let mut labels = Vec::new();
-    let (sequences, default_pool) = match &args.input {
+    let (sequences, words) = match &args.input {
         ExtractInput::Words(path) => {
             let words = read_word_list(path)?;
             let sequences = words
@@ -140,7 +126,7 @@ pub fn extract(args: &ExtractArgs, notes: &dyn Notes) -> Result<ExtractSummary> 
                 .map(|w| format!("word {:?} (line {} of {})", w.word, w.line, path.display()))
                 .collect();
             metadata.insert("words".to_string(), serde_json::to_string(&list)?);
-            (sequences, Pool::Mean)
+            (sequences, true)
         }
         ExtractInput::Text(path) => {
             let text = read_text(path)?;
@@ -149,42 +135,17 @@ pub fn extract(args: &ExtractArgs, notes: &dyn Notes) -> Result<ExtractSummary> 
             if ids.is_empty() {
                 bail!("text {} gives no tokens", path.display());
             }
-            let ceiling = config.max_position_embeddings;
-            let limit = match args.max_tokens {
-                Some(0) => bail!("--max-tokens must be at least 1"),
-                Some(n) if n > ceiling => {
-                    warnings.push(format!(
-                        "--max-tokens {n} is above the model's {ceiling} positions; using {ceiling}"
-                    ));
-                    ceiling
-                }
-                Some(n) => n,
-                None => ceiling,
-            };
-            if ids.len() > limit {
-                warnings.push(format!("the text has {} tokens; cut to the first {limit}", ids.len()));
-                ids.truncate(limit);
-            }
+            cut_text(&mut ids, args.max_tokens, config.max_position_embeddings, &mut warnings)?;
             metadata.insert("text".to_string(), text);
             labels.push(format!("text {}", path.display()));
-            (vec![ids], Pool::None)
+            (vec![ids], false)
         }
     };
     for warning in &warnings {
         notes.warn(warning);
     }
     // Each hook's pooling, checked before the forward.
-    let pooling: Vec<Pool> = hooks
-        .iter()
-        .map(|&hook| {
-            let how = match (args.pool, hook, &args.input) {
-                (Some(how), ..) => how,
-                (None, Hook::Logits, ExtractInput::Words(_)) => Pool::Last,
-                (None, ..) => default_pool,
-            };
-            pooling_for(hook, how)
-        })
-        .collect::<Result<_>>()?;
+    let pooling: Vec<Pool> = hook_pooling(&hooks, args.pool, words)?;
     // The interventions, read and checked against the model and the input before any GPU work.
     let mut interventions = Vec::new();
     for (kind, text) in &args.interventions {
@@ -234,30 +195,17 @@ pub fn extract(args: &ExtractArgs, notes: &dyn Notes) -> Result<ExtractSummary> 
             hook_names.iter().cloned().zip(shapes.iter().cloned()).collect();
         Out::Many(TensorsWriter::create(&args.out, &tensors, &metadata)?)
     };
-    let streamer = Streamer {
+    let stream = HookStream {
         engine: &engine,
         plan: &plan,
-        hook: plan.deepest(),
+        hooks: &hooks,
+        pooling: &pooling,
         batch_tokens,
         notes,
         label: "extract",
-        total_tokens: n_tokens as u64,
     };
     let name = |i: usize| labels[i].clone();
-    let stats = streamer.run_all(sequences.iter().cloned().map(Ok), &name, |batch, _, mut acts| {
-        for (i, (&hook, &how)) in hooks.iter().zip(&pooling).enumerate() {
-            let values = acts.take(hook).expect("the forward reads back every requested hook");
-            let values = if hook.per_token() {
-                pool(&values, hook.width(config), batch, how)
-            } else {
-                // This batch's patterns, padded from its longest sequence to the input's.
-                let shape = acts.shape(hook).expect("every hook read back has a shape");
-                repad_pattern(&values, shape, longest)
-            };
-            out.write(i, &values)?;
-        }
-        Ok(())
-    })?;
+    let stats = stream_hooks(&stream, &sequences, &name, |i, _, _, values| out.write(i, &values))?;
     out.finish()?;
     Ok(ExtractSummary {
         out: args.out.clone(),
@@ -309,18 +257,4 @@ impl Out {
             Out::Many(writer) => writer.finish(),
         }
     }
-}
-
-/// A batch's attention patterns `[sequences, heads, l, l]` laid out for the input's longest
-/// sequence instead: `[sequences, heads, longest, longest]`, zeros in the new rows and columns.
-fn repad_pattern(values: &[f32], shape: &[usize], longest: usize) -> Vec<f32> {
-    let (blocks, l) = (shape[0] * shape[1], shape[2]);
-    let mut out = vec![0.0; blocks * longest * longest];
-    for b in 0..blocks {
-        for q in 0..l {
-            let from = &values[(b * l + q) * l..(b * l + q + 1) * l];
-            out[(b * longest + q) * longest..(b * longest + q) * longest + l].copy_from_slice(from);
-        }
-    }
-    out
 }

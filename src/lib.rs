@@ -20,6 +20,7 @@ pub mod out_dir;
 pub mod output;
 pub mod pool;
 pub mod reference;
+pub mod session;
 pub mod stream_out;
 pub mod sweep;
 pub mod text;

@@ -12,10 +12,10 @@ pub struct Tokenizer {
 impl Tokenizer {
     pub fn load(path: &Path) -> Result<Tokenizer> {
         if !path.is_file() {
-            bail!(
+            return Err(crate::error::not_found(format!(
                 "no tokenizer.json at {}: the model folder needs the model's tokenizer.json (transformers' save_pretrained writes it)",
                 path.display()
-            );
+            )));
         }
         let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| {
             anyhow!("cannot read {} as a tokenizer ({e}); re-download or re-export it", path.display())

@@ -6,7 +6,7 @@
 //! every kernel.
 
 use super::Gpu;
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 
 /// Something a kernel can be given at a binding: a buffer or a texture view.
 pub trait Bind {
@@ -64,7 +64,10 @@ impl Kernel {
             cache: None,
         });
         if let Some(error) = pollster::block_on(scope.pop()) {
-            return Err(anyhow!("kernel {name} does not compile on {}: {error}", gpu.adapter_name()));
+            return Err(crate::error::gpu(format!(
+                "kernel {name} does not compile on {}: {error}",
+                gpu.adapter_name()
+            )));
         }
         let layout = pipeline.get_bind_group_layout(0);
         Ok(Kernel { name, workgroup_size: 0, pipeline, layout })

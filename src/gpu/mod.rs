@@ -1,7 +1,7 @@
 //! The wgpu side of neoprobe, knowing nothing of GPT-Neo: choosing an adapter, buffers, one
 //! generic "run this kernel on these buffers" helper, and reading buffers back to the host.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Result};
 use std::sync::mpsc;
 use wgpu::util::DeviceExt;
 
@@ -42,10 +42,10 @@ impl Gpu {
                     .into_iter()
                     .find(|a| a.get_info().name.to_lowercase().contains(&wanted.to_lowercase()))
                     .ok_or_else(|| {
-                        anyhow!(
+                        crate::error::gpu(format!(
                             "no GPU adapter matches WGPU_ADAPTER_NAME={wanted:?}; available: {}",
                             if names.is_empty() { "none".to_string() } else { names.join(", ") }
-                        )
+                        ))
                     })?
             }
             Err(_) => instance
@@ -55,7 +55,7 @@ impl Gpu {
                     ..Default::default()
                 })
                 .await
-                .map_err(|e| anyhow!("no GPU adapter found ({e}): {NO_ADAPTER_HINT}"))?,
+                .map_err(|e| crate::error::gpu(format!("no GPU adapter found ({e}): {NO_ADAPTER_HINT}")))?,
         };
         let info = adapter.get_info();
         // The whole model never needs a binding over the default 128 MiB (the 154 MB token
@@ -74,7 +74,7 @@ impl Gpu {
                 ..Default::default()
             })
             .await
-            .with_context(|| format!("cannot open GPU device on {}", describe(&info)))?;
+            .map_err(|e| crate::error::gpu(format!("cannot open GPU device on {}: {e}", describe(&info))))?;
         Ok(Gpu { device, queue, info, has_timestamps, has_subgroups })
     }
 
@@ -176,7 +176,7 @@ impl Gpu {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map(|_| ())
-            .map_err(|e| anyhow!("GPU stopped answering: {e}"))
+            .map_err(|e| crate::error::gpu(format!("GPU stopped answering: {e}")))
     }
 
     /// Maps the staging buffers (already filled by submitted copies) and returns their contents as f32.
@@ -200,7 +200,7 @@ impl Gpu {
         drop(sender);
         self.wait()?;
         for (i, result) in receiver.iter() {
-            result.map_err(|e| anyhow!("cannot read back GPU buffer {i}: {e}"))?;
+            result.map_err(|e| crate::error::gpu(format!("cannot read back GPU buffer {i}: {e}")))?;
         }
         buffers
             .iter()
@@ -208,7 +208,7 @@ impl Gpu {
                 let values = {
                     let view = buffer
                         .get_mapped_range(..)
-                        .map_err(|e| anyhow!("cannot read back GPU buffer: {e}"))?;
+                        .map_err(|e| crate::error::gpu(format!("cannot read back GPU buffer: {e}")))?;
                     view.to_vec()
                 };
                 buffer.unmap();
