@@ -15,7 +15,7 @@ pub enum Kind {
     NotFound,
     /// The GPU: no adapter, a device lost, an out-of-memory, a kernel that would not compile.
     Gpu,
-    /// The hub or the network.
+    /// The hub or the network (a repo, revision or file the hub does not have is `NotFound`).
     Download,
     /// The caller asked the work to stop ([`crate::notes::Notes::interrupted`]).
     Interrupted,
@@ -64,8 +64,14 @@ pub fn kind_of(error: &anyhow::Error) -> Kind {
         if let Some(t) = cause.downcast_ref::<Tagged>() {
             return t.kind;
         }
-        if cause.downcast_ref::<crate::hub::FetchError>().is_some() {
-            return Kind::Download;
+        if let Some(fetch) = cause.downcast_ref::<crate::hub::FetchError>() {
+            // A repo, revision or file the hub does not have is missing, like a local one.
+            return match fetch.kind() {
+                crate::hub::FetchErrorKind::NotFound | crate::hub::FetchErrorKind::FileNotFound => {
+                    Kind::NotFound
+                }
+                _ => Kind::Download,
+            };
         }
         if cause.downcast_ref::<Interrupted>().is_some() {
             return Kind::Interrupted;

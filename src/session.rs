@@ -11,7 +11,9 @@ use crate::batching::{BatchLimits, StreamStats, Streamer};
 use crate::engine::{Engine, LoadedModel, ModelSource, ResolvedModel};
 use crate::hub::FetchOptions;
 use crate::kernels::Variant;
-use crate::model::{Batch, GptNeoConfig, Hook, HookPlan, ModelDir};
+use crate::model::{
+    Batch, GptNeoConfig, Hook, HookPlan, Intervention, InterventionKind, Interventions, ModelDir,
+};
 use crate::notes::Notes;
 use crate::pool::{pool, Pool};
 use crate::tokenize::Tokenizer;
@@ -177,6 +179,8 @@ pub struct SessionRun {
     pub prefix_space: bool,
     /// Also read the logits (pooled as a `logits` hook is), returned apart from the hooks.
     pub logits: bool,
+    /// Interventions on the way, as the command line's flags give them (kind and text).
+    pub interventions: Vec<(InterventionKind, String)>,
 }
 
 /// One hook's values, laid out per sequence.
@@ -251,13 +255,18 @@ impl Session {
         let hooks = plan.hooks().to_vec();
         let mut warnings = Vec::new();
         let (sequences, labels, words) = self.sequences(run, &mut warnings)?;
+        let mut interventions = Vec::new();
+        for (kind, text) in &run.interventions {
+            interventions.extend(Intervention::parse(*kind, text, config)?);
+        }
+        let lengths: Vec<usize> = sequences.iter().map(Vec::len).collect();
+        let plan = plan.with_interventions(Interventions::new(interventions).for_run(&lengths)?);
         for warning in &warnings {
             notes.warn(warning);
         }
         let pooling = hook_pooling(&hooks, run.pool, words)?;
         let adapter = self.engine.gpu.adapter_name();
         let batch_tokens = BatchLimits::for_plan(&self.engine, &plan).choose(self.batch_tokens, &adapter)?;
-        let lengths: Vec<usize> = sequences.iter().map(Vec::len).collect();
         let longest = lengths.iter().copied().max().unwrap_or(0);
         let n = sequences.len();
         let mut outputs: Vec<HookValues> = hooks

@@ -12,8 +12,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::{
-    env_exclusive, env_shared, fixture_files, sha256_hex, tiny_model_files, FakeDiscussion, FakeHub,
-    FakeRepo, Faults, COMMIT, REPO, TINY,
+    converted_files, env_exclusive, env_shared, fixture_files, pickle_file, pickled_files, sha256_hex,
+    tiny_model_files, FakeDiscussion, FakeHub, FakeRepo, Faults, COMMIT, REPO, TINY,
 };
 
 fn opts(hub: &FakeHub, home: &Path) -> FetchOptions {
@@ -1041,33 +1041,6 @@ const PICKLED: &str = "test-org/tiny-pickled";
 const CONVERTED: &str = "5afe7e0505afe7e0505afe7e0505afe7e0505afe";
 const OLD_COMMIT: &str = "01d0000000000000000000000000000000000001";
 
-fn pickle_file(name: &str) -> support::FakeFile {
-    support::FakeFile {
-        name: name.into(),
-        bytes: format!("not a pickle: {name}").repeat(1000).into_bytes(),
-        lfs: true,
-    }
-}
-
-/// A `.bin`-only revision of the tiny repo: its JSON files and `pickles`.
-fn pickled_files(pickles: &[&str]) -> Vec<support::FakeFile> {
-    let mut files: Vec<_> =
-        tiny_model_files().into_iter().filter(|f| f.name != "model.safetensors").collect();
-    files.extend(pickles.iter().map(|p| pickle_file(p)));
-    files
-}
-
-/// What the hub's conversion adds: the same repo with `model.safetensors`.
-fn converted_files(weights_seed: u8) -> Vec<support::FakeFile> {
-    let mut files = tiny_model_files();
-    if weights_seed != 0 {
-        let last = files[1].bytes.len() - 1;
-        files[1].bytes[last] ^= weights_seed;
-    }
-    files.push(pickle_file("pytorch_model.bin"));
-    files
-}
-
 /// Pull requests and discussions that are not the conversion of [`COMMIT`]: a discussion, a
 /// newer pull request by the bot with another title, the conversion title from someone else, a
 /// closed conversion, a conversion of an older commit.
@@ -1187,7 +1160,7 @@ fn a_pickle_only_revision_without_a_conversion_is_refused_with_what_to_do() {
         let home = tempfile::tempdir().unwrap();
         let err = fetch_model(PICKLED, "main", &opts(&hub, home.path()), &Silent).unwrap_err();
         assert_eq!(kind(&err), FetchErrorKind::FileNotFound);
-        assert_eq!(neoprobe::error::kind_of(&err), neoprobe::error::Kind::Download);
+        assert_eq!(neoprobe::error::kind_of(&err), neoprobe::error::Kind::NotFound);
         let text = shown(&err);
         for part in [
             &format!("has only {}", pickles[0])[..],

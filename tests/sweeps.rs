@@ -607,9 +607,11 @@ fn challenge_checks_agree_with_an_independent_computation_and_the_report_shows_t
     let vocab = sweep_file(&sweeps.path("vocab/vocab_topk.safetensors"));
     let vocab_top = vocab.i32s("top_ids", &[WIDTH, K], Path::new("vocab")).unwrap();
     let tokenizer = neoprobe::tokenize::Tokenizer::load(&model.join("tokenizer.json")).unwrap();
-    let neurons: Vec<u64> = ["top_verb_neurons", "top_noun_neurons"]
+    let neurons: Vec<u64> = ["verbs", "nouns"]
         .iter()
-        .flat_map(|k| json[k].as_array().unwrap().iter().map(|n| n["neuron"].as_u64().unwrap()))
+        .flat_map(|k| {
+            json["top_neurons"][k].as_array().unwrap().iter().map(|n| n["neuron"].as_u64().unwrap())
+        })
         .collect();
     assert_eq!(neurons.len(), 10);
     for n in neurons {

@@ -51,8 +51,9 @@ fn verify_passes_on_the_fixture_model_with_every_variant() {
     }
     for variant in ["simple", "cpu", "tiled"] {
         let of_variant: Vec<&Value> = checks.iter().filter(|c| c["variant"] == variant).collect();
-        // 8 kernel checks, 2 inputs × (2 blocks × 14 hooks + ln_final + logits), the loss.
-        assert_eq!(of_variant.len(), 8 + 2 * (2 * 14 + 2) + 1, "{variant}");
+        // 8 kernel checks, 3 inputs (the words, the text, some words with interventions) ×
+        // (2 blocks × 14 hooks + ln_final + logits), the loss.
+        assert_eq!(of_variant.len(), 8 + 3 * (2 * 14 + 2) + 1, "{variant}");
     }
     // The published loss is for the pinned hub model only: not run here, and not counted passed.
     let loss: Vec<&Value> =
@@ -72,7 +73,7 @@ fn verify_passes_on_a_gpt_neo_125m_shaped_model() {
         verify(&["--model-dir", dir.path().to_str().unwrap(), "--kernel-variant", "cpu"]);
     assert!(ok, "{stderr}\n{report:#}");
     assert!(with_result(&report, Some(false)).is_empty());
-    assert_eq!(with_result(&report, Some(true)).len(), 8 + 2 * (2 * 14 + 2));
+    assert_eq!(with_result(&report, Some(true)).len(), 8 + 3 * (2 * 14 + 2));
 }
 
 /// Each deliberate error fails the checks of the kernel it is in and of the forward after it,

@@ -14,7 +14,7 @@ use neoprobe::engine::ModelSource;
 use neoprobe::error::{kind_of, Kind};
 use neoprobe::hub::FetchOptions;
 use neoprobe::kernels::Variant;
-use neoprobe::model::Hook;
+use neoprobe::model::{Hook, InterventionKind};
 use neoprobe::pool::Pool;
 use neoprobe::session::{HookValues, Session, SessionInput, SessionRun};
 use notes::PyNotes;
@@ -35,6 +35,19 @@ fn to_pyerr(error: &anyhow::Error) -> PyErr {
         Kind::Gpu | Kind::Download => PyRuntimeError::new_err(message),
         Kind::Interrupted => PyKeyboardInterrupt::new_err(message),
     }
+}
+
+/// An intervention kind by its command-line flag without the dashes (`ablate`, `mean-ablate`, …).
+fn parse_intervention_kind(kind: &str) -> PyResult<InterventionKind> {
+    Ok(match kind {
+        "ablate" => InterventionKind::Ablate,
+        "mean-ablate" => InterventionKind::MeanAblate,
+        "set" => InterventionKind::Set,
+        "scale" => InterventionKind::Scale,
+        "steer" => InterventionKind::Steer,
+        "patch" => InterventionKind::Patch,
+        _ => return Err(PyValueError::new_err(format!("unknown intervention kind {kind:?}"))),
+    })
 }
 
 /// Errors are one line, whatever their sources put in them (as the command line prints them).
@@ -261,7 +274,7 @@ impl NativeModel {
     /// Runs the input (`kind` "text" with a str, "words" with a list of str, "tokens" with a list
     /// of lists of ids) and returns every named hook's array, the logits' if `logits`, and each
     /// sequence's length.
-    #[pyo3(signature = (kind, input, names, pool, prefix_space, logits, notes))]
+    #[pyo3(signature = (kind, input, names, pool, prefix_space, logits, interventions, notes))]
     #[allow(clippy::too_many_arguments, clippy::type_complexity)]
     fn run<'py>(
         &self,
@@ -272,6 +285,7 @@ impl NativeModel {
         pool: Option<&str>,
         prefix_space: bool,
         logits: bool,
+        interventions: Vec<(String, String)>,
         notes: Py<PyAny>,
     ) -> PyResult<(Vec<Array<'py>>, Option<Array<'py>>, Vec<usize>)> {
         guarded(|| {
@@ -281,7 +295,18 @@ impl NativeModel {
                 "tokens" => SessionInput::Tokens(input.extract()?),
                 _ => return Err(PyValueError::new_err(format!("unknown input kind {kind:?}"))),
             };
-            let run = SessionRun { input, hooks: names, pool: parse_pool(pool)?, prefix_space, logits };
+            let interventions = interventions
+                .into_iter()
+                .map(|(kind, text)| Ok((parse_intervention_kind(&kind)?, text)))
+                .collect::<PyResult<Vec<_>>>()?;
+            let run = SessionRun {
+                input,
+                hooks: names,
+                pool: parse_pool(pool)?,
+                prefix_space,
+                logits,
+                interventions,
+            };
             let notes = PyNotes::new(notes);
             let output = detached(py, &notes, || self.session().run(&run, &notes))?;
             let hooks = output.hooks.into_iter().map(|h| array(py, h)).collect();

@@ -237,6 +237,34 @@ pub fn tiny_model_files() -> Vec<FakeFile> {
 /// The tiny GPT-Neo fixture model (a real one: 12 blocks, the GPT-2 tokenizer).
 pub const TINY: &str = "fixtures/tiny-neo";
 
+/// A stand-in for a pickled checkpoint file: never a real pickle, and never to be downloaded.
+pub fn pickle_file(name: &str) -> FakeFile {
+    FakeFile {
+        name: name.into(),
+        bytes: format!("not a pickle: {name}").repeat(1000).into_bytes(),
+        lfs: true,
+    }
+}
+
+/// A `.bin`-only revision of the tiny repo: its JSON files and `pickles`.
+pub fn pickled_files(pickles: &[&str]) -> Vec<FakeFile> {
+    let mut files: Vec<_> =
+        tiny_model_files().into_iter().filter(|f| f.name != "model.safetensors").collect();
+    files.extend(pickles.iter().map(|p| pickle_file(p)));
+    files
+}
+
+/// What the hub's conversion adds: the same repo with `model.safetensors`.
+pub fn converted_files(weights_seed: u8) -> Vec<FakeFile> {
+    let mut files = tiny_model_files();
+    if weights_seed != 0 {
+        let last = files[1].bytes.len() - 1;
+        files[1].bytes[last] ^= weights_seed;
+    }
+    files.push(pickle_file("pytorch_model.bin"));
+    files
+}
+
 /// The safetensors file `weights` split into `n` shards as transformers' `save_pretrained`
 /// writes a sharded checkpoint: `model.safetensors.index.json` first, then
 /// `model-0000{i}-of-0000{n}.safetensors`, tensors in name order split into `n` runs.

@@ -46,6 +46,13 @@ __all__ = [
     "ChallengeResult",
     "SweepResult",
     "NeoprobeWarning",
+    "Intervention",
+    "ablate",
+    "mean_ablate",
+    "set_value",
+    "scale",
+    "steer",
+    "patch",
     "verify",
     "DEFAULT_MODEL",
     "DEFAULT_REVISION",
@@ -122,6 +129,121 @@ class ActivationCache(dict):
         super().__init__(arrays)
         self.lengths = lengths
         self.pooling = pooling
+
+
+class Intervention:
+    """A change to a hook's value before anything downstream reads it (TransformerLens' meaning of
+    a hook that returns a new value), run on the GPU inside the forward. Made by :func:`ablate`,
+    :func:`mean_ablate`, :func:`set_value`, :func:`scale`, :func:`steer` and :func:`patch`;
+    ``flag`` is the equivalent command-line flag of ``neoprobe extract``."""
+
+    def __init__(self, kind: str, target: str, value: Optional[str] = None, arrays: Optional[Dict[str, Any]] = None):
+        self.kind = kind
+        self.target = target
+        self.value = value
+        self._arrays = arrays or {}
+
+    @property
+    def flag(self) -> str:
+        text = self.target if self.value is None else f"{self.target}={self.value}"
+        return f"--{self.kind} {text}"
+
+    def __repr__(self) -> str:
+        return f"<neoprobe.Intervention {self.flag}>"
+
+    def _spec(self, folder: str) -> Tuple[str, str]:
+        """(kind, text) for the native call, the arrays written into ``folder`` first."""
+        value = self.value
+        for placeholder, (name, write) in self._arrays.items():
+            path = os.path.join(folder, name)
+            write(path)
+            value = value.replace(placeholder, path)
+        return self.kind, (self.target if value is None else f"{self.target}={value}")
+
+
+def _target(hook: str, neurons: Any = None, positions: Any = None, heads: Any = None) -> str:
+    """``HOOK[@POSITIONS][:COLUMNS]`` of the command line's grammar (docs/interventions.md)."""
+    if not isinstance(hook, str) or not hook:
+        raise ValueError("the hook must be a name such as blocks.8.mlp.hook_post")
+    text = hook
+    if positions is not None:
+        positions = [positions] if isinstance(positions, (int, np.integer)) else list(positions)
+        text += "@" + ",".join(str(int(p)) for p in positions)
+    columns = []
+    if neurons is not None:
+        neurons = [neurons] if isinstance(neurons, (int, np.integer)) else list(neurons)
+        columns += [str(int(n)) for n in neurons]
+    if heads is not None:
+        heads = [heads] if isinstance(heads, (int, np.integer)) else list(heads)
+        columns += [f"head={int(h)}" for h in heads]
+    if columns:
+        text += ":" + ",".join(columns)
+    return text
+
+
+def _vector_file(values: Any) -> Tuple[str, Callable[[str], None]]:
+    array = np.ascontiguousarray(values, dtype=np.float32)
+    return "vector.npy", lambda path: np.save(path, array)
+
+
+def ablate(hook: str, neurons: Any = None, *, positions: Any = None, heads: Any = None) -> Intervention:
+    """Zero ``hook`` (its ``neurons``/columns, ``heads`` of attn.hook_q|k|v|z, ``positions`` inside
+    each sequence, negative from its end; all when left out)."""
+    return Intervention("ablate", _target(hook, neurons, positions, heads))
+
+
+def mean_ablate(hook: str, means: Any, neurons: Any = None, *, positions: Any = None, heads: Any = None) -> Intervention:
+    """Replace with per-column means: ``means`` is ``[width]`` or ``[n, width]`` (the mean of its
+    rows, e.g. a pooled ``run_with_cache`` of reference inputs)."""
+    return Intervention("mean-ablate", _target(hook, neurons, positions, heads), "{means}", {"{means}": _vector_file(means)})
+
+
+def set_value(hook: str, value: float, neurons: Any = None, *, positions: Any = None, heads: Any = None) -> Intervention:
+    """Set to the constant ``value``."""
+    return Intervention("set", _target(hook, neurons, positions, heads), repr(float(value)))
+
+
+def scale(hook: str, factor: float, neurons: Any = None, *, positions: Any = None, heads: Any = None) -> Intervention:
+    """Multiply by ``factor``."""
+    return Intervention("scale", _target(hook, neurons, positions, heads), repr(float(factor)))
+
+
+def steer(hook: str, vector: Any, scale: float = 1.0, neurons: Any = None, *, positions: Any = None) -> Intervention:
+    """Add ``scale × vector`` (``[width]``) at every chosen position."""
+    return Intervention("steer", _target(hook, neurons, positions), "{vector}*" + repr(float(scale)), {"{vector}": _vector_file(vector)})
+
+
+def patch(hook: str, values: Any, lengths: Any = None, neurons: Any = None, *, positions: Any = None, heads: Any = None) -> Intervention:
+    """Take ``hook``'s values from another run of inputs that tokenize to the same lengths:
+    ``values`` is that run's unpooled array of the hook (``[batch, pos, d]`` with its
+    ``lengths``, e.g. ``cache[hook]`` and ``cache.lengths`` of ``run_with_cache(..., pool="none")``)
+    or ``[tokens, d]`` rows of every sequence end to end."""
+    array = np.asarray(values, dtype=np.float32)
+    if array.ndim == 3:
+        if lengths is None:
+            raise ValueError("patch values [batch, pos, d] need their lengths (cache.lengths)")
+        lengths = [int(n) for n in lengths]
+        array = np.concatenate([array[i, :n] for i, n in enumerate(lengths)])
+    array = np.ascontiguousarray(array)
+
+    def write(path: str) -> None:
+        from_lengths = json.dumps([[0] * n for n in lengths]) if lengths is not None else None
+        _write_safetensors(path, hook, array, {"token_ids": from_lengths} if from_lengths else {})
+
+    return Intervention("patch", _target(hook, neurons, positions, heads), "{values}", {"{values}": ("values.safetensors", write)})
+
+
+def _write_safetensors(path: str, name: str, array: np.ndarray, metadata: Dict[str, str]) -> None:
+    """One float32 tensor in the safetensors format (8-byte header length, JSON header, data)."""
+    header = {name: {"dtype": "F32", "shape": list(array.shape), "data_offsets": [0, array.nbytes]}}
+    if metadata:
+        header["__metadata__"] = metadata
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(len(text).to_bytes(8, "little"))
+        f.write(text)
+        f.write(array.astype("<f4").tobytes())
 
 
 class ChallengeResult:
@@ -348,6 +470,7 @@ class Model:
         prefix_space: bool = False,
         return_type: Optional[str] = "logits",
         progress: Optional[Progress] = None,
+        interventions: Sequence[Intervention] = (),
     ) -> Tuple[Optional[np.ndarray], ActivationCache]:
         """Runs ``inputs`` and returns ``(logits, cache)``: the values are bit-identical to
         ``neoprobe extract``'s for the same input and hooks.
@@ -371,19 +494,52 @@ class Model:
         deepest named hook, the fast path.
 
         ``progress``: called as ``progress(done, total)`` in tokens after each GPU batch.
-        Ctrl-C stops the run between batches with ``KeyboardInterrupt``."""
+        Ctrl-C stops the run between batches with ``KeyboardInterrupt``.
+
+        ``interventions``: :class:`Intervention` values applied on the way (see
+        :meth:`run_with_hooks`); the cache then holds the changed values."""
         if return_type not in ("logits", None):
             raise ValueError(f'return_type "{return_type}" is not one of "logits", None')
         if pool is not None and pool not in POOLINGS:
             raise ValueError(f'pool "{pool}" is not one of {", ".join(POOLINGS)}')
         kind, data = self._input(inputs)
-        hooks, logits, lengths = self._native.run(
-            kind, data, self._names(names), pool, bool(prefix_space), return_type == "logits", _Notes(progress)
-        )
+        with tempfile.TemporaryDirectory(prefix="neoprobe-interventions-") as folder:
+            specs = []
+            for i, intervention in enumerate(interventions):
+                if not isinstance(intervention, Intervention):
+                    raise TypeError(f"interventions[{i}] is a {type(intervention).__name__}; make it with neoprobe.ablate, steer, patch, …")
+                own = os.path.join(folder, str(i))
+                os.mkdir(own)
+                specs.append(intervention._spec(own))
+            hooks, logits, lengths = self._native.run(
+                kind, data, self._names(names), pool, bool(prefix_space), return_type == "logits", specs, _Notes(progress)
+            )
         arrays = {name: _array(buffer, shape) for name, shape, _, buffer in hooks}
         pooling = {name: how for name, _, how, _ in hooks}
         cache = ActivationCache(arrays, np.array(lengths, dtype=np.int64), pooling)
         return (_array(logits[3], logits[1]) if logits is not None else None), cache
+
+    def run_with_hooks(
+        self,
+        inputs: Any,
+        interventions: Sequence[Intervention] = (),
+        names: Any = (),
+        pool: Optional[str] = None,
+        prefix_space: bool = False,
+        return_type: Optional[str] = "logits",
+        progress: Optional[Progress] = None,
+    ) -> Any:
+        """Runs ``inputs`` with ``interventions`` (:func:`ablate`, :func:`mean_ablate`,
+        :func:`set_value`, :func:`scale`, :func:`steer`, :func:`patch`), all applied on the GPU in
+        one forward, each where its hook is produced and before anything downstream reads it.
+        Returns the logits as :meth:`run_with_cache` shapes them, and with ``names`` given,
+        ``(logits, cache)``. The values equal ``neoprobe extract``'s with the same flags."""
+        logits, cache = self.run_with_cache(
+            inputs, names=list(names) if not callable(names) and not isinstance(names, str) else names,
+            pool=pool, prefix_space=prefix_space, return_type=return_type, progress=progress,
+            interventions=interventions,
+        )
+        return (logits, cache) if names else logits
 
     def __call__(self, inputs: Any, pool: Optional[str] = None, prefix_space: bool = False, progress: Optional[Progress] = None) -> np.ndarray:
         """The logits of ``inputs``, shaped and pooled as :meth:`run_with_cache` returns them."""
