@@ -9,7 +9,7 @@
 
 mod notes;
 
-use neoprobe::challenge::{run_challenge, CategorySpec, ChallengeArgs, WordSource};
+use neoprobe::challenge::{run_challenge, CategorySpec, ChallengeArgs};
 use neoprobe::engine::ModelSource;
 use neoprobe::error::{kind_of, Kind};
 use neoprobe::hub::FetchOptions;
@@ -17,6 +17,7 @@ use neoprobe::kernels::Variant;
 use neoprobe::model::{Hook, InterventionKind};
 use neoprobe::pool::Pool;
 use neoprobe::session::{HookValues, Session, SessionInput, SessionRun};
+use neoprobe::tokenize::WordSource;
 use notes::PyNotes;
 use pyo3::exceptions::{PyFileNotFoundError, PyKeyboardInterrupt, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -314,12 +315,13 @@ impl NativeModel {
         })
     }
 
-    /// `neoprobe challenge` into `out_dir`: its `--json` summary (as JSON text) and the files.
+    /// `neoprobe challenge` into `out_dir`: its `--json` summary (as JSON text), the files, and
+    /// the activations' shape and float32 bytes.
     #[pyo3(signature = (out_dir, force, categories, layer, pool, prefix_space, permutations, seed, sweeps, notes))]
     #[allow(clippy::too_many_arguments)]
-    fn challenge(
+    fn challenge<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         out_dir: PathBuf,
         force: bool,
         categories: Option<Vec<(String, PathBuf)>>,
@@ -330,7 +332,7 @@ impl NativeModel {
         seed: u64,
         sweeps: Vec<PathBuf>,
         notes: Py<PyAny>,
-    ) -> PyResult<(String, Vec<PathBuf>)> {
+    ) -> PyResult<(String, Vec<PathBuf>, Vec<usize>, Bound<'py, PyByteArray>)> {
         guarded(|| {
             let pool = parse_pool(Some(pool))?.expect("a name was given");
             let categories = match categories {
@@ -360,7 +362,9 @@ impl NativeModel {
             drop(session);
             let notes = PyNotes::new(notes);
             let outcome = detached(py, &notes, || run_challenge(&args, &notes))?;
-            Ok((serde_json::to_string(&outcome.json).map_err(|e| to_pyerr(&e.into()))?, outcome.files))
+            let summary = serde_json::to_string(&outcome.summary).map_err(|e| to_pyerr(&e.into()))?;
+            let activations = PyByteArray::new(py, as_bytes(&outcome.activations));
+            Ok((summary, outcome.files, outcome.shape, activations))
         })
     }
 

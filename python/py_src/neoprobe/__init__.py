@@ -583,11 +583,12 @@ class Model:
         word-list file, in order (default: the built-in verbs and nouns)."""
         out = _out_dir(out_dir, "challenge")
         listed = None if categories is None else [(name, os.fspath(path)) for name, path in categories.items()]
-        summary, files = self._native.challenge(
+        summary, files, shape, activations = self._native.challenge(
             out, force, listed, layer, pool, prefix_space, permutations, seed,
             [os.fspath(s) for s in sweeps], _Notes(progress),
         )
-        return _challenge_result(json.loads(summary), [os.fspath(f) for f in files], out)
+        files = [os.fspath(f) for f in files]
+        return _challenge_result(json.loads(summary), files, out, activations=_array(activations, shape))
 
     def explain(
         self,
@@ -651,7 +652,8 @@ class Model:
 
 
 def _challenge_result(summary: dict, files: List[str], out_dir: str, activations: Optional[np.ndarray] = None, neurons: Optional[Dict[str, np.ndarray]] = None) -> ChallengeResult:
-    """The challenge's result; values not handed over in memory are read back from its files."""
+    """The challenge's result: the activations as the run handed them over, the neuron table as
+    neurons.csv prints it (the values a reader of the file gets)."""
     if activations is None:
         activations = np.load(next(f for f in files if f.endswith("activations.npy")))
     if neurons is None:
