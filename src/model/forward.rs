@@ -621,21 +621,11 @@ impl Recording<'_, '_> {
         let (width, batch) = (row_width / parts, self.batch);
         let col_base = part * width;
         for intervention in plan.interventions().iter().filter(|i| i.hook == hook) {
-            let mut rows = Vec::new();
-            let mut touched = Vec::new();
-            for s in 0..batch.n_sequences() {
-                let range = batch.sequence(s);
-                let len = range.len();
-                for (p, t) in range.enumerate() {
-                    if intervention.touches_position(p, len) {
-                        rows.push(t as u32);
-                        touched.push((batch.first_sequence + s, p));
-                    }
-                }
-            }
+            let (rows, touched) = intervention.touched_tokens(batch);
             if rows.is_empty() {
                 continue;
             }
+            let rows: Vec<u32> = rows.into_iter().map(|t| t as u32).collect();
             let cols: Vec<u32> = match &intervention.columns {
                 Some(columns) => columns.iter().map(|&c| (col_base + c) as u32).collect(),
                 None => (col_base..col_base + width).map(|c| c as u32).collect(),

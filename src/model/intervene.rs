@@ -409,6 +409,21 @@ impl Intervention {
             Some(c) => c.clone(),
             None => (0..width).collect(),
         };
+        let (rows, touched) = self.touched_tokens(batch);
+        let (keep, scale, source, per_row) = self.kernel_terms(width, &touched);
+        for (i, &t) in rows.iter().enumerate() {
+            let from = if per_row { &source[i * width..(i + 1) * width] } else { &source[..width] };
+            for &c in &columns {
+                let y = &mut values[t * row_width + col_base + c];
+                let kept = if keep != 0.0 { keep * *y } else { 0.0 };
+                *y = kept + scale * from[c];
+            }
+        }
+    }
+
+    /// The tokens of `batch` this intervention touches: their rows in the batch, and each one's
+    /// (sequence of the run, position).
+    pub fn touched_tokens(&self, batch: &super::Batch) -> (Vec<usize>, Vec<(usize, usize)>) {
         let mut rows = Vec::new();
         let mut touched = Vec::new();
         for s in 0..batch.n_sequences() {
@@ -421,15 +436,7 @@ impl Intervention {
                 }
             }
         }
-        let (keep, scale, source, per_row) = self.kernel_terms(width, &touched);
-        for (i, &t) in rows.iter().enumerate() {
-            let from = if per_row { &source[i * width..(i + 1) * width] } else { &source[..width] };
-            for &c in &columns {
-                let y = &mut values[t * row_width + col_base + c];
-                let kept = if keep != 0.0 { keep * *y } else { 0.0 };
-                *y = kept + scale * from[c];
-            }
-        }
+        (rows, touched)
     }
 
     /// Whether position `p` of a sequence of `len` tokens is touched.
