@@ -7,6 +7,7 @@ mod explain;
 mod extract;
 mod interventions;
 mod model_args;
+mod patch;
 mod sweep;
 mod terminal;
 mod trace;
@@ -97,6 +98,19 @@ pub enum Command {
     /// tolerance, pass) and exits 0 only if every check passes.
     #[command(verbatim_doc_comment)]
     Verify(verify::VerifyCli),
+    /// Activation patching: how much each hook and position restores of the clean answer
+    ///
+    /// Runs --clean and --corrupt (texts that tokenize to the same length), then for every hook
+    /// --hook names and every position the corrupt text again with that one activation taken from
+    /// the clean run, and reads logit(--answer) − logit(--wrong) at the last position.
+    ///
+    /// Files written into --out-dir (all at once, after the whole run succeeded):
+    ///   patch_logit_diff.npy  float32 [hooks, positions]: the patched runs' logit differences
+    ///   patch.npy             float32 [hooks, positions]: (patched − corrupt) / (clean − corrupt)
+    ///   patch.png             the normalized values as a heatmap, the tokens as labels
+    ///   patch.json            the tokens, hooks, shape, both arrays, clean and corrupt differences
+    #[command(verbatim_doc_comment)]
+    Patch(patch::PatchCli),
     /// Time the kernels, the challenge forward and a whole run on this adapter (no download).
     Bench(bench::BenchCli),
     /// Sweep the vocabulary, a corpus or the unembedding: per neuron what it responds to and writes.
@@ -114,6 +128,7 @@ pub fn main() -> ExitCode {
         Command::Trace(args) => trace::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Sweep(args) => sweep::run(args),
+        Command::Patch(args) => patch::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

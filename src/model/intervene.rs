@@ -98,6 +98,9 @@ pub struct Intervention {
     pub columns: Option<Vec<usize>>,
     /// Positions inside each sequence (negative: from its end); `None`: all.
     pub positions: Option<Vec<i64>>,
+    /// One position per sequence of the run instead (sequence `s` at `per_sequence[s]` only):
+    /// many single-position patches in one batch (`neoprobe patch`).
+    pub per_sequence: Option<Vec<usize>>,
     pub action: Action,
     /// The flag and its text, for errors and metadata.
     pub spec: String,
@@ -367,6 +370,7 @@ impl Intervention {
                 hook,
                 columns: columns.clone(),
                 positions: positions.clone(),
+                per_sequence: None,
                 action,
                 spec: spec.to_string(),
             });
@@ -429,10 +433,15 @@ impl Intervention {
         for s in 0..batch.n_sequences() {
             let range = batch.sequence(s);
             let len = range.len();
+            let sequence = batch.first_sequence + s;
             for (p, t) in range.enumerate() {
-                if self.touches_position(p, len) {
+                let touches = match &self.per_sequence {
+                    Some(at) => at.get(sequence) == Some(&p),
+                    None => self.touches_position(p, len),
+                };
+                if touches {
                     rows.push(t);
-                    touched.push((batch.first_sequence + s, p));
+                    touched.push((sequence, p));
                 }
             }
         }
@@ -548,6 +557,7 @@ mod tests {
             hook: Hook::block(1, HookPoint::ResidPre),
             columns: None,
             positions: None,
+            per_sequence: None,
             action: Action::Patch(PatchSource {
                 file: "clean.safetensors".into(),
                 values: vec![0.0; n * 8],
