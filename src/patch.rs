@@ -12,7 +12,9 @@ use crate::engine::{Engine, LoadedModel, ModelSource};
 use crate::figures::{diverging_color, font, plot_err, render};
 use crate::hub::FetchOptions;
 use crate::kernels::Variant;
-use crate::model::{Action, Hook, HookPlan, Intervention, Interventions, ModelDir, PatchSource};
+use crate::model::{
+    Action, Batch, Hook, HookPlan, HookPoint, Intervention, Interventions, ModelDir, PatchSource,
+};
 use crate::notes::Notes;
 use crate::out_dir::{check_out_dir, Staging};
 use crate::output;
@@ -35,16 +37,77 @@ pub const DEFAULT_HOOKS: &str = "blocks.*.hook_resid_pre";
 pub struct PatchArgs {
     pub model: ModelSource,
     pub fetch: FetchOptions,
-    pub clean: String,
-    pub corrupt: String,
-    /// The answer and the wrong answer: texts of one token each (a leading space counts).
-    pub answer: String,
-    pub wrong: String,
+    /// The prompt pairs, averaged (at least one; all of one token length).
+    pub pairs: Vec<PromptPair>,
     /// A hook name or pattern (`blocks.*.hook_resid_pre`, `blocks.*.attn.hook_z`, …).
     pub hooks: String,
     pub variant: Option<Variant>,
     pub out_dir: PathBuf,
     pub force: bool,
+}
+
+/// A clean and a corrupt input, and the answer and wrong answer (texts of one token each; a
+/// leading space counts), as one line of `--pairs FILE.jsonl` holds them.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptPair {
+    pub clean: String,
+    pub corrupt: String,
+    pub answer: String,
+    pub wrong: String,
+}
+
+/// Reads `--pairs FILE.jsonl`: one JSON object per line (`clean`, `corrupt`, `answer`, `wrong`);
+/// blank lines are skipped.
+pub fn read_pairs(path: &std::path::Path) -> Result<Vec<PromptPair>> {
+    let text = crate::tokenize::read_text(path)?;
+    let mut pairs = Vec::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let pair = serde_json::from_str(line).map_err(|e| {
+            anyhow::anyhow!(
+                "{} line {}: {e}; each line is {{\"clean\": …, \"corrupt\": …, \"answer\": …, \"wrong\": …}}",
+                path.display(),
+                i + 1
+            )
+        })?;
+        pairs.push(pair);
+    }
+    if pairs.is_empty() {
+        bail!("{} holds no pair; write one JSON object per line", path.display());
+    }
+    Ok(pairs)
+}
+
+/// A pair's tokens, checked.
+struct TokenizedPair {
+    clean: Vec<u32>,
+    corrupt: Vec<u32>,
+    answer: u32,
+    wrong: u32,
+}
+
+fn tokenize_pair(
+    model: &LoadedModel,
+    pair: &PromptPair,
+    index: usize,
+    count: usize,
+) -> Result<TokenizedPair> {
+    let which = if count > 1 { format!("pair {}: ", index + 1) } else { String::new() };
+    let clean = model.tokenizer.encode(&pair.clean)?;
+    let corrupt = model.tokenizer.encode(&pair.corrupt)?;
+    if clean.is_empty() || corrupt.is_empty() {
+        bail!("{which}the clean and the corrupt input must each give at least one token");
+    }
+    if clean.len() != corrupt.len() {
+        bail!(
+            "{which}the clean input is {} tokens and the corrupt one {}; patching needs inputs that tokenize to the same length",
+            clean.len(),
+            corrupt.len()
+        );
+    }
+    let answer = one_token(model, &pair.answer, &format!("{which}the answer"))?;
+    let wrong = one_token(model, &pair.wrong, &format!("{which}the wrong answer"))?;
+    Ok(TokenizedPair { clean, corrupt, answer, wrong })
 }
 
 /// What `patch --json` prints and `patch.json` holds.
@@ -54,15 +117,18 @@ pub struct PatchReport {
     pub commit: Option<String>,
     pub adapter: String,
     pub variant: String,
-    /// The clean and corrupt inputs' tokens (their texts).
+    /// The first pair's clean and corrupt tokens (their texts).
     pub clean_tokens: Vec<String>,
     pub corrupt_tokens: Vec<String>,
+    /// The first pair's answers, and how many pairs were averaged.
     pub answer: String,
     pub wrong: String,
-    /// `logit(answer) − logit(wrong)` at the last position, of the clean and the corrupt run.
+    pub pairs: usize,
+    /// `logit(answer) − logit(wrong)` at the last position, of the clean and the corrupt run
+    /// (averaged over the pairs).
     pub clean_diff: f64,
     pub corrupt_diff: f64,
-    /// The rows of the arrays.
+    /// The rows of the arrays: a hook, or a head of `attn.hook_z` (`blocks.3.attn.hook_z head 2`).
     pub hooks: Vec<String>,
     /// `[hooks, positions]`.
     pub shape: Vec<usize>,
@@ -87,6 +153,9 @@ fn one_token(model: &LoadedModel, text: &str, flag: &str) -> Result<u32> {
 
 pub fn patch(args: &PatchArgs, notes: &dyn Notes) -> Result<PatchReport> {
     check_out_dir(&args.out_dir, args.force, &OUTPUT_FILES, "patch's files")?;
+    if args.pairs.is_empty() {
+        bail!("no prompt pair given; pass --clean, --corrupt, --answer and --wrong, or --pairs FILE");
+    }
     let resolved = args.model.resolve(&args.fetch, notes)?;
     let (model, _) = LoadedModel::load(&ModelDir::open(&resolved.dir)?, |_| HookPlan::new(&[Hook::Logits]))?;
     let config = &model.config;
@@ -96,99 +165,113 @@ pub fn patch(args: &PatchArgs, notes: &dyn Notes) -> Result<PatchReport> {
         Intervention::parse(crate::model::InterventionKind::Ablate, &hook.to_string(), config)
             .with_context(|| format!("--hook {}", args.hooks))?;
     }
-    let clean = model.tokenizer.encode(&args.clean)?;
-    let corrupt = model.tokenizer.encode(&args.corrupt)?;
-    if clean.is_empty() || corrupt.is_empty() {
-        bail!("--clean and --corrupt must each give at least one token");
-    }
-    if clean.len() != corrupt.len() {
+    // The rows: each hook whole, or per head for attn.hook_z.
+    let d = config.head_dim();
+    let rows: Vec<(Hook, Option<usize>)> = hooks
+        .iter()
+        .flat_map(|&hook| match hook {
+            Hook::Block { point: HookPoint::AttnZ, .. } => {
+                (0..config.num_heads).map(|h| (hook, Some(h))).collect()
+            }
+            _ => vec![(hook, None)],
+        })
+        .collect();
+    let pairs = args
+        .pairs
+        .iter()
+        .enumerate()
+        .map(|(i, pair)| tokenize_pair(&model, pair, i, args.pairs.len()))
+        .collect::<Result<Vec<_>>>()?;
+    let n = pairs[0].clean.len();
+    if let Some(i) = pairs.iter().position(|p| p.clean.len() != n) {
         bail!(
-            "--clean is {} tokens and --corrupt {}; patching needs inputs that tokenize to the same length",
-            clean.len(),
-            corrupt.len()
+            "pair {} is {} tokens but pair 1 is {n}; the pairs are averaged position by position and must all be as long",
+            i + 1,
+            pairs[i].clean.len()
         );
     }
-    let n = clean.len();
     if n > config.max_position_embeddings {
         bail!("the inputs are {n} tokens; the model has {} positions", config.max_position_embeddings);
     }
-    let answer = one_token(&model, &args.answer, "--answer")?;
-    let wrong = one_token(&model, &args.wrong, "--wrong")?;
 
     let engine = Engine::new(&model.weights, args.variant, model.load_time)?;
     let adapter = engine.gpu.adapter_name();
     notes.step(&format!(
-        "{} hooks × {n} positions patched on {adapter} with the {} kernels",
-        hooks.len(),
+        "{} rows × {n} positions × {} pairs patched on {adapter} with the {} kernels",
+        rows.len(),
+        pairs.len(),
         engine.kernels.variant
     ));
     let vocab = config.vocab_size;
-    let last_diff = |logits: &[f32], sequence: usize| -> f64 {
-        let row = &logits[(sequence * n + n - 1) * vocab..(sequence * n + n) * vocab];
-        row[answer as usize] as f64 - row[wrong as usize] as f64
-    };
-
-    // The clean run: its logits and every patched hook's values.
+    let logits_plan = HookPlan::new(&[Hook::Logits])?;
+    let batch_tokens = BatchLimits::for_plan(&engine, &logits_plan).choose(None, &adapter)?;
     let mut wanted = hooks.clone();
     wanted.push(Hook::Logits);
-    let (clean_acts, _) =
-        engine.forward(&crate::model::Batch::pack(&[clean.clone()], n)?, &HookPlan::new(&wanted)?, false)?;
-    let clean_diff = last_diff(clean_acts.get(Hook::Logits).context("the clean run's logits")?, 0);
-    let logits_plan = HookPlan::new(&[Hook::Logits])?;
-    let (corrupt_acts, _) =
-        engine.forward(&crate::model::Batch::pack(&[corrupt.clone()], n)?, &logits_plan, false)?;
-    let corrupt_diff = last_diff(corrupt_acts.get(Hook::Logits).context("the corrupt run's logits")?, 0);
-
-    // Per hook: n copies of the corrupt input, copy p patched at position p, in batches.
-    let batch_tokens = BatchLimits::for_plan(&engine, &logits_plan).choose(None, &adapter)?;
-    let copies: Vec<Vec<u32>> = vec![corrupt.clone(); n];
-    let mut logit_diff = Vec::with_capacity(hooks.len() * n);
-    for &hook in &hooks {
-        let values = clean_acts.get(hook).context("the clean run read every patched hook")?;
-        let width = hook.width(config);
-        let patch = Intervention {
-            hook,
-            columns: None,
-            positions: None,
-            per_sequence: Some((0..n).collect()),
-            action: Action::Patch(PatchSource {
-                file: "the clean run".to_string(),
-                values: values.repeat(n),
-                width,
-                lengths: Some(vec![n; n]),
-                offsets: Vec::new(),
-            }),
-            spec: format!("--patch {hook} (from the clean run)"),
+    let clean_plan = HookPlan::new(&wanted)?;
+    let (mut clean_diff, mut corrupt_diff) = (0.0f64, 0.0f64);
+    let mut sums = vec![0.0f64; rows.len() * n];
+    for pair in &pairs {
+        let last_diff = |logits: &[f32], sequence: usize| -> f64 {
+            let row = &logits[(sequence * n + n - 1) * vocab..(sequence * n + n) * vocab];
+            row[pair.answer as usize] as f64 - row[pair.wrong as usize] as f64
         };
-        let plan =
-            logits_plan.clone().with_interventions(Interventions::new(vec![patch]).for_run(&vec![n; n])?);
-        let streamer = Streamer {
-            engine: &engine,
-            plan: &plan,
-            hook: Hook::Logits,
-            batch_tokens,
-            notes,
-            label: "patch",
-            total_tokens: (n * n) as u64,
-        };
-        let mut diffs = vec![0.0f32; n];
-        streamer.run(
-            copies.iter().cloned().map(Ok),
-            &|p| format!("the copy patched at position {p}"),
-            |batch, first, logits| {
-                for s in 0..batch.n_sequences() {
-                    diffs[first + s] = last_diff(&logits, s) as f32;
-                }
-                Ok(())
-            },
-        )?;
-        logit_diff.extend(diffs);
+        // The clean run: its logits and every patched hook's values; the corrupt run's logits.
+        let (clean_acts, _) = engine.forward(&Batch::pack(&[pair.clean.clone()], n)?, &clean_plan, false)?;
+        clean_diff += last_diff(clean_acts.get(Hook::Logits).context("the clean run's logits")?, 0);
+        let (corrupt_acts, _) =
+            engine.forward(&Batch::pack(&[pair.corrupt.clone()], n)?, &logits_plan, false)?;
+        corrupt_diff += last_diff(corrupt_acts.get(Hook::Logits).context("the corrupt run's logits")?, 0);
+        // Per row: n copies of the corrupt input, copy p patched at position p, in batches.
+        let copies: Vec<Vec<u32>> = vec![pair.corrupt.clone(); n];
+        for (r, &(hook, head)) in rows.iter().enumerate() {
+            let values = clean_acts.get(hook).context("the clean run read every patched hook")?;
+            let patch = Intervention {
+                hook,
+                columns: head.map(|h| (h * d..(h + 1) * d).collect()),
+                positions: None,
+                per_sequence: Some((0..n).collect()),
+                action: Action::Patch(PatchSource {
+                    file: "the clean run".to_string(),
+                    values: values.repeat(n),
+                    width: hook.width(config),
+                    lengths: Some(vec![n; n]),
+                    offsets: Vec::new(),
+                }),
+                spec: format!("--patch {hook} (from the clean run)"),
+            };
+            let plan =
+                logits_plan.clone().with_interventions(Interventions::new(vec![patch]).for_run(&vec![n; n])?);
+            let streamer = Streamer {
+                engine: &engine,
+                plan: &plan,
+                hook: Hook::Logits,
+                batch_tokens,
+                notes,
+                label: "patch",
+                total_tokens: (n * n) as u64,
+            };
+            let row = &mut sums[r * n..(r + 1) * n];
+            streamer.run(
+                copies.iter().cloned().map(Ok),
+                &|p| format!("the copy patched at position {p}"),
+                |batch, first, logits| {
+                    for s in 0..batch.n_sequences() {
+                        row[first + s] += last_diff(&logits, s);
+                    }
+                    Ok(())
+                },
+            )?;
+        }
     }
+    let count = pairs.len() as f64;
+    let (clean_diff, corrupt_diff) = (clean_diff / count, corrupt_diff / count);
+    let logit_diff: Vec<f32> = sums.iter().map(|&s| (s / count) as f32).collect();
     let gap = clean_diff - corrupt_diff;
-    let normalized: Vec<f32> = logit_diff.iter().map(|&d| ((d as f64 - corrupt_diff) / gap) as f32).collect();
+    let normalized: Vec<f32> = sums.iter().map(|&s| ((s / count - corrupt_diff) / gap) as f32).collect();
     if gap == 0.0 {
         notes.warn("the clean and corrupt runs give the same logit difference; patch.npy is not finite");
     }
+    let (clean, corrupt) = (&pairs[0].clean, &pairs[0].corrupt);
 
     let token_texts = |ids: &[u32]| ids.iter().map(|&id| model.tokenizer.token_text(id)).collect::<Vec<_>>();
     let mut report = PatchReport {
@@ -196,14 +279,18 @@ pub fn patch(args: &PatchArgs, notes: &dyn Notes) -> Result<PatchReport> {
         commit: resolved.commit,
         adapter,
         variant: engine.kernels.variant.to_string(),
-        clean_tokens: token_texts(&clean),
-        corrupt_tokens: token_texts(&corrupt),
-        answer: args.answer.clone(),
-        wrong: args.wrong.clone(),
+        clean_tokens: token_texts(clean),
+        corrupt_tokens: token_texts(corrupt),
+        answer: args.pairs[0].answer.clone(),
+        wrong: args.pairs[0].wrong.clone(),
+        pairs: pairs.len(),
         clean_diff,
         corrupt_diff,
-        hooks: hooks.iter().map(Hook::to_string).collect(),
-        shape: vec![hooks.len(), n],
+        hooks: rows
+            .iter()
+            .map(|(hook, head)| head.map_or_else(|| hook.to_string(), |h| format!("{hook} head {h}")))
+            .collect(),
+        shape: vec![rows.len(), n],
         logit_diff,
         normalized,
         files: Vec::new(),

@@ -9,7 +9,7 @@ use common::{neoprobe, path, read_npy};
 use neoprobe::hub::FetchOptions;
 use neoprobe::kernels::Variant;
 use neoprobe::notes::Silent;
-use neoprobe::patch::{patch, PatchArgs, DEFAULT_HOOKS};
+use neoprobe::patch::{patch, PatchArgs, PromptPair, DEFAULT_HOOKS};
 use std::path::{Path, PathBuf};
 
 const MODEL: &str = "fixtures/tiny-neo";
@@ -20,10 +20,12 @@ fn args(out_dir: PathBuf, variant: Variant) -> PatchArgs {
     PatchArgs {
         model: neoprobe::engine::ModelSource::Dir(MODEL.into()),
         fetch: FetchOptions::default(),
-        clean: std::fs::read_to_string("fixtures/interventions/clean.txt").unwrap(),
-        corrupt: std::fs::read_to_string("fixtures/interventions/corrupt.txt").unwrap(),
-        answer: " cat".into(),
-        wrong: " dog".into(),
+        pairs: vec![PromptPair {
+            clean: std::fs::read_to_string("fixtures/interventions/clean.txt").unwrap(),
+            corrupt: std::fs::read_to_string("fixtures/interventions/corrupt.txt").unwrap(),
+            answer: " cat".into(),
+            wrong: " dog".into(),
+        }],
         hooks: DEFAULT_HOOKS.into(),
         variant: Some(variant),
         out_dir,
@@ -76,12 +78,39 @@ fn heatmap_matches_hf(variant: Variant) {
 
 crate::test_each_variant!(heatmap_matches_hf);
 
+/// Pairs average: the same pair twice gives that pair's values; heads of attn.hook_z are rows.
+#[test]
+fn pairs_average_and_attention_heads_are_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = patch(&args(dir.path().join("one"), Variant::Cpu), &Silent).unwrap();
+    let mut twice = args(dir.path().join("twice"), Variant::Cpu);
+    twice.pairs = vec![twice.pairs[0].clone(), twice.pairs[0].clone()];
+    let two = patch(&twice, &Silent).unwrap();
+    assert_eq!(two.pairs, 2);
+    assert!(one.logit_diff.iter().zip(&two.logit_diff).all(|(a, b)| (a - b).abs() <= 1e-6));
+    let mut heads = args(dir.path().join("heads"), Variant::Cpu);
+    heads.hooks = "blocks.3.attn.hook_z".into();
+    let by_head = patch(&heads, &Silent).unwrap();
+    assert_eq!(by_head.hooks, (0..4).map(|h| format!("blocks.3.attn.hook_z head {h}")).collect::<Vec<_>>());
+    assert_eq!(by_head.shape, vec![4, one.shape[1]]);
+    // The heads differ from one another (each patches its own columns).
+    let cols = one.shape[1];
+    assert!(by_head.logit_diff[..cols] != by_head.logit_diff[cols..2 * cols]);
+}
+
 #[test]
 fn bad_inputs_fail_on_one_line_and_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let base = ["patch", "--model-dir", MODEL, "--out-dir", path(&out)];
-    let cases: [(&[&str], &str); 5] = [
+    let pairs = dir.path().join("pairs.jsonl");
+    std::fs::write(&pairs, "{\"clean\": \"The cat\", \"corrupt\": \"The dog\", \"answer\": \" cat\", \"wrong\": \" dog\"}\n{\"clean\": \"A cat sat\", \"corrupt\": \"A dog sat\", \"answer\": \" cat\", \"wrong\": \" dog\"}\n").unwrap();
+    let broken = dir.path().join("broken.jsonl");
+    std::fs::write(&broken, "{\"clean\": \"The cat\"}\n").unwrap();
+    let cases: [(&[&str], &str); 8] = [
+        (&["--pairs", path(&pairs)], "pair 2 is 3 tokens but pair 1 is 2"),
+        (&["--pairs", path(&broken)], "broken.jsonl line 1: missing field"),
+        (&["--clean", "The cat", "--corrupt", "The dog"], "required arguments were not provided"),
         (
             &[
                 "--clean",
@@ -97,7 +126,7 @@ fn bad_inputs_fail_on_one_line_and_write_nothing() {
         ),
         (
             &["--clean", "The cat", "--corrupt", "The dog", "--answer", " elephantine", "--wrong", " dog"],
-            "--answer \" elephantine\" is",
+            "the answer \" elephantine\" is 2 tokens",
         ),
         (
             &[
@@ -135,9 +164,15 @@ fn bad_inputs_fail_on_one_line_and_write_nothing() {
         let args: Vec<&str> = base.iter().chain(flags.iter()).copied().collect();
         let run = neoprobe(&args);
         assert!(!run.ok, "{flags:?} succeeded");
-        let lines: Vec<&str> = run.stderr.lines().collect();
-        assert_eq!(lines.len(), 1, "{flags:?}: {}", run.stderr);
-        assert!(lines[0].starts_with("error: ") && lines[0].contains(expected), "{flags:?}: {}", lines[0]);
+        assert!(
+            run.stderr.starts_with("error: ") && run.stderr.contains(expected),
+            "{flags:?}: {}",
+            run.stderr
+        );
+        if !expected.starts_with("required") {
+            // The library's errors are one line; clap's usage errors add a usage hint after it.
+            assert_eq!(run.stderr.lines().count(), 1, "{flags:?}: {}", run.stderr);
+        }
         assert!(!Path::new(&out).exists(), "{flags:?} left an output folder");
     }
 }

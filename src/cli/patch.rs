@@ -5,26 +5,31 @@ use super::terminal::Terminal;
 use clap::Args;
 use neoprobe::hub::FetchOptions;
 use neoprobe::kernels::Variant;
-use neoprobe::patch::{patch, PatchArgs, DEFAULT_HOOKS};
+use neoprobe::patch::{patch, read_pairs, PatchArgs, PromptPair, DEFAULT_HOOKS};
 use neoprobe::text::sig;
 use std::path::PathBuf;
 
 #[derive(Args)]
+#[command(group = clap::ArgGroup::new("prompts").required(true).args(["clean", "pairs"]))]
 pub struct PatchCli {
     #[command(flatten)]
     pub model: ModelArgs,
     /// The clean input, whose activations are patched in.
-    #[arg(long, value_name = "TEXT")]
-    pub clean: String,
+    #[arg(long, value_name = "TEXT", requires_all = ["corrupt", "answer", "wrong"])]
+    pub clean: Option<String>,
     /// The corrupt input, run with one activation at a time from the clean run.
-    #[arg(long, value_name = "TEXT")]
-    pub corrupt: String,
+    #[arg(long, value_name = "TEXT", requires = "clean")]
+    pub corrupt: Option<String>,
     /// The answer token (one token; a leading space is part of it: " Paris").
-    #[arg(long, value_name = "TOKEN")]
-    pub answer: String,
+    #[arg(long, value_name = "TOKEN", requires = "clean")]
+    pub answer: Option<String>,
     /// The wrong answer token.
-    #[arg(long, value_name = "TOKEN")]
-    pub wrong: String,
+    #[arg(long, value_name = "TOKEN", requires = "clean")]
+    pub wrong: Option<String>,
+    /// Prompt pairs instead, averaged: one JSON object per line with "clean", "corrupt",
+    /// "answer" and "wrong"; every pair must tokenize to the same length.
+    #[arg(long, value_name = "FILE.jsonl", conflicts_with = "clean")]
+    pub pairs: Option<PathBuf>,
     /// The hooks patched, a name or pattern (blocks.*.hook_resid_pre, blocks.*.attn.hook_z,
     /// blocks.*.mlp.hook_post).
     #[arg(long, value_name = "PATTERN", default_value = DEFAULT_HOOKS)]
@@ -45,14 +50,21 @@ pub struct PatchCli {
 
 pub fn run(args: PatchCli) -> anyhow::Result<()> {
     let notes = Terminal::new();
+    let pairs = match (args.pairs, args.clean) {
+        (Some(file), _) => read_pairs(&file)?,
+        (None, Some(clean)) => vec![PromptPair {
+            clean,
+            corrupt: args.corrupt.expect("clap requires --corrupt with --clean"),
+            answer: args.answer.expect("clap requires --answer with --clean"),
+            wrong: args.wrong.expect("clap requires --wrong with --clean"),
+        }],
+        (None, None) => unreachable!("clap requires --clean or --pairs"),
+    };
     let report = patch(
         &PatchArgs {
             model: args.model.source(),
             fetch: FetchOptions::default(),
-            clean: args.clean,
-            corrupt: args.corrupt,
-            answer: args.answer,
-            wrong: args.wrong,
+            pairs,
             hooks: args.hook,
             variant: args.kernel_variant,
             out_dir: args.out_dir.clone(),
@@ -63,8 +75,10 @@ pub fn run(args: PatchCli) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
+        let averaged =
+            if report.pairs > 1 { format!(" (mean of {} pairs)", report.pairs) } else { String::new() };
         println!(
-            "logit({:?}) − logit({:?}) at the last position: clean {}, corrupt {}",
+            "logit({:?}) − logit({:?}) at the last position{averaged}: clean {}, corrupt {}",
             report.answer,
             report.wrong,
             sig(report.clean_diff, 4),
@@ -77,7 +91,7 @@ pub fn run(args: PatchCli) -> anyhow::Result<()> {
                 .iter()
                 .map(|&v| format!("{:>7}", sig(v as f64, 3)))
                 .collect();
-            println!("  {hook:<28}{}", row.join(" "));
+            println!("  {hook:<34}{}", row.join(" "));
         }
     }
     notes.done(&format!("wrote {} files into {}", report.files.len(), args.out_dir.display()));
