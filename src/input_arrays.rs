@@ -79,7 +79,7 @@ fn read_safetensors(bytes: &[u8], name: Option<&str>, path: &Path) -> Result<Arr
         .map_err(|e| anyhow::anyhow!("{} is not a safetensors file: {e}", path.display()))?;
     let names = file.names();
     let chosen = match name {
-        Some(n) if names.iter().any(|m| *m == n) => n.to_string(),
+        Some(n) if names.contains(&n) => n.to_string(),
         _ if names.len() == 1 => names[0].to_string(),
         _ => bail!(
             "{} holds {} tensors and none named {}; give a file with that tensor or with one tensor",

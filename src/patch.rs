@@ -216,10 +216,11 @@ pub fn patch(args: &PatchArgs, notes: &dyn Notes) -> Result<PatchReport> {
             row[pair.answer as usize] as f64 - row[pair.wrong as usize] as f64
         };
         // The clean run: its logits and every patched hook's values; the corrupt run's logits.
-        let (clean_acts, _) = engine.forward(&Batch::pack(&[pair.clean.clone()], n)?, &clean_plan, false)?;
+        let (clean_acts, _) =
+            engine.forward(&Batch::pack(std::slice::from_ref(&pair.clean), n)?, &clean_plan, false)?;
         clean_diff += last_diff(clean_acts.get(Hook::Logits).context("the clean run's logits")?, 0);
         let (corrupt_acts, _) =
-            engine.forward(&Batch::pack(&[pair.corrupt.clone()], n)?, &logits_plan, false)?;
+            engine.forward(&Batch::pack(std::slice::from_ref(&pair.corrupt), n)?, &logits_plan, false)?;
         corrupt_diff += last_diff(corrupt_acts.get(Hook::Logits).context("the corrupt run's logits")?, 0);
         // Per row: n copies of the corrupt input, copy p patched at position p, in batches.
         let copies: Vec<Vec<u32>> = vec![pair.corrupt.clone(); n];

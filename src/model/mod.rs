@@ -223,7 +223,9 @@ mod tests {
         };
         let mut twice = three_shards();
         twice[(shard_of(&wte) + 1) % 3].push(wte.clone());
-        let cases: Vec<(&str, Vec<Vec<String>>, Box<dyn Fn(&str) -> Option<usize>>, String)> = vec![
+        // A case: its name, the shards' tensors, where the index says each tensor is, the error.
+        type Case<'a> = (&'a str, Vec<Vec<String>>, Box<dyn Fn(&str) -> Option<usize>>, String);
+        let cases: Vec<Case> = vec![
             (
                 "a tensor the index lists is not in its shard",
                 dropped(three_shards()),
