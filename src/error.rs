@@ -57,6 +57,11 @@ pub fn download(message: impl Into<String>) -> anyhow::Error {
     tagged(Kind::Download, message)
 }
 
+/// `message` on one line, whatever its sources put in it: how both front-ends show an error.
+pub fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// The kind of `error`: the first tag found along its chain (outermost first), a missing file
 /// from the operating system, an interrupt, else [`Kind::BadInput`].
 pub fn kind_of(error: &anyhow::Error) -> Kind {

@@ -5,9 +5,7 @@ use crate::batching::BatchLimits;
 use crate::engine::{Engine, LoadedModel, ModelSource};
 use crate::hub::FetchOptions;
 use crate::kernels::Variant;
-use crate::model::{
-    attention_pattern_shape, Hook, HookPlan, Intervention, InterventionKind, Interventions, ModelDir,
-};
+use crate::model::{attention_pattern_shape, Hook, HookPlan, InterventionKind, Interventions, ModelDir};
 use crate::notes::Notes;
 use crate::output;
 use crate::pool::Pool;
@@ -147,12 +145,8 @@ pub fn extract(args: &ExtractArgs, notes: &dyn Notes) -> Result<ExtractSummary> 
     // Each hook's pooling, checked before the forward.
     let pooling: Vec<Pool> = hook_pooling(&hooks, args.pool, words)?;
     // The interventions, read and checked against the model and the input before any GPU work.
-    let mut interventions = Vec::new();
-    for (kind, text) in &args.interventions {
-        interventions.extend(Intervention::parse(*kind, text, config)?);
-    }
     let lengths: Vec<usize> = sequences.iter().map(Vec::len).collect();
-    let plan = plan.with_interventions(Interventions::new(interventions).for_run(&lengths)?);
+    let plan = plan.with_interventions(Interventions::from_flags(&args.interventions, config, &lengths)?);
     let specs: Vec<String> = plan.interventions().iter().map(|i| i.spec.clone()).collect();
     if !specs.is_empty() {
         metadata.insert("interventions".to_string(), serde_json::to_string(&specs)?);

@@ -13,7 +13,8 @@ use crate::figures::{diverging_color, font, plot_err, render};
 use crate::hub::FetchOptions;
 use crate::kernels::Variant;
 use crate::model::{
-    Action, Batch, Hook, HookPlan, HookPoint, Intervention, Interventions, ModelDir, PatchSource,
+    check_intervenable, Action, Batch, Hook, HookPlan, HookPoint, Intervention, Interventions, ModelDir,
+    PatchSource,
 };
 use crate::notes::Notes;
 use crate::out_dir::{check_out_dir, Staging};
@@ -161,9 +162,7 @@ pub fn patch(args: &PatchArgs, notes: &dyn Notes) -> Result<PatchReport> {
     let config = &model.config;
     let hooks = Hook::expand(&args.hooks, config)?;
     for &hook in &hooks {
-        // The same refusals as the intervention flags (a hook patched must be intervenable).
-        Intervention::parse(crate::model::InterventionKind::Ablate, &hook.to_string(), config)
-            .with_context(|| format!("--hook {}", args.hooks))?;
+        check_intervenable(hook).with_context(|| format!("--hook {}", args.hooks))?;
     }
     // The rows: each hook whole, or per head for attn.hook_z.
     let d = config.head_dim();

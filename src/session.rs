@@ -11,9 +11,7 @@ use crate::batching::{BatchLimits, StreamStats, Streamer};
 use crate::engine::{Engine, LoadedModel, ModelSource, ResolvedModel};
 use crate::hub::FetchOptions;
 use crate::kernels::Variant;
-use crate::model::{
-    Batch, GptNeoConfig, Hook, HookPlan, Intervention, InterventionKind, Interventions, ModelDir,
-};
+use crate::model::{Batch, GptNeoConfig, Hook, HookPlan, InterventionKind, Interventions, ModelDir};
 use crate::notes::Notes;
 use crate::pool::{pool, Pool};
 use crate::tokenize::Tokenizer;
@@ -255,12 +253,8 @@ impl Session {
         let hooks = plan.hooks().to_vec();
         let mut warnings = Vec::new();
         let (sequences, labels, words) = self.sequences(run, &mut warnings)?;
-        let mut interventions = Vec::new();
-        for (kind, text) in &run.interventions {
-            interventions.extend(Intervention::parse(*kind, text, config)?);
-        }
         let lengths: Vec<usize> = sequences.iter().map(Vec::len).collect();
-        let plan = plan.with_interventions(Interventions::new(interventions).for_run(&lengths)?);
+        let plan = plan.with_interventions(Interventions::from_flags(&run.interventions, config, &lengths)?);
         for warning in &warnings {
             notes.warn(warning);
         }

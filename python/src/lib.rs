@@ -11,7 +11,7 @@ mod notes;
 
 use neoprobe::challenge::{run_challenge, CategorySpec, ChallengeArgs};
 use neoprobe::engine::ModelSource;
-use neoprobe::error::{kind_of, Kind};
+use neoprobe::error::{kind_of, one_line, Kind};
 use neoprobe::hub::FetchOptions;
 use neoprobe::kernels::Variant;
 use neoprobe::model::{Hook, InterventionKind};
@@ -49,11 +49,6 @@ fn parse_intervention_kind(kind: &str) -> PyResult<InterventionKind> {
         "patch" => InterventionKind::Patch,
         _ => return Err(PyValueError::new_err(format!("unknown intervention kind {kind:?}"))),
     })
-}
-
-/// Errors are one line, whatever their sources put in them (as the command line prints them).
-fn one_line(message: &str) -> String {
-    message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {

@@ -133,7 +133,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {}", terminal::one_line(&format!("{error:#}")));
+            eprintln!("error: {}", neoprobe::error::one_line(&format!("{error:#}")));
             ExitCode::FAILURE
         }
     }

@@ -111,8 +111,3 @@ impl Drop for TerminalBar {
         }
     }
 }
-
-/// Errors are printed on one line, whatever their sources put in them.
-pub fn one_line(message: &str) -> String {
-    message.split_whitespace().collect::<Vec<_>>().join(" ")
-}

@@ -124,6 +124,20 @@ impl Interventions {
         self.0.iter()
     }
 
+    /// The interventions the flags ask for (kind and text, in order), read and checked against
+    /// `config`, then bound to a run of sequences of `lengths` (see [`Interventions::for_run`]).
+    pub fn from_flags(
+        flags: &[(Kind, String)],
+        config: &GptNeoConfig,
+        lengths: &[usize],
+    ) -> Result<Interventions> {
+        let mut list = Vec::new();
+        for (kind, text) in flags {
+            list.extend(Intervention::parse(*kind, text, config)?);
+        }
+        Interventions::new(list).for_run(lengths)
+    }
+
     /// These interventions for a run of sequences of `lengths`: every patch is checked against
     /// them (the other run must have as many sequences, each as long: clean and corrupt must
     /// tokenize to the same lengths) and learns where each sequence's rows start.
@@ -270,8 +284,8 @@ fn parse_columns(text: &str, hook: Hook, config: &GptNeoConfig) -> Result<Vec<us
 }
 
 /// Hooks an intervention can act on: values written to a buffer of their own that the rest of the
-/// forward then reads.
-fn check_intervenable(hook: Hook) -> Result<()> {
+/// forward then reads. Anything else is an error saying why and what to use instead.
+pub fn check_intervenable(hook: Hook) -> Result<()> {
     let why = match hook {
         Hook::Block { point: HookPoint::MlpPre, .. } => {
             Some("its value is consumed inside c_fc's kernel, which applies GELU on the spot; intervene on mlp.hook_post")

@@ -17,7 +17,9 @@ pub use forward::{
     UNEMBEDDING_CHUNK_ROWS,
 };
 pub use hooks::{Hook, HookPlan, HookPoint};
-pub use intervene::{Action, Intervention, Interventions, Kind as InterventionKind, PatchSource};
+pub use intervene::{
+    check_intervenable, Action, Intervention, Interventions, Kind as InterventionKind, PatchSource,
+};
 pub use loss::{logsumexp, next_token_loss};
 pub use weights::{BlockWeights, GptNeoWeights, HostTensor, LayerNormWeights, LinearWeights};
 
