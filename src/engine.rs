@@ -6,7 +6,7 @@ use crate::hub::{self, FetchOptions};
 use crate::kernels::{Faults, Kernels, Variant};
 use crate::model::{
     kernel_shapes, Activations, Batch, ForwardTimes, GptNeoConfig, GptNeoWeights, GpuModel, Hook, HookPlan,
-    ModelDir,
+    ModelDir, Resume,
 };
 use crate::notes::Notes;
 use crate::tokenize::Tokenizer;
@@ -64,6 +64,16 @@ impl Engine {
         timed: bool,
     ) -> Result<(Activations, ForwardTimes)> {
         self.model.forward(&self.gpu, &self.kernels, batch, plan, timed)
+    }
+
+    /// The forward from a block on, its input rows given (see [`Resume`]).
+    pub fn forward_from(
+        &self,
+        batch: &Batch,
+        plan: &HookPlan,
+        resume: &Resume,
+    ) -> Result<(Activations, ForwardTimes)> {
+        self.model.forward_from(&self.gpu, &self.kernels, batch, plan, resume)
     }
 
     /// The forward with every dispatch described and timed (`neoprobe trace`).

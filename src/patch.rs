@@ -230,6 +230,7 @@ pub fn patch(args: &PatchArgs, notes: &dyn Notes) -> Result<PatchReport> {
                 columns: head.map(|h| (h * d..(h + 1) * d).collect()),
                 positions: None,
                 per_sequence: Some((0..n).collect()),
+                sequences: None,
                 action: Action::Patch(PatchSource {
                     file: "the clean run".to_string(),
                     values: values.repeat(n),

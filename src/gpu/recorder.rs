@@ -251,6 +251,19 @@ impl<'g> Recorder<'g> {
         self.encoder.copy_buffer_to_buffer(source, 0, destination, 0, bytes);
     }
 
+    /// Records a copy of `bytes` bytes from `source` at `from` into `destination` at `to`.
+    pub fn copy_range(
+        &mut self,
+        source: &wgpu::Buffer,
+        from: u64,
+        destination: &wgpu::Buffer,
+        to: u64,
+        bytes: u64,
+    ) {
+        self.pass = None; // ends the shared pass: copies are recorded outside passes
+        self.encoder.copy_buffer_to_buffer(source, from, destination, to, bytes);
+    }
+
     /// Records a copy of `rows` rows of `texels_wide` rgba32float texels from the start of
     /// `source`, where they lie row after row with nothing between, into the top left of
     /// `destination`. The rows' bytes must be a multiple of `wgpu::COPY_BYTES_PER_ROW_ALIGNMENT`.

@@ -12,6 +12,11 @@
 //! written as well only where a hook asks for it. Every requested hook is copied to a
 //! host-readable buffer right after the kernel that produces it, and recording stops at the
 //! deepest one: nothing after it is computed.
+//!
+//! A forward may also start at a block, from that block's input rows of an earlier run
+//! ([`Resume`]): what an intervention at block L changes is only what comes after it, so an
+//! ablated run need not recompute blocks 0..L. And a plan may ask for the logits at each
+//! sequence's last token only, which is all a next-token distribution needs.
 
 use super::{BlockWeights, GptNeoConfig, GptNeoWeights, Hook, HookPlan, HookPoint, HostTensor};
 use crate::gpu::{Gpu, PassTime, Recorder, Trace, Work};
@@ -181,8 +186,23 @@ impl GpuModel {
         timed: bool,
     ) -> Result<(Activations, ForwardTimes)> {
         let (acts, mut times, passes) =
-            self.run(gpu, kernels, batch, plan, Recorder::new(gpu, timed), Recorder::finish)?;
+            self.run(gpu, kernels, batch, plan, None, Recorder::new(gpu, timed), Recorder::finish)?;
         times.passes = passes;
+        Ok((acts, times))
+    }
+
+    /// `forward` from block `resume.layer` on, its input being `resume.resid`: the blocks before
+    /// it are not run, and `plan` may read no hook before `blocks.{layer}.hook_resid_pre`.
+    pub fn forward_from(
+        &self,
+        gpu: &Gpu,
+        kernels: &Kernels,
+        batch: &Batch,
+        plan: &HookPlan,
+        resume: &Resume,
+    ) -> Result<(Activations, ForwardTimes)> {
+        let (acts, times, _) =
+            self.run(gpu, kernels, batch, plan, Some(resume), Recorder::new(gpu, false), Recorder::finish)?;
         Ok((acts, times))
     }
 
@@ -195,16 +215,18 @@ impl GpuModel {
         plan: &HookPlan,
     ) -> Result<(Activations, Trace)> {
         let (acts, _, trace) =
-            self.run(gpu, kernels, batch, plan, Recorder::traced(gpu), Recorder::finish_traced)?;
+            self.run(gpu, kernels, batch, plan, None, Recorder::traced(gpu), Recorder::finish_traced)?;
         Ok((acts, trace))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn run<'g, T>(
         &self,
         gpu: &'g Gpu,
         kernels: &Kernels,
         batch: &Batch,
         plan: &HookPlan,
+        resume: Option<&Resume>,
         rec: Recorder<'g>,
         finish: impl FnOnce(Recorder<'g>) -> Result<T>,
     ) -> Result<(Activations, ForwardTimes, T)> {
@@ -213,6 +235,9 @@ impl GpuModel {
             || (plan.wants(Hook::LnFinal) && self.ln_f.is_none())
         {
             bail!("hook {} needs weights that were not uploaded", plan.deepest());
+        }
+        if let Some(resume) = resume {
+            resume.check(config, batch, plan, self.blocks.len())?;
         }
         if let Some(&id) = batch.ids.iter().find(|&&id| id as usize >= config.vocab_size) {
             bail!(
@@ -226,9 +251,13 @@ impl GpuModel {
         let ids: Vec<usize> = batch.ids.iter().map(|&id| id as usize).collect();
         let token_rows = self.wte.gather_rows(&ids)?;
         let mut buffers = Buffers::new(gpu, batch, &token_rows, h, inter)?;
+        if let Some(resume) = resume {
+            gpu.queue.write_buffer(&buffers.resid, 0, bytemuck::cast_slice(resume.resid));
+        }
         let scratch = kernels.scratch(gpu, n_tokens, &[h, 3 * h, inter])?;
+        let logit_rows = if plan.last_token_logits() { batch.n_sequences() } else { n_tokens };
         let unembedding =
-            if plan.wants(Hook::Logits) { Some(self.unembedding(gpu, kernels, n_tokens)?) } else { None };
+            if plan.wants(Hook::Logits) { Some(self.unembedding(gpu, kernels, logit_rows)?) } else { None };
         let mut f = Recording {
             kernels,
             rec,
@@ -236,7 +265,8 @@ impl GpuModel {
             taps: Taps { plan, staged: Vec::new() },
             batch,
         };
-        match self.record(&mut f, &mut buffers, unembedding.as_ref().map(|u| u.as_slice())) {
+        let first_block = resume.map_or(0, |r| r.layer);
+        match self.record(&mut f, &mut buffers, first_block, unembedding.as_ref().map(|u| u.as_slice())) {
             Ok(()) | Err(Stop::Reached) => {}
             Err(Stop::Failed(error)) => return Err(error),
         }
@@ -266,13 +296,22 @@ impl GpuModel {
     }
 
     /// HF's GPTNeoForCausalLM.forward: the embeddings, every block, ln_f, and the logits with the
-    /// tied unembedding (in chunks of the vocabulary) when they are asked for.
-    fn record(&self, f: &mut Recording, a: &mut Buffers, unembedding: Option<&[UnembeddingChunk]>) -> Step {
-        f.rec.module(|| "wte+wpe".to_string());
-        f.kernels.embed(&mut f.rec, &self.wpe, &a.token_rows, &a.positions, &a.resid, f.rows.n_tokens);
-        f.tap_host(Hook::Embed)?;
-        f.tap_host(Hook::PosEmbed)?;
-        for block in &self.blocks {
+    /// tied unembedding (in chunks of the vocabulary) when they are asked for. From `first_block`
+    /// on: a resumed forward finds that block's input in `a.resid` already.
+    fn record(
+        &self,
+        f: &mut Recording,
+        a: &mut Buffers,
+        first_block: usize,
+        unembedding: Option<&[UnembeddingChunk]>,
+    ) -> Step {
+        if first_block == 0 {
+            f.rec.module(|| "wte+wpe".to_string());
+            f.kernels.embed(&mut f.rec, &self.wpe, &a.token_rows, &a.positions, &a.resid, f.rows.n_tokens);
+            f.tap_host(Hook::Embed)?;
+            f.tap_host(Hook::PosEmbed)?;
+        }
+        for block in &self.blocks[first_block..] {
             block.record(f, a)?;
             f.block_recorded(block.layer);
             std::mem::swap(&mut a.resid, &mut a.resid_next);
@@ -280,11 +319,27 @@ impl GpuModel {
         if let Some(ln_f) = &self.ln_f {
             f.layernorm(ln_f, &a.resid, Out::new(&a.normed, Hook::LnFinal))?;
         }
-        for chunk in unembedding.unwrap_or_default() {
+        let Some(chunks) = unembedding else { return Ok(()) };
+        // The rows unembedded: every token's, or each sequence's last one gathered by copies.
+        let h = self.config.hidden_size;
+        let (x, rows) = if f.taps.plan.last_token_logits() {
+            let n = f.batch.n_sequences();
+            let last = f.rec.gpu().storage("last tokens", n * h)?;
+            for s in 0..n {
+                let t = f.batch.sequence(s).end - 1;
+                f.rec.copy_range(&a.normed, (t * h * 4) as u64, &last, (s * h * 4) as u64, (h * 4) as u64);
+            }
+            (last, Rows { n_tokens: n, ..f.rows })
+        } else {
+            (a.normed.clone(), f.rows)
+        };
+        let every_token = std::mem::replace(&mut f.rows, rows);
+        for chunk in chunks {
             let logits = f.rec.gpu().storage("logits", f.rows.n_tokens * chunk.linear.layer.n_out)?;
             let out = Out::logits(&logits, chunk.first_row, self.config.vocab_size);
-            f.linear(&chunk.linear, &a.normed, Then::Nothing, out)?;
+            f.linear(&chunk.linear, &x, Then::Nothing, out)?;
         }
+        f.rows = every_token;
         Ok(())
     }
 
@@ -379,8 +434,45 @@ impl Mlp {
     }
 }
 
+/// Where a resumed forward starts: block `layer`, whose input (`blocks.{layer}.hook_resid_pre`)
+/// is `resid`, `[batch tokens, hidden]` row-major, as an earlier forward of the same sequences
+/// read it.
+pub struct Resume<'a> {
+    pub layer: usize,
+    pub resid: &'a [f32],
+}
+
+impl Resume<'_> {
+    /// The resumed forward of `plan` over `batch` is possible: the block exists, the rows fit the
+    /// batch, and nothing before the block is read or changed.
+    fn check(&self, config: &GptNeoConfig, batch: &Batch, plan: &HookPlan, blocks: usize) -> Result<()> {
+        if self.layer >= blocks {
+            bail!("cannot resume at block {}: {blocks} blocks are on the GPU", self.layer);
+        }
+        let rows = batch.n_tokens() * config.hidden_size;
+        if self.resid.len() != rows {
+            bail!(
+                "a resumed forward of {} tokens needs {rows} residual values, got {}",
+                batch.n_tokens(),
+                self.resid.len()
+            );
+        }
+        let start = Hook::block(self.layer, HookPoint::ResidPre);
+        let before =
+            plan.hooks().iter().chain(plan.interventions().iter().map(|i| &i.hook)).find(|&&h| h < start);
+        if let Some(hook) = before {
+            bail!(
+                "a forward resumed at block {} cannot read or change {hook}, which comes before it",
+                self.layer
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Hook activations read back from a forward, row-major: `[n_tokens, width]`, or for the
-/// attention pattern `[n_sequences, heads, longest, longest]` (`shape` says).
+/// attention pattern `[n_sequences, heads, longest, longest]` (`shape` says); with
+/// [`HookPlan::last_token_logits`], the logits are `[n_sequences, vocab]`.
 pub struct Activations {
     pub n_tokens: usize,
     values: HashMap<Hook, Vec<f32>>,
@@ -668,14 +760,16 @@ impl Recording<'_, '_> {
 struct Staged {
     hook: Hook,
     buffer: wgpu::Buffer,
+    /// Rows in the buffer: the batch's tokens, or its sequences for last-token logits.
+    n_rows: usize,
     row_width: usize,
     place: Place,
 }
 
 impl Staged {
-    /// Puts the read-back `rows` (`[n_tokens, row_width]`) where they belong in `acts`.
+    /// Puts the read-back `rows` (`[n_rows, row_width]`) where they belong in `acts`.
     fn place(&self, rows: &[f32], acts: &mut Activations, batch: &Batch) {
-        let n = acts.n_tokens;
+        let n = self.n_rows;
         let rows = &rows[..n * self.row_width];
         match self.place {
             Place::Columns { part, parts } => {
@@ -770,7 +864,7 @@ impl Taps<'_> {
         if self.plan.wants(hook) {
             let staging = rec.gpu().staging(&hook.to_string(), bytes);
             rec.copy(out.buffer, &staging, bytes);
-            self.staged.push(Staged { hook, buffer: staging, row_width, place: out.place });
+            self.staged.push(Staged { hook, buffer: staging, n_rows: n_tokens, row_width, place: out.place });
         }
         // A hook written in parts is complete with its last part.
         let complete = match out.place {

@@ -233,6 +233,8 @@ pub struct HookPlan {
     hooks: Vec<Hook>,
     /// What the forward changes on its way (none: it only reads).
     interventions: super::Interventions,
+    /// The logits at each sequence's last token only (`[sequences, vocab]`), not at every token.
+    last_token_logits: bool,
 }
 
 impl HookPlan {
@@ -243,7 +245,18 @@ impl HookPlan {
         let mut hooks = hooks.to_vec();
         hooks.sort();
         hooks.dedup();
-        Ok(HookPlan { hooks, interventions: super::Interventions::default() })
+        Ok(HookPlan { hooks, interventions: super::Interventions::default(), last_token_logits: false })
+    }
+
+    /// The plan with the logits computed and read at each sequence's last token only: the
+    /// next-token distribution after the whole sequence, at a fraction of the unembedding's cost.
+    pub fn with_last_token_logits(mut self) -> HookPlan {
+        self.last_token_logits = true;
+        self
+    }
+
+    pub fn last_token_logits(&self) -> bool {
+        self.last_token_logits
     }
 
     /// The plan with `interventions` applied on the way (those past the deepest hook change

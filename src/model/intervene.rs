@@ -101,6 +101,9 @@ pub struct Intervention {
     /// One position per sequence of the run instead (sequence `s` at `per_sequence[s]` only):
     /// many single-position patches in one batch (`neoprobe patch`).
     pub per_sequence: Option<Vec<usize>>,
+    /// Only the sequences of the run in this range (`None`: all): many differently ablated
+    /// copies of the same inputs in one batch (the challenge's causal test).
+    pub sequences: Option<std::ops::Range<usize>>,
     pub action: Action,
     /// The flag and its text, for errors and metadata.
     pub spec: String,
@@ -385,6 +388,7 @@ impl Intervention {
                 columns: columns.clone(),
                 positions: positions.clone(),
                 per_sequence: None,
+                sequences: None,
                 action,
                 spec: spec.to_string(),
             });
@@ -448,6 +452,9 @@ impl Intervention {
             let range = batch.sequence(s);
             let len = range.len();
             let sequence = batch.first_sequence + s;
+            if self.sequences.as_ref().is_some_and(|range| !range.contains(&sequence)) {
+                continue;
+            }
             for (p, t) in range.enumerate() {
                 let touches = match &self.per_sequence {
                     Some(at) => at.get(sequence) == Some(&p),
@@ -572,6 +579,7 @@ mod tests {
             columns: None,
             positions: None,
             per_sequence: None,
+            sequences: None,
             action: Action::Patch(PatchSource {
                 file: "clean.safetensors".into(),
                 values: vec![0.0; n * 8],

@@ -13,7 +13,7 @@ pub use batch::Batch;
 pub use config::{AttentionKind, GptNeoConfig};
 pub use files::{ShardIndex, WeightFiles, WEIGHTS_FILE, WEIGHTS_INDEX};
 pub use forward::{
-    attention_pattern, attention_pattern_shape, kernel_shapes, Activations, ForwardTimes, GpuModel,
+    attention_pattern, attention_pattern_shape, kernel_shapes, Activations, ForwardTimes, GpuModel, Resume,
     UNEMBEDDING_CHUNK_ROWS,
 };
 pub use hooks::{Hook, HookPlan, HookPoint};
