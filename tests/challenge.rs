@@ -17,13 +17,14 @@ use support::{FakeFile, FakeHub, FakeRepo, COMMIT};
 /// Max abs difference from HF allowed for `mlp.hook_pre` (the fidelity tests' tolerance: an
 /// erf-GELU mix-up moves block 8 by 1.9e-4 on this model, 1/√d scaling by 0.15).
 const TOLERANCE: f64 = 2e-6;
-const OUTPUT_FILES: [&str; 7] = [
+const OUTPUT_FILES: [&str; 8] = [
     "activations.npy",
     "activations.safetensors",
     "neurons.csv",
     "heatmap.png",
     "top_neurons.png",
     "offsets.png",
+    "causal.png",
     "report.md",
 ];
 /// The tiny fixture model's MLP width (4 × hidden 64) and number of blocks.
@@ -231,7 +232,10 @@ impl DefaultRun {
                 .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
                 .unwrap();
             let model = tiny_model();
-            let run = neoprobe(cwd.path(), &["challenge", "--model-dir", model.to_str().unwrap()], &[]);
+            // Two random sets of the causal test: the CPU driver's default, given so that a GPU
+            // (whose default is larger) prints the same summary.
+            let args = ["challenge", "--model-dir", model.to_str().unwrap(), "--causal-sets", "2"];
+            let run = neoprobe(cwd.path(), &args, &[]);
             run.assert_success("default challenge run");
             DefaultRun { cwd, run }
         })
@@ -254,7 +258,7 @@ fn default_run_writes_every_file_and_matches_hf() {
         names
     });
     assert_all_outputs(&out);
-    assert!(default.run.stderr.contains("wrote 7 files into challenge-out"), "{}", default.run.stderr);
+    assert!(default.run.stderr.contains("wrote 8 files into challenge-out"), "{}", default.run.stderr);
 
     let (shape, values) = read_npy(&out.join("activations.npy"));
     assert_eq!(shape, vec![2, 100, TINY_WIDTH]);
@@ -464,7 +468,7 @@ fn download_path_through_a_fake_hub() {
     assert_eq!(json["commit"], COMMIT);
     let closing = [
         format!("neoprobe: model files from {} (commit {COMMIT}; ", snapshot.display()),
-        "neoprobe: wrote 7 files into second".to_string(),
+        "neoprobe: wrote 8 files into second".to_string(),
     ];
     for line in closing {
         assert!(second.stderr.lines().any(|l| l.starts_with(&line)), "no {line:?} in:\n{}", second.stderr);
@@ -549,6 +553,63 @@ fn custom_categories_of_unequal_sizes_at_another_layer_and_pooling() {
     ));
 }
 
+/// `--no-causal` skips the test (its JSON is null and no figure is written, nor left from an
+/// earlier run in a reused folder); `--json` keys the sets and effects by the categories.
+#[test]
+fn the_causal_test_is_keyed_by_category_and_can_be_skipped() {
+    let cwd = workdir();
+    let mut args: Vec<String> =
+        vec!["challenge".into(), "--model-dir".into(), tiny_model().display().to_string()];
+    for (name, words) in SMALL_CATEGORIES {
+        fs::write(cwd.path().join(format!("{name}.txt")), words.join("\n")).unwrap();
+        args.extend(["--category".into(), format!("{name}={name}.txt")]);
+    }
+    let model_and_categories = args.len();
+    args.extend(
+        ["--out-dir", "out", "--json", "--causal-neurons", "3", "--causal-sets", "4"].map(String::from),
+    );
+    let base: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = neoprobe(cwd.path(), &[&base[..], &["--causal-ablation", "mean"]].concat(), &[]);
+    run.assert_success("causal test with custom categories");
+    let json: Value = serde_json::from_str(&run.stdout).unwrap();
+    let causal = &json["causal"];
+    assert_eq!(causal["n_neurons"], 3);
+    assert_eq!(causal["random_sets"], 4);
+    assert_eq!(causal["mode"], "mean");
+    assert_eq!(causal["hook"], "blocks.8.mlp.hook_post");
+    for (set, own, other) in [("motion_set", "motion", "speech"), ("speech_set", "speech", "motion")] {
+        let s = &causal[set];
+        assert_eq!(s["neurons"].as_array().unwrap().len(), 3, "{causal}");
+        let (a, b) =
+            (s[format!("effect_{own}")].as_f64().unwrap(), s[format!("effect_{other}")].as_f64().unwrap());
+        assert!(a > 0.0 && b > 0.0, "{causal}");
+        assert!((s["difference"].as_f64().unwrap() - (a - b)).abs() <= 1e-15, "{causal}");
+        let p = s["p_value"].as_f64().unwrap();
+        assert!([0.2, 0.4, 0.6, 0.8, 1.0].iter().any(|&q| (p - q).abs() < 1e-12), "{p}");
+    }
+    assert!(causal["random"]["p95"].as_f64().unwrap() > 0.0, "{causal}");
+    assert!(causal["random"]["effect_places"].is_f64(), "{causal}");
+    let report = fs::read_to_string(cwd.path().join("out/report.md")).unwrap();
+    assert!(
+        report.contains("## 4. Does ablating them matter?") && report.contains("(causal.png)"),
+        "{report}"
+    );
+    assert!(cwd.path().join("out/causal.png").is_file());
+
+    let skipped = neoprobe(
+        cwd.path(),
+        &[&base[..model_and_categories], &["--out-dir", "out", "--force", "--json", "--no-causal"]].concat(),
+        &[],
+    );
+    skipped.assert_success("--no-causal");
+    let json: Value = serde_json::from_str(&skipped.stdout).unwrap();
+    assert!(json["causal"].is_null(), "{}", skipped.stdout);
+    assert!(!cwd.path().join("out/causal.png").exists(), "a stale causal.png was left");
+    let report = fs::read_to_string(cwd.path().join("out/report.md")).unwrap();
+    assert!(report.contains("Not run (`--no-causal`)."), "{report}");
+    assert_eq!(json["files"].as_array().unwrap().len(), 7);
+}
+
 /// The library's outcome holds what the files hold: the activations bit for bit, the neuron
 /// table column by column as neurons.csv prints it; its summary keys the top neurons by the
 /// categories given, and is what `--json` prints.
@@ -584,6 +645,7 @@ fn outcome_values_are_what_the_files_hold() {
         permutations: 20,
         seed: 0,
         sweeps: vec![],
+        causal: Some(neoprobe::challenge::CausalArgs::default()),
     };
     let outcome = run_challenge(&args, &Silent).unwrap();
 
@@ -771,6 +833,18 @@ fn bad_inputs_fail_with_one_line_and_write_nothing() {
             &["latin1.txt is not UTF-8"],
         ),
         case("missing word list", &[], &["--verbs", "nope.txt"], &["cannot read word list nope.txt"]),
+        case(
+            "no causal neurons",
+            &[],
+            &["--causal-neurons", "0"],
+            &["--causal-neurons must be at least 1", "--no-causal"],
+        ),
+        case(
+            "causal sets that would overlap",
+            &[],
+            &["--causal-neurons", "129"],
+            &["--causal-neurons 129 is more than half of the hook's 256 neurons", "use at most 128"],
+        ),
         case(
             "missing model folder",
             &[],

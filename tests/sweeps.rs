@@ -603,7 +603,7 @@ fn challenge_checks_agree_with_an_independent_computation_and_the_report_shows_t
     );
     assert!(report.contains(&format!("| BH q < 0.05 | {bh} | ")), "{report}");
     assert!(report.contains("**Word length.**"), "{report}");
-    assert!(report.contains("## 4. What the top neurons respond to beyond the word lists"), "{report}");
+    assert!(report.contains("## 5. What the top neurons respond to beyond the word lists"), "{report}");
     let vocab = sweep_file(&sweeps.path("vocab/vocab_topk.safetensors"));
     let vocab_top = vocab.i32s("top_ids", &[WIDTH, K], Path::new("vocab")).unwrap();
     let tokenizer = neoprobe::tokenize::Tokenizer::load(&model.join("tokenizer.json")).unwrap();

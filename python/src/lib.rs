@@ -9,7 +9,7 @@
 
 mod notes;
 
-use neoprobe::challenge::{run_challenge, CategorySpec, ChallengeArgs};
+use neoprobe::challenge::{run_challenge, CategorySpec, CausalArgs, ChallengeArgs};
 use neoprobe::engine::ModelSource;
 use neoprobe::error::{kind_of, one_line, Kind};
 use neoprobe::hub::FetchOptions;
@@ -312,7 +312,7 @@ impl NativeModel {
 
     /// `neoprobe challenge` into `out_dir`: its `--json` summary (as JSON text), the files, and
     /// the activations' shape and float32 bytes.
-    #[pyo3(signature = (out_dir, force, categories, layer, pool, prefix_space, permutations, seed, sweeps, notes))]
+    #[pyo3(signature = (out_dir, force, categories, layer, pool, prefix_space, permutations, seed, sweeps, causal, notes))]
     #[allow(clippy::too_many_arguments)]
     fn challenge<'py>(
         &self,
@@ -326,6 +326,7 @@ impl NativeModel {
         permutations: usize,
         seed: u64,
         sweeps: Vec<PathBuf>,
+        causal: Option<(usize, Option<usize>, String)>,
         notes: Py<PyAny>,
     ) -> PyResult<(String, Vec<PathBuf>, Vec<usize>, Bound<'py, PyByteArray>)> {
         guarded(|| {
@@ -353,6 +354,13 @@ impl NativeModel {
                 permutations,
                 seed,
                 sweeps,
+                causal: match causal {
+                    None => None,
+                    Some((n_neurons, random_sets, ablation)) => {
+                        let ablation = ablation.parse().map_err(|e: anyhow::Error| to_pyerr(&e))?;
+                        Some(CausalArgs { n_neurons, random_sets, ablation })
+                    }
+                },
             };
             drop(session);
             let notes = PyNotes::new(notes);

@@ -1,5 +1,6 @@
 //! Figures of the challenge (drawn with the shared helpers of `crate::figures`).
 
+use super::causal::CausalTest;
 use super::stats::{median, neuron_means, quantile, NeuronStats, WordActivations};
 use crate::figures::{diverging_color, font, nice_step, plot_err, render, Area};
 use crate::text::sig;
@@ -462,6 +463,71 @@ pub fn offsets_png(path: &Path, acts: &WordActivations) -> Result<()> {
             .map_err(plot_err)?
             .label(format!("median = {}", sig(med, 3)))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], red.stroke_width(3)));
+        draw_legend(&mut chart)?;
+        Ok(())
+    };
+    render(path, FIGURE_SIZE, |_| {}, draw)
+}
+
+/// `causal.png`: each ablated set as a point, its mean effect on the first category's words
+/// across and on the second's up; the random sets grey, the two top sets coloured, the diagonal
+/// where a set affects both alike.
+pub fn causal_png(path: &Path, test: &CausalTest) -> Result<()> {
+    let (a, b) = (&test.categories[0], &test.categories[1]);
+    let point = |effects: &[f64]| (effects[0], effects[1]);
+    let random: Vec<(f64, f64)> = test.random.iter().map(|r| point(r)).collect();
+    let tops: Vec<(f64, f64)> = test.sets.iter().map(|s| point(&s.effects)).collect();
+    let hi = random.iter().chain(&tops).fold(0.0f64, |hi, &(x, y)| hi.max(x).max(y));
+    let hi = if hi > 0.0 && hi.is_finite() { hi * 1.1 } else { 1.0 };
+    let colors = [RGBColor(200, 30, 30), RGBColor(40, 90, 200)];
+    let draw = |root: &Area| -> Result<()> {
+        let mut chart = ChartBuilder::on(root)
+            .caption(
+                format!(
+                    "{}-ablating {} neurons at {}: mean KL of the next token after each word",
+                    test.ablation, test.n_neurons, test.hook
+                ),
+                font(28),
+            )
+            .margin(20)
+            .margin_right(40)
+            .x_label_area_size(70)
+            .y_label_area_size(110)
+            .build_cartesian_2d(0f64..hi, 0f64..hi)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc(format!("mean effect on the {a} (nats)"))
+            .y_desc(format!("mean effect on the {b} (nats)"))
+            .axis_desc_style(font(20))
+            .label_style(font(16))
+            .x_label_formatter(&|v| sig(*v, 3))
+            .y_label_formatter(&|v| sig(*v, 3))
+            .light_line_style(WHITE)
+            .bold_line_style(RGBColor(225, 225, 225))
+            .draw()
+            .map_err(plot_err)?;
+        chart
+            .draw_series(DashedLineSeries::new(vec![(0.0, 0.0), (hi, hi)], 10, 6, BLACK.stroke_width(1)))
+            .map_err(plot_err)?
+            .label("equal effect")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK.stroke_width(1)));
+        let grey = RGBColor(150, 150, 150);
+        chart
+            .draw_series(random.iter().map(|&p| Circle::new(p, 5, grey.filled())))
+            .map_err(plot_err)?
+            .label(format!("{} random sets", random.len()))
+            .legend(move |(x, y)| Circle::new((x + 8, y), 5, grey.filled()));
+        for (set, (&p, color)) in test.sets.iter().zip(tops.iter().zip(colors)) {
+            chart
+                .draw_series(std::iter::once(TriangleMarker::new(p, 12, color.filled())))
+                .map_err(plot_err)?
+                .label(format!(
+                    "the {} {}-preferring neurons",
+                    test.n_neurons, test.categories[set.preferring]
+                ))
+                .legend(move |(x, y)| TriangleMarker::new((x + 8, y), 8, color.filled()));
+        }
         draw_legend(&mut chart)?;
         Ok(())
     };

@@ -154,7 +154,7 @@ fn token_list(list: impl Iterator<Item = (u32, f32)>, tokenizer: &Tokenizer) -> 
 pub fn profiles_markdown(evidence: &SweepEvidence, findings: &Findings, tokenizer: &Tokenizer) -> String {
     let f = findings;
     let mut s = String::new();
-    let _ = writeln!(s, "\n## 4. What the top neurons respond to beyond the word lists\n");
+    let _ = writeln!(s, "\n## 5. What the top neurons respond to beyond the word lists\n");
     if let Some((dir, _)) = &evidence.vocab {
         let _ = writeln!(
             s,

@@ -7,8 +7,9 @@
 //! the terminal summary (adapter and timings) all start with [`MACHINE_LINE_PREFIX`]; in
 //! `report.md` the adapter is a row of the run table and the timings are the last section.
 
+use super::causal::CausalTest;
 use super::control::SingleTokenControl;
-use super::files::{HEATMAP_PNG, NEURONS_CSV, OFFSETS_PNG, TOP_NEURONS_PNG};
+use super::files::{CAUSAL_PNG, HEATMAP_PNG, NEURONS_CSV, OFFSETS_PNG, TOP_NEURONS_PNG};
 use super::findings::{
     Findings, Preferring, BAND_ROBUST_Z, BAND_SIGN_SHARE, MAD_TO_SD, TOP_PREFERRING, TOP_WORDS,
 };
@@ -39,6 +40,8 @@ pub struct PhaseTimes {
     pub upload: Duration,
     pub forward: Duration,
     pub readback: Duration,
+    /// The causal test's ablated runs.
+    pub causal: Duration,
     pub total: Duration,
 }
 
@@ -51,6 +54,8 @@ pub struct Checks {
     pub single_token: Option<SingleTokenControl>,
     /// What the top neurons respond to beyond the word lists (`--sweep`), as a Markdown section.
     pub profiles: Option<String>,
+    /// Ablating the top neurons (skipped with `--no-causal`).
+    pub causal: Option<CausalTest>,
 }
 
 /// Every machine-dependent line of [`terminal_summary`] starts with this word.
@@ -324,6 +329,7 @@ pub fn report_markdown(
         }
     }
     let _ = writeln!(s, "\n![Top neurons by |t|]({TOP_NEURONS_PNG})");
+    causal_markdown(&mut s, checks.causal.as_ref());
     if let Some(profiles) = &checks.profiles {
         s.push_str(profiles);
     }
@@ -336,6 +342,7 @@ pub fn report_markdown(
         ("upload", times.upload),
         ("forward", times.forward),
         ("readback", times.readback),
+        ("causal test", times.causal),
         ("total", times.total),
     ] {
         let _ = writeln!(s, "| {phase} | {} |", seconds(d));
@@ -423,18 +430,128 @@ pub fn terminal_summary(info: &RunInfo, findings: &Findings, checks: &Checks, ti
             );
         }
     }
+    if let Some(test) = &checks.causal {
+        let null = match test.random_summary() {
+            Some((mean, p95)) => {
+                format!(
+                    "; {} random sets: mean {}, 95th pct {}",
+                    test.random.len(),
+                    sig(mean, 3),
+                    sig(p95, 3)
+                )
+            }
+            None => String::new(),
+        };
+        let _ = writeln!(
+            s,
+            "(4) causal: {} neurons {}-ablated at {}, mean KL of the next token{null}",
+            test.n_neurons, test.ablation, test.hook
+        );
+        for set in &test.sets {
+            let effects: Vec<String> = test
+                .categories
+                .iter()
+                .zip(&set.effects)
+                .map(|(n, e)| format!("{n} {}", sig(*e, 3)))
+                .collect();
+            let p = set.p_value.map(|p| format!(", p = {}", sig(p, 3))).unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "    {} set: {}; difference {}{p}",
+                test.categories[set.preferring],
+                effects.join(", "),
+                sig(set.difference, 3)
+            );
+        }
+    }
     let _ = writeln!(s, "{MACHINE_LINE_PREFIX}      adapter {}", info.adapter);
     let _ = writeln!(
         s,
-        "{MACHINE_LINE_PREFIX}      load {}, pipelines {}, upload {}, forward {}, readback {}, total {}",
+        "{MACHINE_LINE_PREFIX}      load {}, pipelines {}, upload {}, forward {}, readback {}, causal {}, total {}",
         seconds(times.load),
         seconds(times.pipelines),
         seconds(times.upload),
         seconds(times.forward),
         seconds(times.readback),
+        seconds(times.causal),
         seconds(times.total)
     );
     s
+}
+
+/// Section 4 of `report.md`: the causal test, or why it is missing.
+fn causal_markdown(s: &mut String, test: Option<&CausalTest>) {
+    let _ = writeln!(s, "\n## 4. Does ablating them matter?\n");
+    let Some(t) = test else {
+        let _ = writeln!(s, "Not run (`--no-causal`).");
+        return;
+    };
+    let (a, b) = (&t.categories[0], &t.categories[1]);
+    let _ = writeln!(
+        s,
+        "The {n} neurons with the largest t (preferring {a}) and, separately, the {n} with the smallest \
+         (preferring {b}) are {ablation}-ablated at `{hook}` (after GELU{mean}), and every word runs through \
+         the rest of the model. A word's effect is KL(p_clean ‖ p_ablated) of the next-token distribution \
+         after its last token, in nats. The null: {r} sets of {n} neurons of the same block drawn at random \
+         (seed {seed}), ablated the same way. A set's difference is its mean effect on its own category's \
+         words minus that on the other's; p = (1 + random sets with a difference in the same direction at \
+         least as large) / ({r} + 1).\n",
+        a = md(a),
+        b = md(b),
+        n = t.n_neurons,
+        ablation = t.ablation,
+        hook = t.hook,
+        mean = if t.ablation == super::causal::Ablation::Mean {
+            ": set to their mean over every token of the words"
+        } else {
+            ""
+        },
+        r = t.random.len(),
+        seed = t.seed,
+    );
+    let names: Vec<String> = t.categories.iter().map(|n| format!("effect on {}", md(n))).collect();
+    let _ = writeln!(s, "| ablated | neurons | {} | difference | p |", names.join(" | "));
+    let _ = writeln!(s, "|---|---|{}---:|---:|", "---:|".repeat(names.len()));
+    for set in &t.sets {
+        let effects: Vec<String> = set.effects.iter().map(|e| sig(*e, 3)).collect();
+        let neurons: Vec<String> = set.neurons.iter().map(usize::to_string).collect();
+        let _ = writeln!(
+            s,
+            "| {}-preferring | {} | {} | {} | {} |",
+            md(&t.categories[set.preferring]),
+            neurons.join(", "),
+            effects.join(" | "),
+            sig(set.difference, 3),
+            set.p_value.map_or("–".to_string(), |p| sig(p, 3))
+        );
+    }
+    if let Some((mean, p95)) = t.random_summary() {
+        let means: Vec<String> =
+            (0..t.categories.len()).map(|c| t.random_mean(c).map_or("–".into(), |m| sig(m, 3))).collect();
+        let _ = writeln!(s, "| {} random sets (mean) | – | {} | – | – |", t.random.len(), means.join(" | "));
+        let _ = writeln!(
+            s,
+            "\nOver all words, a random set's mean effect is {} on average; its 95th percentile is {}.",
+            sig(mean, 3),
+            sig(p95, 3)
+        );
+    }
+    for set in &t.sets {
+        let mut order: Vec<usize> = (0..set.word_effects.len()).collect();
+        order.sort_by(|&i, &j| set.word_effects[j].total_cmp(&set.word_effects[i]));
+        let words: Vec<String> = order
+            .iter()
+            .take(5)
+            .map(|&i| format!("{} ({})", md(&t.words[i]), sig(set.word_effects[i], 3)))
+            .collect();
+        let _ = writeln!(
+            s,
+            "\nWords the {}-preferring set changed most: {}.",
+            md(&t.categories[set.preferring]),
+            words.join(", ")
+        );
+    }
+    let _ = writeln!(s, "\n![Effect of each ablated set on each category]({CAUSAL_PNG})");
 }
 
 #[cfg(test)]
@@ -464,6 +581,7 @@ mod tests {
             upload: ms(120),
             forward: ms(35),
             readback: ms(4),
+            causal: ms(50),
             total: ms(2000),
         }
     }
@@ -479,7 +597,34 @@ mod tests {
         Checks {
             permutation: Some(permutation_test(acts, observed, 100, 1)),
             single_token: Some(single_token_control(acts, &tokens).unwrap()),
-            profiles: Some("\n## 4. PROFILES\n".to_string()),
+            profiles: Some("\n## 5. PROFILES\n".to_string()),
+            causal: Some(causal_test(acts)),
+        }
+    }
+
+    /// A causal test with made-up effects on the synthetic words: 2 neurons per set, 4 random sets.
+    fn causal_test(acts: &WordActivations) -> CausalTest {
+        use crate::challenge::causal::{AblatedSet, Ablation};
+        let words: Vec<String> = acts.categories.iter().flat_map(|c| c.words.clone()).collect();
+        let n_words = words.len();
+        let set = |preferring: usize, effects: Vec<f64>, p| AblatedSet {
+            preferring,
+            neurons: vec![3 + preferring, 7 + preferring],
+            difference: effects[preferring] - effects[1 - preferring],
+            effects,
+            p_value: Some(p),
+            word_effects: (0..n_words).map(|i| ((i * 7 + preferring) % 20) as f64 / 100.0).collect(),
+        };
+        CausalTest {
+            hook: crate::model::Hook::block(8, crate::model::HookPoint::MlpPost),
+            ablation: Ablation::Zero,
+            n_neurons: 2,
+            seed: 1,
+            categories: vec!["verbs".into(), "nouns".into()],
+            words,
+            sets: [set(0, vec![0.5, 0.25], 0.2), set(1, vec![0.125, 0.375], 0.4)],
+            random: vec![vec![0.0, 0.0], vec![0.25, 0.5], vec![0.5, 0.25], vec![0.25, 0.25]],
+            random_all: vec![0.0, 0.375, 0.375, 0.25],
         }
     }
 
@@ -495,7 +640,7 @@ mod tests {
         let (acts, _, f) = synthetic_findings();
         let text = terminal_summary(&info(), &f, &checks(&acts, &f), &times());
         let lines: Vec<&str> = text.lines().collect();
-        assert!((15..=25).contains(&lines.len()), "{} lines:\n{text}", lines.len());
+        assert!((15..=30).contains(&lines.len()), "{} lines:\n{text}", lines.len());
         let machine: Vec<&&str> = lines.iter().filter(|l| l.starts_with(MACHINE_LINE_PREFIX)).collect();
         assert_eq!(machine.len(), 2);
         assert!(machine.iter().any(|l| l.contains("Test Adapter")));
@@ -510,9 +655,17 @@ mod tests {
         );
         assert!(text.contains("    against chance (100 label shuffles): BH null mean "), "{text}");
         assert!(text.contains("    single-token words only (5 verbs, 10 nouns): "), "{text}");
+        assert!(
+            text.contains("(4) causal: 2 neurons zero-ablated at blocks.8.mlp.hook_post, mean KL of the next token; 4 random sets: mean 0.250, 95th pct 0.375"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    verbs set: verbs 0.500, nouns 0.250; difference 0.250, p = 0.200"),
+            "{text}"
+        );
         // Without the checks, their lines are gone.
         let plain = terminal_summary(&info(), &f, &Checks::default(), &times());
-        assert_eq!(plain.lines().count() + 2, lines.len());
+        assert_eq!(plain.lines().count() + 5, lines.len());
     }
 
     #[test]
@@ -551,7 +704,14 @@ mod tests {
             "| Bonferroni p < 0.05 | 3 | ",
             "**Word length.** The same test on the words that are one token long (5 verbs, 10 nouns): ",
             "(all words: 3 and 3)",
-            "\n## 4. PROFILES\n",
+            "\n## 5. PROFILES\n",
+            "## 4. Does ablating them matter?",
+            "| verbs-preferring | 3, 7 | 0.500 | 0.250 | 0.250 | 0.200 |",
+            "| nouns-preferring | 4, 8 | 0.125 | 0.375 | 0.250 | 0.400 |",
+            "| 4 random sets (mean) | – | 0.250 | 0.250 | – | – |",
+            "its 95th percentile is 0.375",
+            "](causal.png)",
+            "| causal test | 0.050 s |",
         ] {
             assert!(md.contains(needle), "missing {needle:?} in:\n{md}");
         }

@@ -7,18 +7,23 @@
 //!    new folder), the categories and their word lists (duplicates, sizes, overlaps);
 //! 2. the model: a local folder, or a hub id fetched into the HF cache; `--layer` is checked
 //!    against its config before any weight is read;
-//! 3. tokenizing every word (one that gives no token is an error), one packed batch, one forward;
-//! 4. statistics, figures and report, written into a fresh staging folder beside the output
-//!    folder, whose files are moved into place only once every one of them is complete.
+//! 3. tokenizing every word (one that gives no token is an error), one packed batch, one forward
+//!    (through the whole model when the causal test runs: it needs the clean next-token
+//!    distributions);
+//! 4. statistics, the causal test (`causal`), figures and report, written into a fresh staging
+//!    folder beside the output folder, whose files are moved into place only once every one of
+//!    them is complete.
 
+use super::causal::CausalArgs;
+use super::causal::{causal_test, CleanWords, TestWords};
 use super::control::single_token_control;
 use super::files::{
-    ACTIVATIONS_NPY, ACTIVATIONS_SAFETENSORS, HEATMAP_PNG, NEURONS_CSV, OFFSETS_PNG, OUTPUT_FILES, REPORT_MD,
-    TOP_NEURONS_PNG,
+    ACTIVATIONS_NPY, ACTIVATIONS_SAFETENSORS, CAUSAL_PNG, HEATMAP_PNG, NEURONS_CSV, OFFSETS_PNG,
+    OUTPUT_FILES, REPORT_MD, TOP_NEURONS_PNG,
 };
 use super::findings::findings;
 use super::permutation::{permutation_test, Counts};
-use super::plots::{heatmap_png_titled, offsets_png, top_neurons_png};
+use super::plots::{causal_png, heatmap_png_titled, offsets_png, top_neurons_png};
 use super::profiles::{load_sweeps, profiles_markdown};
 use super::report::{report_markdown, terminal_summary, Checks, PhaseTimes, RunInfo};
 use super::stats::{
@@ -114,6 +119,8 @@ pub struct ChallengeArgs {
     pub seed: u64,
     /// Output folders of the sweeps, for the report's section on the top neurons.
     pub sweeps: Vec<PathBuf>,
+    /// The causal test (ablating the top neurons); `None`: skipped (`--no-causal`).
+    pub causal: Option<CausalArgs>,
 }
 
 /// What a challenge run produced: the results as values (the same numbers the files hold) and
@@ -169,7 +176,15 @@ pub fn run_challenge(args: &ChallengeArgs, notes: &dyn Notes) -> Result<Challeng
                 config.num_layers - 1
             );
         }
-        HookPlan::new(&[hook])
+        match &args.causal {
+            None => HookPlan::new(&[hook]),
+            Some(causal) => {
+                causal.check(hook.width(config))?;
+                let mut hooks = CleanWords::hooks(args.layer).to_vec();
+                hooks.push(hook);
+                Ok(HookPlan::new(&hooks)?.with_last_token_logits())
+            }
+        }
     })?;
     let config = &model.config;
     let width = hook.width(config);
@@ -203,13 +218,14 @@ pub fn run_challenge(args: &ChallengeArgs, notes: &dyn Notes) -> Result<Challeng
     let engine = Engine::new(&model.weights, args.variant, model.load_time)?;
     let adapter = engine.gpu.adapter_name();
     let variant = engine.kernels.variant;
-    let batch_tokens = BatchLimits::of(&engine).choose(args.batch_tokens, &adapter)?;
+    let batch_tokens = BatchLimits::for_plan(&engine, &plan).choose(args.batch_tokens, &adapter)?;
     notes.step(&format!("running on {adapter} with the {variant} kernels"));
     let names: Vec<String> = categories
         .iter()
         .flat_map(|c| c.words.iter().map(|w| format!("word {:?} ({} line {})", w.word, c.source, w.line)))
         .collect();
     let mut pooled = Vec::with_capacity(sequences.len() * width);
+    let mut clean = args.causal.as_ref().map(|_| CleanWords::new(args.layer));
     let streamer = Streamer {
         engine: &engine,
         plan: &plan,
@@ -219,11 +235,18 @@ pub fn run_challenge(args: &ChallengeArgs, notes: &dyn Notes) -> Result<Challeng
         label: "challenge",
         total_tokens: n_tokens as u64,
     };
-    let streamed =
-        streamer.run(sequences.iter().cloned().map(Ok), &|i| names[i].clone(), |batch, _, rows| {
+    let streamed = streamer.run_all(
+        sequences.iter().cloned().map(Ok),
+        &|i| names[i].clone(),
+        |batch, _, mut acts| {
+            let rows = acts.take(hook).context("the forward did not read back the hook")?;
             pooled.extend(pool(&rows, width, batch, args.pool));
+            if let Some(clean) = clean.as_mut() {
+                clean.add_batch(batch, &mut acts)?;
+            }
             Ok(())
-        })?;
+        },
+    )?;
 
     // Statistics.
     let acts = WordActivations::new(
@@ -244,11 +267,34 @@ pub fn run_challenge(args: &ChallengeArgs, notes: &dyn Notes) -> Result<Challeng
         notes.step(&format!("{} label shuffles (seed {})", args.permutations, args.seed));
     }
     let token_counts: Vec<usize> = sequences.iter().map(Vec::len).collect();
+    let causal_started = Instant::now();
+    let causal = match (&args.causal, &clean) {
+        (Some(causal), Some(clean)) => {
+            let names: Vec<String> = categories.iter().map(|c| c.name.clone()).collect();
+            let sizes: Vec<usize> = categories.iter().map(|c| c.words.len()).collect();
+            let words: Vec<String> =
+                categories.iter().flat_map(|c| c.words.iter().map(|w| w.word.clone())).collect();
+            let test_words = TestWords { words: &words, ids: &sequences, categories: &names, sizes: &sizes };
+            Some(causal_test(
+                &engine,
+                &test_words,
+                &stats,
+                clean,
+                causal,
+                args.seed,
+                args.batch_tokens,
+                notes,
+            )?)
+        }
+        _ => None,
+    };
+    let causal_time = causal_started.elapsed();
     let checks = Checks {
         permutation: (args.permutations > 0)
             .then(|| permutation_test(&acts, observed, args.permutations, args.seed)),
         single_token: Some(single_token_control(&acts, &token_counts)?),
         profiles: evidence.as_ref().map(|e| profiles_markdown(e, &found, &model.tokenizer)),
+        causal,
     };
     let info = RunInfo {
         model: model_label.clone(),
@@ -312,17 +358,31 @@ pub fn run_challenge(args: &ChallengeArgs, notes: &dyn Notes) -> Result<Challeng
     heatmap_png_titled(&at(HEATMAP_PNG), &acts, &title)?;
     top_neurons_png(&at(TOP_NEURONS_PNG), &acts, &stats, TOP_NEURONS_DRAWN)?;
     offsets_png(&at(OFFSETS_PNG), &acts)?;
+    if let Some(test) = &checks.causal {
+        causal_png(&at(CAUSAL_PNG), test)?;
+    }
     let times = PhaseTimes {
         load: engine.times.load,
         pipelines: engine.times.pipelines,
         upload: engine.times.upload,
         forward: streamed.forward,
         readback: streamed.readback,
+        causal: causal_time,
         total: started.elapsed(),
     };
     let report = report_markdown(&info, &acts, &stats, &found, &checks, &times);
     output::write_atomic(&at(REPORT_MD), |w| Ok(w.write_all(report.as_bytes())?))?;
-    let files = staging.publish(&args.out_dir, &OUTPUT_FILES)?;
+    let written: Vec<&str> =
+        OUTPUT_FILES.iter().copied().filter(|&f| f != CAUSAL_PNG || checks.causal.is_some()).collect();
+    let files = staging.publish(&args.out_dir, &written)?;
+    if checks.causal.is_none() {
+        // A figure of an earlier run's causal test (the folder was reused with --force) would
+        // not belong to these results.
+        let stale = args.out_dir.join(CAUSAL_PNG);
+        if stale.is_file() {
+            std::fs::remove_file(&stale).with_context(|| format!("cannot remove {}", stale.display()))?;
+        }
+    }
 
     let secs = |d: std::time::Duration| d.as_secs_f64();
     let run = RunDetails {
@@ -338,6 +398,7 @@ pub fn run_challenge(args: &ChallengeArgs, notes: &dyn Notes) -> Result<Challeng
             pipelines: secs(times.pipelines),
             upload: secs(times.upload),
             forward: secs(times.forward),
+            causal: secs(times.causal),
             total: secs(times.total),
         },
     };
@@ -346,6 +407,7 @@ pub fn run_challenge(args: &ChallengeArgs, notes: &dyn Notes) -> Result<Challeng
         &found,
         checks.permutation.as_ref(),
         checks.single_token.as_ref(),
+        checks.causal.as_ref(),
         &files,
         run,
     );

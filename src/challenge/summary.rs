@@ -2,9 +2,11 @@
 //! (`serde_json::to_value(&summary)` gives the same object) and what a caller of the library
 //! reads without parsing any file.
 
+use super::causal::CausalTest;
 use super::control::SingleTokenControl;
 use super::findings::{Findings, Preferring};
 use super::permutation::PermutationTest;
+use super::stats::csv_name;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use std::path::PathBuf;
@@ -23,6 +25,8 @@ pub struct ChallengeSummary {
     pub permutation: Option<PermutationSummary>,
     /// The same test on single-token words only.
     pub single_token_control: Option<SingleTokenSummary>,
+    /// The causal test; `None` (`null`) with `--no-causal`.
+    pub causal: Option<CausalSummary>,
     /// The top neurons preferring each of the first two categories, keyed by the category's name
     /// (a JSON object with two keys, first category first).
     #[serde(serialize_with = "as_object")]
@@ -57,6 +61,72 @@ pub struct SingleTokenSummary {
     pub bonferroni_count: Option<usize>,
 }
 
+/// The causal test as `challenge --json` shows it:
+///
+/// ```text
+/// {"n_neurons", "random_sets", "mode", "hook", "seed",
+///  "verb_set": {"neurons", "effect_verbs", "effect_nouns", "difference", "p_value"},
+///  "noun_set": {…}, "random": {"mean_effect", "p95", "effect_verbs", "effect_nouns"}}
+/// ```
+///
+/// A set's key is its category's name (as in neurons.csv) with one final `s` dropped, then
+/// `_set`; the effect keys are `effect_` and each category's name. Effects are mean
+/// KL(p_clean ‖ p_ablated) in nats; `difference` is the effect on the set's own category minus
+/// that on the other; `random` is `null` without random sets, and so is every `p_value`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CausalSummary {
+    pub test: CausalTest,
+}
+
+impl Serialize for CausalSummary {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let t = &self.test;
+        let names: Vec<String> = t.categories.iter().map(|n| csv_name(n)).collect();
+        let set_keys = set_keys(&names[..2]);
+        let effects = |values: &[f64]| -> serde_json::Map<String, serde_json::Value> {
+            names.iter().zip(values).map(|(n, v)| (format!("effect_{n}"), serde_json::json!(v))).collect()
+        };
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("n_neurons", &t.n_neurons)?;
+        map.serialize_entry("random_sets", &t.random.len())?;
+        map.serialize_entry("mode", &t.ablation.to_string())?;
+        map.serialize_entry("hook", &t.hook.to_string())?;
+        map.serialize_entry("seed", &t.seed)?;
+        for (key, set) in set_keys.iter().zip(&t.sets) {
+            let mut value = serde_json::Map::new();
+            value.insert("neurons".into(), serde_json::json!(set.neurons));
+            value.extend(effects(&set.effects));
+            value.insert("difference".into(), serde_json::json!(set.difference));
+            value.insert("p_value".into(), serde_json::json!(set.p_value));
+            map.serialize_entry(key, &value)?;
+        }
+        let random = t.random_summary().map(|(mean, p95)| {
+            let mut value = serde_json::Map::new();
+            value.insert("mean_effect".into(), serde_json::json!(mean));
+            value.insert("p95".into(), serde_json::json!(p95));
+            let means: Vec<f64> = (0..names.len()).filter_map(|c| t.random_mean(c)).collect();
+            value.extend(effects(&means));
+            value
+        });
+        map.serialize_entry("random", &random)?;
+        map.end()
+    }
+}
+
+/// `verbs`, `nouns` → `verb_set`, `noun_set`: one final `s` dropped (not of `ss`), unless that
+/// makes the two keys equal.
+fn set_keys(names: &[String]) -> Vec<String> {
+    let singular = |n: &str| match n.strip_suffix('s') {
+        Some(stem) if !stem.is_empty() && !stem.ends_with('s') => stem.to_string(),
+        _ => n.to_string(),
+    };
+    let keys: Vec<String> = names.iter().map(|n| format!("{}_set", singular(n))).collect();
+    if keys.len() == 2 && keys[0] == keys[1] {
+        return names.iter().map(|n| format!("{n}_set")).collect();
+    }
+    keys
+}
+
 /// What ran: the model as named, the revision asked of the hub and the commit it resolved to
 /// (`None` for a local folder), the hook read, the adapter and kernel variant, and the time of
 /// each phase.
@@ -80,6 +150,8 @@ pub struct PhaseSeconds {
     pub pipelines: f64,
     pub upload: f64,
     pub forward: f64,
+    /// The causal test's ablated runs (0 without it).
+    pub causal: f64,
     pub total: f64,
 }
 
@@ -90,6 +162,7 @@ impl ChallengeSummary {
         findings: &Findings,
         permutation: Option<&PermutationTest>,
         single_token: Option<&SingleTokenControl>,
+        causal: Option<&CausalTest>,
         files: &[PathBuf],
         run: RunDetails,
     ) -> ChallengeSummary {
@@ -114,6 +187,7 @@ impl ChallengeSummary {
                 bh_count: c.counts.map(|c| c.bh),
                 bonferroni_count: c.counts.map(|c| c.bonferroni),
             }),
+            causal: causal.map(|test| CausalSummary { test: test.clone() }),
             top_neurons: vec![(f.name(0), f.top_first.clone()), (f.name(1), f.top_second.clone())],
             files: files.iter().map(|p| p.display().to_string()).collect(),
             run,
@@ -133,6 +207,7 @@ fn as_object<S: Serializer>(pairs: &[(String, Vec<Preferring>)], serializer: S) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::challenge::causal::{AblatedSet, Ablation};
     use crate::challenge::control::single_token_control;
     use crate::challenge::findings::findings;
     use crate::challenge::permutation::{permutation_test, Counts};
@@ -164,7 +239,15 @@ mod tests {
         let permutation = permutation_test(&acts, observed, 20, 3);
         let control = single_token_control(&acts, &[1; 20]).unwrap();
         let files = [PathBuf::from("out/neurons.csv")];
-        ChallengeSummary::new(vec![2, 10, 50], &f, Some(&permutation), Some(&control), &files, run())
+        ChallengeSummary::new(
+            vec![2, 10, 50],
+            &f,
+            Some(&permutation),
+            Some(&control),
+            Some(&causal()),
+            &files,
+            run(),
+        )
     }
 
     #[test]
@@ -196,6 +279,7 @@ mod tests {
             "bonferroni_count",
             "permutation",
             "single_token_control",
+            "causal",
             "top_neurons",
             "files",
             "model",
@@ -227,5 +311,50 @@ mod tests {
         );
         assert_eq!(neuron["top_words"][0]["word"], synthetic::TOP_VERB_WORD);
         assert!(neuron["top_words"][0]["value"].is_f64());
+    }
+
+    /// A causal test with made-up effects: 2 neurons per set, 3 random sets.
+    fn causal() -> CausalTest {
+        let set = |preferring: usize, effects: Vec<f64>, p| AblatedSet {
+            preferring,
+            neurons: vec![preferring, 10 + preferring],
+            difference: effects[preferring] - effects[1 - preferring],
+            effects,
+            p_value: Some(p),
+            word_effects: vec![],
+        };
+        CausalTest {
+            hook: crate::model::Hook::block(8, crate::model::HookPoint::MlpPost),
+            ablation: Ablation::Zero,
+            n_neurons: 2,
+            seed: 5,
+            categories: vec!["verbs".into(), "nouns".into()],
+            words: vec![],
+            sets: [set(0, vec![0.5, 0.25], 0.25), set(1, vec![0.125, 0.375], 0.5)],
+            random: vec![vec![0.0, 0.0], vec![0.25, 0.5], vec![0.5, 0.25]],
+            random_all: vec![0.0, 0.375, 0.375],
+        }
+    }
+
+    #[test]
+    fn the_causal_test_has_the_documented_keys() {
+        let value = serde_json::to_value(summary(["verbs", "nouns"])).unwrap();
+        assert_eq!(
+            value["causal"],
+            json!({
+                "n_neurons": 2, "random_sets": 3, "mode": "zero", "hook": "blocks.8.mlp.hook_post", "seed": 5,
+                "verb_set": {"neurons": [0, 10], "effect_verbs": 0.5, "effect_nouns": 0.25, "difference": 0.25, "p_value": 0.25},
+                "noun_set": {"neurons": [1, 11], "effect_verbs": 0.125, "effect_nouns": 0.375, "difference": 0.25, "p_value": 0.5},
+                "random": {"mean_effect": 0.25, "p95": 0.375, "effect_verbs": 0.25, "effect_nouns": 0.25},
+            })
+        );
+        let mut test = causal();
+        test.categories = vec!["motion".into(), "glass".into()];
+        let value = serde_json::to_value(CausalSummary { test }).unwrap();
+        assert!(
+            value["motion_set"]["effect_glass"].is_f64() && value["glass_set"]["effect_motion"].is_f64(),
+            "{value}"
+        );
+        assert_eq!(set_keys(&["noun".into(), "nouns".into()]), ["noun_set", "nouns_set"]);
     }
 }

@@ -4,9 +4,10 @@ use super::model_args::ModelArgs;
 use super::terminal::Terminal;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, ValueEnum};
+use neoprobe::challenge::causal::{CPU_RANDOM_SETS, DEFAULT_CAUSAL_NEURONS, GPU_RANDOM_SETS};
 use neoprobe::challenge::permutation::{DEFAULT_PERMUTATIONS as PERMUTATIONS, DEFAULT_SEED as SEED};
 use neoprobe::challenge::run::DEFAULT_OUT_DIR;
-use neoprobe::challenge::{run_challenge, CategorySpec, ChallengeArgs};
+use neoprobe::challenge::{run_challenge, Ablation, CategorySpec, CausalArgs, ChallengeArgs};
 use neoprobe::engine::ModelSource;
 use neoprobe::hub::FetchOptions;
 use neoprobe::kernels::Variant;
@@ -69,6 +70,26 @@ pub struct ChallengeCli {
     /// and the tokens it promotes and suppresses.
     #[arg(long = "sweep", value_name = "DIR")]
     pub sweeps: Vec<PathBuf>,
+    /// The causal test: the N neurons with the largest t and the N with the smallest are ablated
+    /// at blocks.L.mlp.hook_post, and each word's next-token distribution compared with the clean
+    /// one (KL), against random sets of N neurons.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CAUSAL_NEURONS)]
+    pub causal_neurons: usize,
+    #[arg(
+        long,
+        value_name = "R",
+        help = format!(
+            "Random sets of the causal test's null [default: {GPU_RANDOM_SETS} on a GPU, {CPU_RANDOM_SETS} on a CPU driver]"
+        )
+    )]
+    pub causal_sets: Option<usize>,
+    /// How the causal test ablates: zero, or each neuron's mean over every token of the words.
+    #[arg(long, value_name = "HOW", default_value = "zero", value_parser = PossibleValuesParser::new(["zero", "mean"])
+        .map(|name| name.parse::<Ablation>().expect("every listed ablation parses")))]
+    pub causal_ablation: Ablation,
+    /// Skip the causal test (the forward then stops at block L).
+    #[arg(long, conflicts_with_all = ["causal_neurons", "causal_sets", "causal_ablation"])]
+    pub no_causal: bool,
     /// Print the summary as JSON on stdout instead of the text summary.
     #[arg(long)]
     pub json: bool,
@@ -95,6 +116,11 @@ pub fn run(args: ChallengeCli) -> anyhow::Result<()> {
         permutations: args.permutations,
         seed: args.seed,
         sweeps: args.sweeps,
+        causal: (!args.no_causal).then_some(CausalArgs {
+            n_neurons: args.causal_neurons,
+            random_sets: args.causal_sets,
+            ablation: args.causal_ablation,
+        }),
     };
     let outcome = run_challenge(&challenge, &notes)?;
     if args.json {

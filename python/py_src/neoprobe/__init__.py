@@ -575,17 +575,23 @@ class Model:
         permutations: int = DEFAULT_PERMUTATIONS,
         seed: int = DEFAULT_SEED,
         sweeps: Sequence[Union[str, os.PathLike]] = (),
+        causal: bool = True,
+        causal_neurons: int = 10,
+        causal_sets: Optional[int] = None,
+        causal_ablation: str = "zero",
         force: bool = False,
         progress: Optional[Progress] = None,
     ) -> ChallengeResult:
         """``neoprobe challenge`` on this model (same folder or hub commit, same kernels and batch
         size) into ``out_dir`` (default: a fresh temporary folder, kept). ``categories``: name →
-        word-list file, in order (default: the built-in verbs and nouns)."""
+        word-list file, in order (default: the built-in verbs and nouns). ``causal=False`` is
+        ``--no-causal``; ``causal_sets=None``: the adapter's default (``--causal-sets``)."""
         out = _out_dir(out_dir, "challenge")
         listed = None if categories is None else [(name, os.fspath(path)) for name, path in categories.items()]
+        causal_args = (causal_neurons, causal_sets, causal_ablation) if causal else None
         summary, files, shape, activations = self._native.challenge(
             out, force, listed, layer, pool, prefix_space, permutations, seed,
-            [os.fspath(s) for s in sweeps], _Notes(progress),
+            [os.fspath(s) for s in sweeps], causal_args, _Notes(progress),
         )
         files = [os.fspath(f) for f in files]
         return _challenge_result(json.loads(summary), files, out, activations=_array(activations, shape))
