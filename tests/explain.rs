@@ -216,6 +216,134 @@ fn explain_agrees_with_extract_the_kernel_and_exact_arithmetic(variant: Variant)
     assert!((mean - e["mean_pre"].as_f64().unwrap()).abs() <= 1e-7 * mean.abs().max(1e-3));
 }
 
+/// A tensor of the fixture model's file, read with the safetensors crate alone.
+fn tensor(name: &str) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(Path::new(TINY).join("model.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let view = file.tensor(name).unwrap();
+    let values = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    (view.shape().to_vec(), values)
+}
+
+/// Softmax of a row of logits, in f64.
+fn softmax(logits: &[f32]) -> Vec<f64> {
+    let max = logits.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
+    let exps: Vec<f64> = logits.iter().map(|&x| (x as f64 - max).exp()).collect();
+    let total: f64 = exps.iter().sum();
+    exps.iter().map(|e| e / total).collect()
+}
+
+/// The downstream section against what `extract` reads and the weights in the model's file: the
+/// write, TransformerLens' direct logit attribution through ln_f, the clean prediction, and the
+/// KL of `extract --ablate`'s logits.
+#[test]
+fn explain_downstream_agrees_with_extract_and_the_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("explain");
+    let run = neoprobe(&[
+        "explain",
+        "--model-dir",
+        TINY,
+        "--word",
+        WORD,
+        "--neuron",
+        "37",
+        "--out-dir",
+        path(&out),
+        "--json",
+    ]);
+    assert!(run.ok, "explain failed: {}", run.stderr);
+    let e: Value = serde_json::from_str(&run.stdout).unwrap();
+    let d = &e["downstream"];
+    let tokens = e["tokens"].as_array().unwrap();
+    let last = tokens.len() - 1;
+    assert_eq!(d["row"], last);
+    let post = f32_of(&tokens[last]["post_gpu"]);
+    assert_eq!(f32_of(&d["post"]).to_bits(), post.to_bits());
+
+    // The write: post × c_proj.weight[:, 37] (c_proj.weight is [hidden, d_mlp]).
+    let (shape, c_proj) = tensor("transformer.h.8.mlp.c_proj.weight");
+    let (h, inter) = (shape[0], shape[1]);
+    let write: Vec<f64> = (0..h).map(|i| post as f64 * c_proj[i * inter + NEURON] as f64).collect();
+    let norm = write.iter().map(|v| v * v).sum::<f64>().sqrt();
+    let close = |a: f64, b: f64, what: &str| {
+        assert!((a - b).abs() <= 1e-12 * b.abs().max(1e-12), "{what}: {a} vs {b}")
+    };
+    close(d["write_norm"].as_f64().unwrap(), norm, "write_norm");
+    close(d["direction_norm"].as_f64().unwrap() * post.abs() as f64, norm, "direction_norm");
+
+    // ln_f's scale from the clean residual stream at the last token, as extract reads it.
+    let resid = extract(dir.path(), Variant::best_for(&common::gpu()), "blocks.11.hook_resid_post", "none");
+    let row = &resid[last * h..(last + 1) * h];
+    let mean = row.iter().map(|&v| v as f64).sum::<f64>() / h as f64;
+    let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / h as f64;
+    let scale = (var + 1e-5).sqrt();
+    close(d["ln_f_scale"].as_f64().unwrap(), scale, "ln_f_scale");
+
+    // TransformerLens' attribution: γ ⊙ (write − mean) / scale, unembedded by the tied wte.
+    let (_, gamma) = tensor("transformer.ln_f.weight");
+    let (_, wte) = tensor("transformer.wte.weight");
+    let centred_mean = write.iter().sum::<f64>() / h as f64;
+    let x: Vec<f64> = (0..h).map(|i| gamma[i] as f64 * (write[i] - centred_mean) / scale).collect();
+    let dla: Vec<f64> =
+        wte.chunks_exact(h).map(|r| r.iter().zip(&x).map(|(&w, &v)| w as f64 * v).sum()).collect();
+    let largest = dla.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let mut order: Vec<usize> = (0..dla.len()).collect();
+    order.sort_by(|&a, &b| dla[b].total_cmp(&dla[a]));
+    for (side, expected) in [("promoted", &order[..8]), ("suppressed", &order[order.len() - 8..])] {
+        let listed: Vec<usize> =
+            d[side].as_array().unwrap().iter().map(|t| t["id"].as_u64().unwrap() as usize).collect();
+        let mut expected = expected.to_vec();
+        if side == "suppressed" {
+            expected.reverse();
+        }
+        assert_eq!(listed, expected, "{side}");
+        for t in d[side].as_array().unwrap() {
+            let v = t["id"].as_u64().unwrap() as usize;
+            assert!((t["value"].as_f64().unwrap() - dla[v]).abs() <= 1e-12 * largest, "{side} {v}");
+        }
+    }
+
+    // The prediction and the ablation's KL, from extract's logits after the word.
+    let clean = extract(dir.path(), Variant::best_for(&common::gpu()), "logits", "last");
+    let words = dir.path().join("word.txt");
+    let ablated_file = dir.path().join("ablated.npy");
+    let ablated_run = neoprobe(&[
+        "extract",
+        "--model-dir",
+        TINY,
+        "--words",
+        path(&words),
+        "--hook",
+        "logits",
+        "--pool",
+        "last",
+        "--ablate",
+        "blocks.8.mlp.hook_post:37",
+        "--out",
+        path(&ablated_file),
+    ]);
+    assert!(ablated_run.ok, "{}", ablated_run.stderr);
+    let ablated = read_npy(&ablated_file).1;
+    let (p, q) = (softmax(&clean), softmax(&ablated));
+    let best = (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap();
+    assert_eq!(d["prediction"]["id"], best);
+    close(d["prediction"]["value"].as_f64().unwrap(), p[best], "prediction p");
+    close(d["prediction_dla"].as_f64().unwrap(), dla[best], "prediction_dla");
+    let kl: f64 = p.iter().zip(&q).map(|(a, b)| a * (a.ln() - b.ln())).sum();
+    assert!(kl > 0.0);
+    assert!(
+        (d["ablation"]["kl"].as_f64().unwrap() - kl).abs() <= 1e-9 * kl,
+        "kl {} vs {kl}",
+        d["ablation"]["kl"]
+    );
+    assert_eq!(d["ablation"]["spec"], "--ablate blocks.8.mlp.hook_post:37");
+    let moved = &d["ablation"]["moved"][0];
+    let v = moved["id"].as_u64().unwrap() as usize;
+    let largest_move = (0..p.len()).map(|v| (p[v] - q[v]).abs()).fold(0.0, f64::max);
+    close((p[v] - q[v]).abs(), largest_move, "the token moved most");
+}
+
 /// Replaces the adapter's name, which differs between machines.
 fn settings() -> insta::Settings {
     let mut settings = insta::Settings::clone_current();

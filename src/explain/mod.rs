@@ -5,8 +5,11 @@
 //! The GPU values come from the forward `extract` and `challenge` run (hooks `resid_mid`,
 //! `ln2.hook_normalized`, `mlp.hook_pre`, `mlp.hook_post` of the block), the geometry from the
 //! variant table (`LinearSplit::owner`) checked against the ids the kernel itself records, and
-//! the k order from `KOrder`, replayed in f32.
+//! the k order from `KOrder`, replayed in f32. After GELU, `downstream` follows the neuron's
+//! write to the logits: the same forward runs on to them, and a second one, resumed at the block,
+//! has the neuron ablated.
 
+pub mod downstream;
 mod figures;
 mod render;
 
@@ -16,12 +19,13 @@ use crate::engine::{Engine, LoadedModel, ModelSource};
 use crate::gpu::Recorder;
 use crate::hub::FetchOptions;
 use crate::kernels::{KOrder, Rows, Variant};
-use crate::model::{Batch, Hook, HookPlan, HookPoint, ModelDir};
+use crate::model::{Action, Batch, Hook, HookPlan, HookPoint, Intervention, Interventions, ModelDir, Resume};
 use crate::notes::Notes;
 use crate::out_dir::{check_out_dir, Staging};
 use crate::output;
 use crate::pool::{pool, Pool};
 use anyhow::{bail, Context, Result};
+use downstream::{downstream, Downstream, Runs};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -67,6 +71,9 @@ pub struct Explanation {
     pub n_out: usize,
     pub prefix_space: bool,
     pub tokens: Vec<TokenExplanation>,
+    /// After GELU: the write into the residual stream, its direct effect on the logits and the
+    /// effect of ablating the neuron, at the word's last token.
+    pub downstream: Downstream,
 }
 
 /// One token of the word at the neuron.
@@ -180,8 +187,13 @@ pub fn explain(args: &ExplainArgs, notes: &dyn Notes) -> Result<ExplainOutcome> 
     let resolved = args.model.resolve(&args.fetch, notes)?;
     let layer = args.layer;
     let at = |point| Hook::block(layer, point);
-    let hooks =
-        [HookPoint::ResidMid, HookPoint::Ln2Normalized, HookPoint::MlpPre, HookPoint::MlpPost].map(at);
+    let block_hooks = [
+        HookPoint::ResidPre,
+        HookPoint::ResidMid,
+        HookPoint::Ln2Normalized,
+        HookPoint::MlpPre,
+        HookPoint::MlpPost,
+    ];
     let (model, plan) = LoadedModel::load(&ModelDir::open(&resolved.dir)?, |config| {
         if layer >= config.num_layers {
             bail!(
@@ -198,7 +210,10 @@ pub fn explain(args: &ExplainArgs, notes: &dyn Notes) -> Result<ExplainOutcome> 
                 config.intermediate_size - 1
             );
         }
-        HookPlan::new(&hooks)
+        // The block's hooks, the residual stream entering ln_f, and the next-token logits.
+        let mut hooks = block_hooks.map(at).to_vec();
+        hooks.extend([Hook::block(config.num_layers - 1, HookPoint::ResidPost), Hook::Logits]);
+        Ok(HookPlan::new(&hooks)?.with_last_token_logits())
     })?;
     let config = model.config.clone();
     let ids = model.tokenizer.encode_word(&args.word, args.prefix_space)?;
@@ -214,6 +229,27 @@ pub fn explain(args: &ExplainArgs, notes: &dyn Notes) -> Result<ExplainOutcome> 
     let mut take = |point| acts.take(at(point)).context("the forward did not read back a hook explain needs");
     let (resid_mid, x_rows) = (take(HookPoint::ResidMid)?, take(HookPoint::Ln2Normalized)?);
     let (pre_rows, post_rows) = (take(HookPoint::MlpPre)?, take(HookPoint::MlpPost)?);
+    let resid_pre = take(HookPoint::ResidPre)?;
+    let last_block = Hook::block(config.num_layers - 1, HookPoint::ResidPost);
+    let resid_final = acts.take(last_block).context("the forward did not read the last block's output")?;
+    let clean_logits = acts.take(Hook::Logits).context("the forward did not read the logits")?;
+
+    // The neuron zeroed on every token of the word, the model run on from its block.
+    let ablated = HookPlan::new(&[Hook::Logits])?.with_last_token_logits().with_interventions(
+        Interventions::new(vec![Intervention {
+            hook: at(HookPoint::MlpPost),
+            columns: Some(vec![args.neuron]),
+            positions: None,
+            per_sequence: None,
+            sequences: None,
+            action: Action::Zero,
+            spec: format!("--ablate blocks.{layer}.mlp.hook_post:{}", args.neuron),
+        }]),
+    );
+    let (mut ablated_acts, _) =
+        engine.forward_from(&batch, &ablated, &Resume { layer, resid: &resid_pre })?;
+    let ablated_logits =
+        ablated_acts.take(Hook::Logits).context("the ablated forward did not read the logits")?;
 
     // c_fc again, on the GPU's own ln_2 output, with the kernel recording who stores what.
     let c_fc = &model.weights.blocks[layer].c_fc;
@@ -302,6 +338,17 @@ pub fn explain(args: &ExplainArgs, notes: &dyn Notes) -> Result<ExplainOutcome> 
     // The challenge's pooling, so that the value is the one `extract` and `challenge` give.
     let pre_column: Vec<f32> = (0..n_tokens).map(|t| pre_rows[t * inter + args.neuron]).collect();
     let mean_pre = pool(&pre_column, 1, &batch, Pool::Mean)[0];
+    let (h, last) = (config.hidden_size, n_tokens - 1);
+    let runs = Runs {
+        layer,
+        neuron: args.neuron,
+        row: last,
+        post: post_rows[last * inter + args.neuron],
+        resid_final: &resid_final[last * h..(last + 1) * h],
+        clean_logits: &clean_logits,
+        ablated_logits: &ablated_logits,
+    };
+    let downstream = downstream(&model.weights, &model.tokenizer, &runs);
     let explanation = Explanation {
         word: args.word.clone(),
         layer,
@@ -314,6 +361,7 @@ pub fn explain(args: &ExplainArgs, notes: &dyn Notes) -> Result<ExplainOutcome> 
         n_out: inter,
         prefix_space: args.prefix_space,
         tokens,
+        downstream,
     };
 
     let staging = Staging::create(&args.out_dir)?;

@@ -1,5 +1,6 @@
 //! The explanation in words: a terminal summary and `explain.md`.
 
+use super::downstream::{Downstream, Moved, TokenValue};
 use super::{Explanation, TokenExplanation, CONTRIBUTIONS_PNG, TILES_PNG};
 use crate::text::sig;
 use std::fmt::Write as _;
@@ -41,6 +42,44 @@ fn replay_words(t: &TokenExplanation) -> &'static str {
         }
         _ => "neither replay gives the GPU's bits: the driver reorders or contracts some of the operations",
     }
+}
+
+/// ` the` +0.0123 (signed values).
+fn token_values(list: &[TokenValue], n: usize) -> String {
+    let shown: Vec<String> =
+        list.iter().take(n).map(|t| format!("{:?} {:+}", t.text, Signed(t.value))).collect();
+    shown.join(", ")
+}
+
+/// A value with its sign always shown, at the usual digits.
+struct Signed(f64);
+
+impl std::fmt::Display for Signed {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let text = s(self.0);
+        if self.0 >= 0.0 {
+            write!(f, "+{text}")
+        } else {
+            f.write_str(&text)
+        }
+    }
+}
+
+/// ` of` 0.0512 → 0.0500.
+fn moved(list: &[Moved], n: usize) -> String {
+    let shown: Vec<String> =
+        list.iter().take(n).map(|m| format!("{:?} {} → {}", m.text, s(m.p_clean), s(m.p_ablated))).collect();
+    shown.join(", ")
+}
+
+fn write_words(e: &Explanation, d: &Downstream) -> String {
+    format!(
+        "mlp.hook_post {} × c_proj.weight[:, {}] (norm {}) adds a vector of norm {} to the residual stream",
+        s(d.post as f64),
+        e.neuron,
+        s(d.direction_norm),
+        s(d.write_norm)
+    )
 }
 
 fn max_abs(values: &[f32]) -> f64 {
@@ -134,6 +173,34 @@ pub fn terminal(e: &Explanation) -> String {
             s(t.post_gpu as f64)
         );
     }
+    let d = &e.downstream;
+    let _ = writeln!(
+        out,
+        "\ndownstream, at the word's last token ({}), whose next-token distribution it shapes:",
+        d.row
+    );
+    let _ = writeln!(out, "  write   {}", write_words(e, d));
+    let _ = writeln!(
+        out,
+        "  direct  through ln_f (the clean run's scale {}): promotes {}; suppresses {}",
+        s(d.ln_f_scale),
+        token_values(&d.promoted, 4),
+        token_values(&d.suppressed, 4)
+    );
+    let _ = writeln!(
+        out,
+        "  predict the model's top next token is {:?} (p {}); this write's direct effect on its logit {}",
+        d.prediction.text,
+        s(d.prediction.value),
+        Signed(d.prediction_dla)
+    );
+    let _ = writeln!(
+        out,
+        "  ablate  {}: KL(p_clean ‖ p_ablated) = {} nats; moved most: {}",
+        d.ablation.spec,
+        s(d.ablation.kl),
+        moved(&d.ablation.moved, 4)
+    );
     out
 }
 
@@ -216,5 +283,53 @@ pub fn markdown(e: &Explanation) -> String {
             s(t.post_gpu as f64)
         );
     }
+    downstream_markdown(&mut out, e);
     out
+}
+
+/// The section of `explain.md` after GELU.
+fn downstream_markdown(out: &mut String, e: &Explanation) {
+    let d = &e.downstream;
+    let _ = writeln!(
+        out,
+        "## Downstream: what the neuron writes, and what it changes
+"
+    );
+    let _ = writeln!(
+        out,
+        "At the word's last token ({}), whose next-token distribution the word ends on: {}.
+",
+        d.row,
+        write_words(e, d)
+    );
+    let _ = writeln!(
+        out,
+        "**Direct logit attribution.** The write, centred, divided by the scale ln_f divided the clean \
+         residual stream by ({}), times ln_f's weight and unembedded (TransformerLens' convention): the \
+         part of each logit that flows from the neuron straight to the output, not through later blocks.\n",
+        s(d.ln_f_scale)
+    );
+    let _ = writeln!(out, "| promoted | logit | suppressed | logit |\n|---|---:|---|---:|");
+    for (p, q) in d.promoted.iter().zip(&d.suppressed) {
+        let _ = writeln!(out, "| {:?} | {} | {:?} | {} |", p.text, Signed(p.value), q.text, Signed(q.value));
+    }
+    let _ = writeln!(
+        out,
+        "\nThe model's most probable next token is {:?} (p {}); the write's direct effect on its logit is {}.\n",
+        d.prediction.text,
+        s(d.prediction.value),
+        Signed(d.prediction_dla)
+    );
+    let _ = writeln!(
+        out,
+        "**Ablation.** `{}` (zero on every token of the word; the model run again from block {}): \
+         KL(p_clean ‖ p_ablated) = {} nats. The tokens whose probability moved most:\n",
+        d.ablation.spec,
+        e.layer,
+        s(d.ablation.kl)
+    );
+    let _ = writeln!(out, "| token | p clean | p ablated |\n|---|---:|---:|");
+    for m in &d.ablation.moved {
+        let _ = writeln!(out, "| {:?} | {} | {} |", m.text, s(m.p_clean), s(m.p_ablated));
+    }
 }
