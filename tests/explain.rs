@@ -273,7 +273,7 @@ fn explain_downstream_agrees_with_extract_and_the_weights() {
     close(d["direction_norm"].as_f64().unwrap() * post.abs() as f64, norm, "direction_norm");
 
     // ln_f's scale from the clean residual stream at the last token, as extract reads it.
-    let resid = extract(dir.path(), Variant::best_for(&common::gpu()), "blocks.11.hook_resid_post", "none");
+    let resid = extract(dir.path(), Variant::best_for(common::gpu()), "blocks.11.hook_resid_post", "none");
     let row = &resid[last * h..(last + 1) * h];
     let mean = row.iter().map(|&v| v as f64).sum::<f64>() / h as f64;
     let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / h as f64;
@@ -305,7 +305,7 @@ fn explain_downstream_agrees_with_extract_and_the_weights() {
     }
 
     // The prediction and the ablation's KL, from extract's logits after the word.
-    let clean = extract(dir.path(), Variant::best_for(&common::gpu()), "logits", "last");
+    let clean = extract(dir.path(), Variant::best_for(common::gpu()), "logits", "last");
     let words = dir.path().join("word.txt");
     let ablated_file = dir.path().join("ablated.npy");
     let ablated_run = neoprobe(&[
