@@ -7,16 +7,16 @@
 //! position, copy `p` patched at position `p` only (an intervention with one position per
 //! sequence).
 
-use crate::batching::{BatchLimits, Streamer};
+use crate::batching::BatchLimits;
 use crate::engine::{Engine, LoadedModel, ModelSource};
 use crate::figures::{diverging_color, font, plot_err, render};
 use crate::hub::FetchOptions;
 use crate::kernels::Variant;
 use crate::model::{
     check_intervenable, Action, Batch, Hook, HookPlan, HookPoint, Intervention, Interventions, ModelDir,
-    PatchSource,
+    PatchSource, Resume,
 };
-use crate::notes::Notes;
+use crate::notes::{Notes, Unit};
 use crate::out_dir::{check_out_dir, Staging};
 use crate::output;
 use crate::text::sig;
@@ -202,27 +202,37 @@ pub fn patch(args: &PatchArgs, notes: &dyn Notes) -> Result<PatchReport> {
         engine.kernels.variant
     ));
     let vocab = config.vocab_size;
-    let logits_plan = HookPlan::new(&[Hook::Logits])?;
+    // Only the logits at the last position are compared.
+    let logits_plan = HookPlan::new(&[Hook::Logits])?.with_last_token_logits();
     let batch_tokens = BatchLimits::for_plan(&engine, &logits_plan).choose(None, &adapter)?;
     let mut wanted = hooks.clone();
     wanted.push(Hook::Logits);
-    let clean_plan = HookPlan::new(&wanted)?;
+    let clean_plan = HookPlan::new(&wanted)?.with_last_token_logits();
+    // The corrupt run's input to every block patched: a patched run resumes there, since
+    // nothing before the patched hook can change.
+    let first_blocks: Vec<Hook> =
+        hooks.iter().filter_map(|h| h.layer()).map(|l| Hook::block(l, HookPoint::ResidPre)).collect();
+    let corrupt_plan =
+        HookPlan::new(&[&first_blocks[..], &[Hook::Logits]].concat())?.with_last_token_logits();
     let (mut clean_diff, mut corrupt_diff) = (0.0f64, 0.0f64);
     let mut sums = vec![0.0f64; rows.len() * n];
     for pair in &pairs {
         let last_diff = |logits: &[f32], sequence: usize| -> f64 {
-            let row = &logits[(sequence * n + n - 1) * vocab..(sequence * n + n) * vocab];
+            let row = &logits[sequence * vocab..(sequence + 1) * vocab];
             row[pair.answer as usize] as f64 - row[pair.wrong as usize] as f64
         };
-        // The clean run: its logits and every patched hook's values; the corrupt run's logits.
+        // The clean run: its logits and every patched hook's values; the corrupt run's logits
+        // and block inputs.
         let (clean_acts, _) =
             engine.forward(&Batch::pack(std::slice::from_ref(&pair.clean), n)?, &clean_plan, false)?;
         clean_diff += last_diff(clean_acts.get(Hook::Logits).context("the clean run's logits")?, 0);
         let (corrupt_acts, _) =
-            engine.forward(&Batch::pack(std::slice::from_ref(&pair.corrupt), n)?, &logits_plan, false)?;
+            engine.forward(&Batch::pack(std::slice::from_ref(&pair.corrupt), n)?, &corrupt_plan, false)?;
         corrupt_diff += last_diff(corrupt_acts.get(Hook::Logits).context("the corrupt run's logits")?, 0);
-        // Per row: n copies of the corrupt input, copy p patched at position p, in batches.
-        let copies: Vec<Vec<u32>> = vec![pair.corrupt.clone(); n];
+        // Per row: n copies of the corrupt input, copy p patched at position p, in batches that
+        // resume at the row's block.
+        let copies_per_batch = (batch_tokens / n).max(1);
+        let progress = notes.bar("patch", Some((rows.len() * n * n) as u64), 0, Unit::Tokens);
         for (r, &(hook, head)) in rows.iter().enumerate() {
             let values = clean_acts.get(hook).context("the clean run read every patched hook")?;
             let patch = Intervention {
@@ -242,27 +252,26 @@ pub fn patch(args: &PatchArgs, notes: &dyn Notes) -> Result<PatchReport> {
             };
             let plan =
                 logits_plan.clone().with_interventions(Interventions::new(vec![patch]).for_run(&vec![n; n])?);
-            let streamer = Streamer {
-                engine: &engine,
-                plan: &plan,
-                hook: Hook::Logits,
-                batch_tokens,
-                notes,
-                label: "patch",
-                total_tokens: (n * n) as u64,
-            };
+            let layer = hook.layer().expect("every patched hook is a block's");
+            let resid = corrupt_acts
+                .get(Hook::block(layer, HookPoint::ResidPre))
+                .context("the corrupt run read every patched block's input")?;
             let row = &mut sums[r * n..(r + 1) * n];
-            streamer.run(
-                copies.iter().cloned().map(Ok),
-                &|p| format!("the copy patched at position {p}"),
-                |batch, first, logits| {
-                    for s in 0..batch.n_sequences() {
-                        row[first + s] += last_diff(&logits, s);
-                    }
-                    Ok(())
-                },
-            )?;
+            for first in (0..n).step_by(copies_per_batch) {
+                notes.check_interrupt()?;
+                let copies = copies_per_batch.min(n - first);
+                let mut batch = Batch::pack(&vec![pair.corrupt.clone(); copies], n)?;
+                batch.first_sequence = first;
+                let resume = Resume { layer, resid: &resid.repeat(copies) };
+                let (mut acts, _) = engine.forward_from(&batch, &plan, &resume)?;
+                let logits = acts.take(Hook::Logits).context("a patched run's logits")?;
+                for s in 0..copies {
+                    row[first + s] += last_diff(&logits, s);
+                }
+                progress.advance((copies * n) as u64);
+            }
         }
+        progress.finish();
     }
     let count = pairs.len() as f64;
     let (clean_diff, corrupt_diff) = (clean_diff / count, corrupt_diff / count);

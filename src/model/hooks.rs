@@ -101,6 +101,14 @@ impl Hook {
         Hook::Block { layer, point }
     }
 
+    /// The block a hook is in (`None` for the embeddings, ln_f and the logits).
+    pub fn layer(self) -> Option<usize> {
+        match self {
+            Hook::Block { layer, .. } => Some(layer),
+            _ => None,
+        }
+    }
+
     /// Parses a TransformerLens name (`blocks.8.mlp.hook_pre`, `ln_final.hook_normalized`) or the
     /// HF module path `transformer.h.{L}.mlp.c_fc` (= `blocks.{L}.mlp.hook_pre`), checking the
     /// block index against the model.
