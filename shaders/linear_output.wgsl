@@ -15,14 +15,9 @@
 //
 // EPILOGUE and WRITE_AUX are pipeline constants (src/kernels/linear.rs makes one pipeline per
 // combination it is asked for), so a kernel carries only its own epilogue: no branch on it at
-// run time, and aux_out is written only when a hook asks for v.
-//
-// gelu_new(v) = 0.5 · v · (1 + tanh(√(2/π) · (v + 0.044715 · v³))), in the operation order of
-// HF's NewGELUActivation. The tanh argument is clamped to [-15, 15] first: tanh(±15) is ±1 in
-// f32, some backends compute tanh through exp and return NaN for large arguments, and for v³
-// overflowing to ±inf the clamp still gives ±15 — so every finite v gives a finite result.
-// The epilogue is written once, on four outputs at a time (`epilogue`); a scalar store uses one
-// of the four.
+// run time, and aux_out is written only when a hook asks for v. The epilogue itself (gelu_new,
+// the residual add) is epilogue.wgsl, compiled before this file; unfused_epilogue.wgsl runs the
+// same code on its own where an intervention changes v in between.
 // RECORD_OWNER (off unless asked for) makes every store write, instead of y and v, who stored
 // the output: y[i] = the workgroup (wid.x + 65536 · wid.y) and aux_out[i] = the invocation
 // (local_invocation_index), as u32 bits. It is how the geometry `neoprobe explain` states is
@@ -44,7 +39,6 @@ struct Params {
 @group(0) @binding(5) var<storage, read> aux_in: array<f32>;
 @group(0) @binding(6) var<storage, read_write> aux_out: array<f32>;
 
-override EPILOGUE: u32;
 override WRITE_AUX: bool;
 override RECORD_OWNER: bool = false;
 // A deliberate error, 0 unless `neoprobe verify --inject-fault linear` asks: every v is scaled by
@@ -57,32 +51,6 @@ var<private> owner_invocation: u32;
 fn set_owner(wid: vec3<u32>, invocation: u32) {
     owner_workgroup = wid.x + 65536u * wid.y;
     owner_invocation = invocation;
-}
-
-const EPILOGUE_BIAS: u32 = 0u;
-const EPILOGUE_GELU: u32 = 1u;
-const EPILOGUE_RESIDUAL: u32 = 2u;
-const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
-
-fn gelu_new(v: vec4<f32>) -> vec4<f32> {
-    let inner = clamp(SQRT_2_OVER_PI * (v + 0.044715 * (v * v * v)), vec4<f32>(-15.0), vec4<f32>(15.0));
-    return 0.5 * v * (1.0 + tanh(inner));
-}
-
-// y for four outputs v (bias added); aux_in is the residual stream there (read only by the
-// residual epilogue).
-fn epilogue(v: vec4<f32>, aux_in: vec4<f32>) -> vec4<f32> {
-    switch EPILOGUE {
-        case EPILOGUE_GELU: {
-            return gelu_new(v);
-        }
-        case EPILOGUE_RESIDUAL: {
-            return aux_in + v;
-        }
-        default: {
-            return v;
-        }
-    }
 }
 
 fn store_output(t: u32, n: u32, dot_product: f32) {

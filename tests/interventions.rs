@@ -210,8 +210,37 @@ fn batches_do_not_change_interventions(variant: Variant) {
     );
 }
 
+/// Interventions that change nothing, on the hooks whose value the fused kernels never store
+/// apart (mlp.hook_pre before GELU, attn_out and mlp_out before the residual add) and on the
+/// embeddings summed on the host: the unfused epilogue and the host's sum give the fused
+/// kernels' bits, so the logits are the plain run's.
+fn the_unfused_paths_give_the_fused_bits(variant: Variant) {
+    let dir = tempfile::tempdir().unwrap();
+    let words = || ExtractInput::Words(Path::new(DIR).join("words.txt"));
+    let plain = dir.path().join("plain.safetensors");
+    run(words(), &["logits"], &[], variant, plain.clone(), None).unwrap();
+    let (_, expected) = tensor(&plain, "logits");
+    for hook in [
+        "blocks.1.mlp.hook_pre",
+        "blocks.2.hook_attn_out",
+        "blocks.3.hook_mlp_out",
+        "hook_embed",
+        "hook_pos_embed",
+    ] {
+        let out = dir.path().join(format!("{hook}.safetensors"));
+        let flags = [(Kind::Scale, format!("{hook}=1"))];
+        run(words(), &["logits"], &flags, variant, out.clone(), None).unwrap();
+        let (_, got) = tensor(&out, "logits");
+        assert!(
+            got.iter().zip(&expected).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{variant}: scaling {hook} by 1 changed the logits"
+        );
+    }
+}
+
 crate::test_each_variant!(
     every_case_matches_hf,
+    the_unfused_paths_give_the_fused_bits,
     before_the_intervention_nothing_changes,
     batches_do_not_change_interventions
 );
@@ -226,7 +255,7 @@ fn bad_flags_fail_on_one_line_before_any_work() {
         (&["--ablate", "blocks.1.mlp.hook_post:999"], "column 999 is out of range"),
         (&["--ablate", "blocks.99.mlp.hook_post"], "12 blocks"),
         (&["--ablate", "blocks.1.mlp.hook_middle"], "valid forms"),
-        (&["--ablate", "blocks.1.mlp.hook_pre"], "not supported"),
+        (&["--ablate", "blocks.1.attn.hook_pattern"], "not supported"),
         (
             &["--steer", "blocks.1.hook_resid_pre=fixtures/interventions/means.npy*2"],
             "a steering vector of blocks.1.hook_resid_pre has 64",

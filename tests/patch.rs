@@ -139,7 +139,7 @@ fn bad_inputs_fail_on_one_line_and_write_nothing() {
                 "--wrong",
                 " dog",
                 "--hook",
-                "blocks.*.mlp.hook_pre",
+                "blocks.*.attn.hook_pattern",
             ],
             "not supported",
         ),

@@ -18,7 +18,7 @@ enum Weight {
 }
 
 /// What a linear kernel does with `v = x · wᵀ + bias` after computing it: the EPILOGUE pipeline
-/// constant of shaders/linear_output.wgsl.
+/// constant of shaders/epilogue.wgsl.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Fused {
     /// `y = v`.

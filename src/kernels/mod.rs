@@ -12,6 +12,7 @@ mod intervene;
 mod layernorm;
 mod linear;
 mod texels;
+mod unfused_epilogue;
 mod unroll;
 mod variants;
 
@@ -77,6 +78,9 @@ pub struct Kernels {
     attention_pipelines: Pipelines<usize>,
     /// The texel variants' conversion of activations to texels where a plain copy cannot do it.
     rows_to_texture: Option<Kernel>,
+    /// A linear layer's epilogue apart from it (for interventions on its input), one pipeline per
+    /// EPILOGUE, compiled when first needed.
+    unfused_epilogue_pipelines: Pipelines<u32>,
     /// Bound where a kernel's optional input or output is unused (a linear's plain epilogue).
     placeholder: wgpu::Buffer,
     placeholder_out: wgpu::Buffer,
@@ -173,6 +177,7 @@ impl Kernels {
             linear_pipelines: Pipelines::new(),
             attention_pipelines: Pipelines::new(),
             rows_to_texture: texels.then(|| compile_source(gpu, &rows_to_texture, &[])).transpose()?,
+            unfused_epilogue_pipelines: Pipelines::new(),
             placeholder: gpu.storage("placeholder", 4)?,
             placeholder_out: gpu.storage("placeholder out", 4)?,
         };

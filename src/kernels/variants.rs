@@ -431,7 +431,7 @@ pub static VARIANTS: [VariantSpec; 3] = [
         operands: Operands::Buffers,
         linear: Source {
             file: "linear.wgsl",
-            text: shader!("linear.wgsl", "linear_output.wgsl"),
+            text: shader!("linear.wgsl", "epilogue.wgsl", "linear_output.wgsl"),
             workgroup_size: 64,
         },
         linear_split: LinearSplit::PerOutput { outputs: 64 },
@@ -454,7 +454,7 @@ pub static VARIANTS: [VariantSpec; 3] = [
         operands: Operands::Texels,
         linear: Source {
             file: "linear_cpu.wgsl",
-            text: shader!("linear_cpu.wgsl", "linear_output.wgsl"),
+            text: shader!("linear_cpu.wgsl", "epilogue.wgsl", "linear_output.wgsl"),
             workgroup_size: 8,
         },
         linear_split: LinearSplit::CpuTiles,
@@ -488,7 +488,7 @@ pub static VARIANTS: [VariantSpec; 3] = [
         operands: Operands::Buffers,
         linear: Source {
             file: "linear_tiled.wgsl",
-            text: shader!("linear_tiled.wgsl", "linear_output.wgsl"),
+            text: shader!("linear_tiled.wgsl", "epilogue.wgsl", "linear_output.wgsl"),
             workgroup_size: 256,
         },
         linear_split: TILED_SPLIT,

@@ -250,9 +250,14 @@ impl GpuModel {
         let (h, inter) = (config.hidden_size, config.intermediate_size);
         let ids: Vec<usize> = batch.ids.iter().map(|&id| id as usize).collect();
         let token_rows = self.wte.gather_rows(&ids)?;
+        let host_embedding =
+            if resume.is_none() { self.host_embedding(batch, plan, &token_rows)? } else { None };
         let mut buffers = Buffers::new(gpu, batch, &token_rows, h, inter)?;
         if let Some(resume) = resume {
             gpu.queue.write_buffer(&buffers.resid, 0, bytemuck::cast_slice(resume.resid));
+        } else if let Some(e) = &host_embedding {
+            let sum: Vec<f32> = e.tokens.iter().zip(&e.positions).map(|(a, b)| a + b).collect();
+            gpu.queue.write_buffer(&buffers.resid, 0, bytemuck::cast_slice(&sum));
         }
         let scratch = kernels.scratch(gpu, n_tokens, &[h, 3 * h, inter])?;
         let logit_rows = if plan.last_token_logits() { batch.n_sequences() } else { n_tokens };
@@ -266,7 +271,9 @@ impl GpuModel {
             batch,
         };
         let first_block = resume.map_or(0, |r| r.layer);
-        match self.record(&mut f, &mut buffers, first_block, unembedding.as_ref().map(|u| u.as_slice())) {
+        let embed_on_gpu = resume.is_none() && host_embedding.is_none();
+        let unembedding = unembedding.as_ref().map(|u| u.as_slice());
+        match self.record(&mut f, &mut buffers, first_block, embed_on_gpu, unembedding) {
             Ok(()) | Err(Stop::Reached) => {}
             Err(Stop::Failed(error)) => return Err(error),
         }
@@ -281,13 +288,20 @@ impl GpuModel {
         for (staged, rows) in taps.staged.iter().zip(gpu.read_staging(&staging)?) {
             staged.place(&rows, &mut acts, batch);
         }
-        // The embeddings are rows of the tables, read on the host.
+        // The embeddings are rows of the tables, read on the host (as interventions changed them).
+        let (tokens, positions) = match host_embedding {
+            Some(e) => (Some(e.tokens), Some(e.positions)),
+            None => (None, None),
+        };
         if plan.wants(Hook::Embed) {
-            acts.insert(Hook::Embed, vec![n_tokens, h], bytemuck::pod_collect_to_vec(&token_rows));
+            let rows = tokens.unwrap_or_else(|| bytemuck::pod_collect_to_vec(&token_rows));
+            acts.insert(Hook::Embed, vec![n_tokens, h], rows);
         }
         if plan.wants(Hook::PosEmbed) {
-            let positions: Vec<usize> = batch.positions.iter().map(|&p| p as usize).collect();
-            let rows = bytemuck::pod_collect_to_vec(&self.wpe_host.gather_rows(&positions)?);
+            let rows = match positions {
+                Some(rows) => rows,
+                None => self.position_rows(batch)?,
+            };
             acts.insert(Hook::PosEmbed, vec![n_tokens, h], rows);
         }
         let readback = started.elapsed();
@@ -295,19 +309,60 @@ impl GpuModel {
         Ok((acts, times, finished))
     }
 
+    /// The rows of `wpe` at each token's position.
+    fn position_rows(&self, batch: &Batch) -> Result<Vec<f32>> {
+        let positions: Vec<usize> = batch.positions.iter().map(|&p| p as usize).collect();
+        Ok(bytemuck::pod_collect_to_vec(&self.wpe_host.gather_rows(&positions)?))
+    }
+
+    /// The embeddings summed on the host when an intervention changes either (`None` when none
+    /// does: the embed kernel sums them on the GPU). Both are rows of tables the host holds, and
+    /// the sum is the kernel's one f32 addition.
+    fn host_embedding(
+        &self,
+        batch: &Batch,
+        plan: &HookPlan,
+        token_rows: &[u8],
+    ) -> Result<Option<HostEmbedding>> {
+        let changes = |hook: Hook| plan.interventions().iter().filter(move |i| i.hook == hook);
+        if changes(Hook::Embed).chain(changes(Hook::PosEmbed)).next().is_none() {
+            return Ok(None);
+        }
+        let h = self.config.hidden_size;
+        let mut tokens: Vec<f32> = bytemuck::pod_collect_to_vec(token_rows);
+        let mut positions = self.position_rows(batch)?;
+        for (hook, rows) in [(Hook::Embed, &mut tokens), (Hook::PosEmbed, &mut positions)] {
+            for intervention in changes(hook) {
+                intervention.apply(rows, h, 0, h, batch);
+            }
+        }
+        Ok(Some(HostEmbedding { tokens, positions }))
+    }
+
     /// HF's GPTNeoForCausalLM.forward: the embeddings, every block, ln_f, and the logits with the
     /// tied unembedding (in chunks of the vocabulary) when they are asked for. From `first_block`
-    /// on: a resumed forward finds that block's input in `a.resid` already.
+    /// on: a resumed forward, or one whose embeddings were summed on the host (`embed_on_gpu`
+    /// false), finds the first block's input in `a.resid` already.
     fn record(
         &self,
         f: &mut Recording,
         a: &mut Buffers,
         first_block: usize,
+        embed_on_gpu: bool,
         unembedding: Option<&[UnembeddingChunk]>,
     ) -> Step {
         if first_block == 0 {
-            f.rec.module(|| "wte+wpe".to_string());
-            f.kernels.embed(&mut f.rec, &self.wpe, &a.token_rows, &a.positions, &a.resid, f.rows.n_tokens);
+            if embed_on_gpu {
+                f.rec.module(|| "wte+wpe".to_string());
+                f.kernels.embed(
+                    &mut f.rec,
+                    &self.wpe,
+                    &a.token_rows,
+                    &a.positions,
+                    &a.resid,
+                    f.rows.n_tokens,
+                );
+            }
             f.tap_host(Hook::Embed)?;
             f.tap_host(Hook::PosEmbed)?;
         }
@@ -432,6 +487,12 @@ impl Mlp {
         let sublayer = Out::new(&a.mlp_out, at(HookPoint::MlpOut));
         f.linear(&self.c_proj, &a.mlp_post, Then::AddTo { resid, sublayer }, out)
     }
+}
+
+/// The embeddings of a batch as interventions changed them, `[tokens, hidden]` each.
+struct HostEmbedding {
+    tokens: Vec<f32>,
+    positions: Vec<f32>,
 }
 
 /// Where a resumed forward starts: block `layer`, whose input (`blocks.{layer}.hook_resid_pre`)
@@ -642,13 +703,28 @@ impl Recording<'_, '_> {
         self.tap(y)
     }
 
-    /// `layer` on `x` into `y`, then `then`; taps `v` (where `then` keeps it) and `y`.
+    /// `layer` on `x` into `y`, then `then`; taps `v` (where `then` keeps it) and `y`. Where an
+    /// intervention changes `v`, the epilogue runs apart: v stored, changed, then finished.
     fn linear(&mut self, layer: &Named<GpuLinear>, x: &wgpu::Buffer, then: Then, y: Out) -> Step {
         let v_out = match then {
             Then::Nothing => None,
             Then::Gelu { pre } => Some(pre),
             Then::AddTo { sublayer, .. } => Some(sublayer),
         };
+        if let Some(v_out) = v_out.filter(|out| self.taps.changed(out)) {
+            let (fused, resid) = match then {
+                Then::Gelu { .. } => (Fused::Gelu, None),
+                Then::AddTo { resid, .. } => (Fused::ResidualAdd, Some(resid)),
+                Then::Nothing => unreachable!("v is kept only by a fused epilogue"),
+            };
+            self.rec.module(|| layer.name.clone());
+            self.kernels.linear(&mut self.rec, &layer.layer, x, v_out.buffer, Epilogue::Bias, self.rows)?;
+            self.tap(v_out)?;
+            self.rec.module(|| format!("{} epilogue", layer.name));
+            let n = self.rows.n_tokens * layer.layer.n_out;
+            self.kernels.unfused_epilogue(&mut self.rec, fused, v_out.buffer, resid, y.buffer, n)?;
+            return self.tap(y);
+        }
         let v = v_out.filter(|out| self.taps.wants(out)).map(|out| out.buffer);
         let epilogue = match then {
             Then::Nothing => Epilogue::Bias,
@@ -854,6 +930,11 @@ struct Taps<'p> {
 impl Taps<'_> {
     fn wants(&self, out: &Out) -> bool {
         out.hook.is_some_and(|hook| self.plan.wants(hook))
+    }
+
+    /// Whether an intervention changes `out`'s hook.
+    fn changed(&self, out: &Out) -> bool {
+        out.hook.is_some_and(|hook| self.plan.interventions().iter().any(|i| i.hook == hook))
     }
 
     fn tap(&mut self, rec: &mut Recorder, n_tokens: usize, out: Out) -> Step {

@@ -290,16 +290,9 @@ fn parse_columns(text: &str, hook: Hook, config: &GptNeoConfig) -> Result<Vec<us
 /// forward then reads. Anything else is an error saying why and what to use instead.
 pub fn check_intervenable(hook: Hook) -> Result<()> {
     let why = match hook {
-        Hook::Block { point: HookPoint::MlpPre, .. } => {
-            Some("its value is consumed inside c_fc's kernel, which applies GELU on the spot; intervene on mlp.hook_post")
-        }
-        Hook::Block { point: HookPoint::AttnOut | HookPoint::MlpOut, .. } => Some(
-            "its value is added to the residual stream inside the projection's kernel; intervene on hook_resid_mid or hook_resid_post",
-        ),
         Hook::Block { point: HookPoint::AttnPattern, .. } => {
             Some("the kernels never store the probabilities; intervene on attn.hook_q, hook_k or hook_z")
         }
-        Hook::Embed | Hook::PosEmbed => Some("the embeddings are summed inside one kernel; intervene on blocks.0.hook_resid_pre"),
         Hook::Logits => Some("nothing in the model reads the logits"),
         _ => None,
     };
@@ -562,8 +555,8 @@ mod tests {
         assert!(e.contains("value \"abc\" is not a number"), "{e}");
         let e = err(Kind::Set, "blocks.1.hook_resid_pre");
         assert!(e.contains("no value after ="), "{e}");
-        let e = err(Kind::Ablate, "blocks.1.mlp.hook_pre");
-        assert!(e.contains("not supported") && e.contains("mlp.hook_post"), "{e}");
+        let e = err(Kind::Ablate, "blocks.1.attn.hook_pattern");
+        assert!(e.contains("not supported") && e.contains("attn.hook_q"), "{e}");
         let e = err(Kind::Ablate, "blocks.1.hook_resid_pre@x");
         assert!(e.contains("position \"x\" is not an integer"), "{e}");
         let e = err(Kind::Steer, "blocks.1.hook_resid_pre=missing.npy*2");

@@ -164,7 +164,7 @@ fn run(
     let mut pos_rows: Vec<f32> =
         batch.positions.iter().flat_map(|&p| wpe[p as usize * h..(p as usize + 1) * h].to_vec()).collect();
     tap(Hook::PosEmbed, &mut pos_rows)?;
-    let mut resid = embed(&token_rows, &wpe, &batch.positions, h);
+    let mut resid = add(&token_rows, &pos_rows);
     for (layer, block) in weights.blocks.iter().enumerate() {
         let hook = |point| Hook::block(layer, point);
         tap(hook(HookPoint::ResidPre), &mut resid)?;
