@@ -79,16 +79,19 @@ class _Notes:
     caller's ``progress(done, total)``. An exception raised here stops the call at the next batch
     and is raised by it."""
 
-    def __init__(self, progress: Optional[Progress] = None):
+    def __init__(self, progress: Optional[Progress] = None, *, stacklevel: int = 3):
         if progress is not None and not callable(progress):
             raise TypeError("progress must be a callable progress(done, total) or None")
         self._progress = progress
+        # Frames from warn() up to the caller's line: warn, the Python frame calling the native
+        # side (whose own frames are not Python's), and the callers above it.
+        self._stacklevel = stacklevel
 
     def step(self, text: str) -> None:
         logger.info(text)
 
     def warn(self, text: str) -> None:
-        warnings.warn(text, NeoprobeWarning, stacklevel=3)
+        warnings.warn(text, NeoprobeWarning, stacklevel=self._stacklevel)
 
     def progress(self, what: str, done: int, total: int, unit: str) -> None:
         if self._progress is not None and unit == "tokens":
@@ -498,21 +501,41 @@ class Model:
 
         ``interventions``: :class:`Intervention` values applied on the way (see
         :meth:`run_with_hooks`); the cache then holds the changed values."""
+        return self._run(inputs, names, pool, prefix_space, return_type, interventions, _Notes(progress, stacklevel=4))
+
+    @staticmethod
+    def _check(pool: Optional[str], return_type: Optional[str], interventions: Sequence[Intervention]) -> None:
         if return_type not in ("logits", None):
             raise ValueError(f'return_type "{return_type}" is not one of "logits", None')
         if pool is not None and pool not in POOLINGS:
             raise ValueError(f'pool "{pool}" is not one of {", ".join(POOLINGS)}')
+        for i, intervention in enumerate(interventions):
+            if isinstance(intervention, Intervention):
+                continue
+            raise TypeError(f"interventions[{i}] is a {type(intervention).__name__}; make it with neoprobe.ablate, steer, patch, …")
+
+    def _run(
+        self,
+        inputs: Any,
+        names: Any,
+        pool: Optional[str],
+        prefix_space: bool,
+        return_type: Optional[str],
+        interventions: Sequence[Intervention],
+        notes: _Notes,
+    ) -> Tuple[Optional[np.ndarray], ActivationCache]:
+        """One forward: what :meth:`run_with_cache` returns, the notes going to ``notes``."""
+        interventions = list(interventions)
+        self._check(pool, return_type, interventions)
         kind, data = self._input(inputs)
         with tempfile.TemporaryDirectory(prefix="neoprobe-interventions-") as folder:
             specs = []
             for i, intervention in enumerate(interventions):
-                if not isinstance(intervention, Intervention):
-                    raise TypeError(f"interventions[{i}] is a {type(intervention).__name__}; make it with neoprobe.ablate, steer, patch, …")
                 own = os.path.join(folder, str(i))
                 os.mkdir(own)
                 specs.append(intervention._spec(own))
             hooks, logits, lengths = self._native.run(
-                kind, data, self._names(names), pool, bool(prefix_space), return_type == "logits", specs, _Notes(progress)
+                kind, data, self._names(names), pool, bool(prefix_space), return_type == "logits", specs, notes
             )
         arrays = {name: _array(buffer, shape) for name, shape, _, buffer in hooks}
         pooling = {name: how for name, _, how, _ in hooks}
@@ -534,16 +557,13 @@ class Model:
         one forward, each where its hook is produced and before anything downstream reads it.
         Returns the logits as :meth:`run_with_cache` shapes them, and with ``names`` given,
         ``(logits, cache)``. The values equal ``neoprobe extract``'s with the same flags."""
-        logits, cache = self.run_with_cache(
-            inputs, names=list(names) if not callable(names) and not isinstance(names, str) else names,
-            pool=pool, prefix_space=prefix_space, return_type=return_type, progress=progress,
-            interventions=interventions,
-        )
+        names = list(names) if not callable(names) and not isinstance(names, str) else names
+        logits, cache = self._run(inputs, names, pool, prefix_space, return_type, interventions, _Notes(progress, stacklevel=4))
         return (logits, cache) if names else logits
 
     def __call__(self, inputs: Any, pool: Optional[str] = None, prefix_space: bool = False, progress: Optional[Progress] = None) -> np.ndarray:
         """The logits of ``inputs``, shaped and pooled as :meth:`run_with_cache` returns them."""
-        logits, _ = self.run_with_cache(inputs, names=[], pool=pool, prefix_space=prefix_space, progress=progress)
+        logits, _ = self._run(inputs, [], pool, prefix_space, "logits", (), _Notes(progress, stacklevel=4))
         return logits
 
     @staticmethod
