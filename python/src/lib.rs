@@ -14,7 +14,7 @@ use neoprobe::engine::ModelSource;
 use neoprobe::error::{kind_of, one_line, Kind};
 use neoprobe::hub::FetchOptions;
 use neoprobe::kernels::Variant;
-use neoprobe::model::{Hook, InterventionKind};
+use neoprobe::model::{check_intervenable, Hook, InterventionKind};
 use neoprobe::pool::Pool;
 use neoprobe::session::{HookValues, Session, SessionInput, SessionRun};
 use neoprobe::tokenize::WordSource;
@@ -264,6 +264,25 @@ impl NativeModel {
                 )));
             }
             Ok(ids.iter().map(|&id| session.tokenizer().token_text(id)).collect())
+        })
+    }
+
+    /// The hooks `pattern` names (a hook name, the HF path, or a pattern with `*`) in the
+    /// forward's order, or the error a run naming it gets; with `intervenable`, also the error an
+    /// intervention on any of them gets. No GPU work.
+    fn expand_hooks(&self, py: Python<'_>, pattern: &str, intervenable: bool) -> PyResult<Vec<String>> {
+        guarded(|| {
+            let hooks = py.detach(|| -> anyhow::Result<Vec<String>> {
+                let session = self.session();
+                let hooks = Hook::expand(pattern, session.config())?;
+                if intervenable {
+                    for &hook in &hooks {
+                        check_intervenable(hook)?;
+                    }
+                }
+                Ok(hooks.iter().map(Hook::to_string).collect())
+            });
+            hooks.map_err(|e| to_pyerr(&e))
         })
     }
 

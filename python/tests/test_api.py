@@ -107,6 +107,19 @@ def test_a_text_longer_than_the_model_is_cut_with_a_warning(model):
     assert cache["hook_embed"].shape == (1, 2048, model.cfg.d_model)
 
 
+def test_a_warning_points_at_the_callers_line(model):
+    text = "the cat " * 1100
+    calls = [
+        lambda: model.run_with_cache(text, names=["hook_embed"], return_type=None),
+        lambda: model.run_with_hooks(text, names=["hook_embed"], return_type=None),
+        lambda: model(text, pool="last"),
+    ]
+    for call in calls:
+        with pytest.warns(neoprobe.NeoprobeWarning) as caught:
+            call()
+        assert [(w.filename, w.lineno) for w in caught] == [(__file__, call.__code__.co_firstlineno)]
+
+
 def test_steps_go_to_the_neoprobe_logger(caplog):
     with caplog.at_level(logging.INFO, logger="neoprobe"):
         neoprobe.Model.from_dir(TINY)

@@ -47,6 +47,7 @@ __all__ = [
     "SweepResult",
     "NeoprobeWarning",
     "Intervention",
+    "HookPoint",
     "ablate",
     "mean_ablate",
     "set_value",
@@ -79,16 +80,22 @@ class _Notes:
     caller's ``progress(done, total)``. An exception raised here stops the call at the next batch
     and is raised by it."""
 
-    def __init__(self, progress: Optional[Progress] = None):
+    def __init__(self, progress: Optional[Progress] = None, *, stacklevel: int = 3, quiet: bool = False):
         if progress is not None and not callable(progress):
             raise TypeError("progress must be a callable progress(done, total) or None")
         self._progress = progress
+        # Frames from warn() up to the caller's line: warn, the Python frame calling the native
+        # side (whose own frames are not Python's), and the callers above it.
+        self._stacklevel = stacklevel
+        # No warnings: a forward whose warnings another forward of the same call gives.
+        self._quiet = quiet
 
     def step(self, text: str) -> None:
         logger.info(text)
 
     def warn(self, text: str) -> None:
-        warnings.warn(text, NeoprobeWarning, stacklevel=3)
+        if not self._quiet:
+            warnings.warn(text, NeoprobeWarning, stacklevel=self._stacklevel)
 
     def progress(self, what: str, done: int, total: int, unit: str) -> None:
         if self._progress is not None and unit == "tokens":
@@ -159,6 +166,35 @@ class Intervention:
             write(path)
             value = value.replace(placeholder, path)
         return self.kind, (self.target if value is None else f"{self.target}={value}")
+
+
+class HookPoint:
+    """What a function of ``fwd_hooks`` is given as ``hook`` (TransformerLens' ``HookPoint``, as
+    far as a function reads it): ``name``, the hook's name (``blocks.8.mlp.hook_post``);
+    ``lengths``, each sequence's token count (int64 ``[batch]``; the activation is zero past it);
+    ``layer()``, the block's index."""
+
+    def __init__(self, name: str, lengths: np.ndarray):
+        self.name = name
+        self.lengths = lengths
+
+    def layer(self) -> int:
+        """The block of a ``blocks.{L}.…`` hook; a ``ValueError`` for the others."""
+        parts = self.name.split(".")
+        if parts[0] != "blocks":
+            raise ValueError(f"{self.name} is not in a block")
+        return int(parts[1])
+
+    def __repr__(self) -> str:
+        return f"<neoprobe.HookPoint {self.name}>"
+
+
+def _progress_share(progress: Optional[Progress], run: int, runs: int) -> Optional[Progress]:
+    """``progress`` for forward ``run`` of ``runs`` over the same tokens: counts go on from the
+    forwards before it, out of all of them."""
+    if progress is None:
+        return None
+    return lambda done, total: progress(run * total + done, runs * total)
 
 
 def _target(hook: str, neurons: Any = None, positions: Any = None, heads: Any = None) -> str:
@@ -498,21 +534,43 @@ class Model:
 
         ``interventions``: :class:`Intervention` values applied on the way (see
         :meth:`run_with_hooks`); the cache then holds the changed values."""
+        return self._run(inputs, names, pool, prefix_space, return_type, interventions, _Notes(progress, stacklevel=4))
+
+    @staticmethod
+    def _check(pool: Optional[str], return_type: Optional[str], interventions: Sequence[Intervention]) -> None:
         if return_type not in ("logits", None):
             raise ValueError(f'return_type "{return_type}" is not one of "logits", None')
         if pool is not None and pool not in POOLINGS:
             raise ValueError(f'pool "{pool}" is not one of {", ".join(POOLINGS)}')
+        for i, intervention in enumerate(interventions):
+            if isinstance(intervention, Intervention):
+                continue
+            if isinstance(intervention, tuple) and len(intervention) == 2 and callable(intervention[1]):
+                raise TypeError(f"interventions[{i}] is a (name, function) pair; pass those as fwd_hooks=[...]")
+            raise TypeError(f"interventions[{i}] is a {type(intervention).__name__}; make it with neoprobe.ablate, steer, patch, …")
+
+    def _run(
+        self,
+        inputs: Any,
+        names: Any,
+        pool: Optional[str],
+        prefix_space: bool,
+        return_type: Optional[str],
+        interventions: Sequence[Intervention],
+        notes: _Notes,
+    ) -> Tuple[Optional[np.ndarray], ActivationCache]:
+        """One forward: what :meth:`run_with_cache` returns, the notes going to ``notes``."""
+        interventions = list(interventions)
+        self._check(pool, return_type, interventions)
         kind, data = self._input(inputs)
         with tempfile.TemporaryDirectory(prefix="neoprobe-interventions-") as folder:
             specs = []
             for i, intervention in enumerate(interventions):
-                if not isinstance(intervention, Intervention):
-                    raise TypeError(f"interventions[{i}] is a {type(intervention).__name__}; make it with neoprobe.ablate, steer, patch, …")
                 own = os.path.join(folder, str(i))
                 os.mkdir(own)
                 specs.append(intervention._spec(own))
             hooks, logits, lengths = self._native.run(
-                kind, data, self._names(names), pool, bool(prefix_space), return_type == "logits", specs, _Notes(progress)
+                kind, data, self._names(names), pool, bool(prefix_space), return_type == "logits", specs, notes
             )
         arrays = {name: _array(buffer, shape) for name, shape, _, buffer in hooks}
         pooling = {name: how for name, _, how, _ in hooks}
@@ -528,22 +586,112 @@ class Model:
         prefix_space: bool = False,
         return_type: Optional[str] = "logits",
         progress: Optional[Progress] = None,
+        *,
+        fwd_hooks: Sequence[Tuple[Any, Callable[..., Any]]] = (),
     ) -> Any:
         """Runs ``inputs`` with ``interventions`` (:func:`ablate`, :func:`mean_ablate`,
         :func:`set_value`, :func:`scale`, :func:`steer`, :func:`patch`), all applied on the GPU in
         one forward, each where its hook is produced and before anything downstream reads it.
         Returns the logits as :meth:`run_with_cache` shapes them, and with ``names`` given,
-        ``(logits, cache)``. The values equal ``neoprobe extract``'s with the same flags."""
-        logits, cache = self.run_with_cache(
-            inputs, names=list(names) if not callable(names) and not isinstance(names, str) else names,
-            pool=pool, prefix_space=prefix_space, return_type=return_type, progress=progress,
-            interventions=interventions,
-        )
+        ``(logits, cache)``. The values equal ``neoprobe extract``'s with the same flags.
+
+        ``fwd_hooks``: TransformerLens' ``(name, function)`` pairs, the slow path. ``name`` is a
+        hook name, a pattern (``blocks.*.mlp.hook_post``) or a callable ``name -> bool`` over
+        :attr:`hook_names`; each hook it names must be one an intervention can change.
+        ``function(activation, hook=hook)`` is given the hook's value unpooled (float32
+        ``[batch, pos, d]``, zero past each sequence's length) and a :class:`HookPoint`, and
+        returns the new value (same shape, float32), or ``None`` after changing the array in
+        place. The hooks run in the forward's order, each seeing the changes made before it (the
+        ``interventions`` included, which apply first at a shared hook). Each hooked point costs a
+        forward up to it, its value sent to the host and back; the result then is that of one
+        forward with every returned value patched in. ``progress`` counts the tokens of all of
+        these forwards."""
+        names = list(names) if not callable(names) and not isinstance(names, str) else names
+        interventions = list(interventions)
+        if not fwd_hooks:
+            logits, cache = self._run(inputs, names, pool, prefix_space, return_type, interventions, _Notes(progress, stacklevel=4))
+        else:
+            logits, cache = self._run_with_fwd_hooks(inputs, fwd_hooks, interventions, names, pool, prefix_space, return_type, progress)
         return (logits, cache) if names else logits
+
+    def _fwd_hook_points(self, fwd_hooks: Sequence[Tuple[Any, Callable[..., Any]]]) -> List[Tuple[str, List[Callable[..., Any]]]]:
+        """Each hook ``fwd_hooks`` names, in the forward's order, with its functions in the order
+        given; a hook no intervention can change is the error an intervention on it gets."""
+        if isinstance(fwd_hooks, tuple) and len(fwd_hooks) == 2 and callable(fwd_hooks[1]) and not isinstance(fwd_hooks[0], tuple):
+            raise TypeError("fwd_hooks is a list of (name, function) pairs: fwd_hooks=[(name, function)]")
+        functions: Dict[str, List[Callable[..., Any]]] = {}
+        for i, entry in enumerate(fwd_hooks):
+            if not isinstance(entry, (tuple, list)) or len(entry) != 2:
+                raise TypeError(f"fwd_hooks[{i}] is a {type(entry).__name__}; each is a (name, function) pair")
+            name, function = entry
+            if not callable(function):
+                raise TypeError(f"fwd_hooks[{i}]: {function!r} is not callable; each is (name, function(activation, hook))")
+            if isinstance(name, str):
+                patterns, label = [name], f'"{name}"'
+            elif callable(name):
+                patterns, label = [n for n in self.hook_names if name(n)], "(a filter)"
+                if not patterns:
+                    raise ValueError(f"fwd_hooks[{i}]: the filter matches no hook of this model")
+            else:
+                raise TypeError(f"fwd_hooks[{i}]: the name is a {type(name).__name__}; pass a hook name, a pattern or a callable name -> bool")
+            for pattern in patterns:
+                try:
+                    hooks = self._native.expand_hooks(pattern, True)
+                except ValueError as error:
+                    raise ValueError(f"fwd_hooks[{i}] {label}: {error}") from None
+                for hook in hooks:
+                    functions.setdefault(hook, []).append(function)
+        order = {name: i for i, name in enumerate(self.hook_names)}
+        return sorted(functions.items(), key=lambda item: order[item[0]])
+
+    def _run_with_fwd_hooks(
+        self,
+        inputs: Any,
+        fwd_hooks: Sequence[Tuple[Any, Callable[..., Any]]],
+        interventions: List[Intervention],
+        names: Any,
+        pool: Optional[str],
+        prefix_space: bool,
+        return_type: Optional[str],
+        progress: Optional[Progress],
+    ) -> Tuple[Optional[np.ndarray], ActivationCache]:
+        """For each hooked point in the forward's order: a forward up to it with the values
+        returned so far patched in, its value through the functions, and a patch of the result;
+        then the whole run with every patch. A patch copies the values as they are (but for a
+        -0.0, which the kernel's 0 + v stores as 0.0), so a function that returns its input
+        changes no bit of the result."""
+        _Notes(progress)
+        self._check(pool, return_type, interventions)
+        if names and not callable(names):
+            for pattern in [names] if isinstance(names, str) else names:
+                self._native.expand_hooks(pattern, False)
+        points = self._fwd_hook_points(fwd_hooks)
+        runs = len(points) + 1
+        patches: List[Intervention] = []
+        for run, (name, functions) in enumerate(points):
+            notes = _Notes(_progress_share(progress, run, runs), quiet=True)
+            _, cache = self._run(inputs, [name], "none", prefix_space, None, interventions + patches, notes)
+            value, lengths = cache[name], cache.lengths
+            hook = HookPoint(name, lengths.copy())
+            for function in functions:
+                result = function(value, hook=hook)
+                if result is None:
+                    continue
+                if not isinstance(result, np.ndarray) or result.dtype != np.float32 or result.shape != value.shape:
+                    what = f"a {result.dtype} array of shape {result.shape}" if isinstance(result, np.ndarray) else f"a value of type {type(result).__name__}"
+                    raise ValueError(
+                        f"the fwd_hooks function {getattr(function, '__name__', repr(function))} on {name} returned {what}; "
+                        f"it must return a float32 array of shape {value.shape} ([batch, pos, d], as it was given) "
+                        "or None after changing that array in place"
+                    )
+                value = result
+            patches.append(patch(name, value, lengths))
+        notes = _Notes(_progress_share(progress, runs - 1, runs), stacklevel=5)
+        return self._run(inputs, names, pool, prefix_space, return_type, interventions + patches, notes)
 
     def __call__(self, inputs: Any, pool: Optional[str] = None, prefix_space: bool = False, progress: Optional[Progress] = None) -> np.ndarray:
         """The logits of ``inputs``, shaped and pooled as :meth:`run_with_cache` returns them."""
-        logits, _ = self.run_with_cache(inputs, names=[], pool=pool, prefix_space=prefix_space, progress=progress)
+        logits, _ = self._run(inputs, [], pool, prefix_space, "logits", (), _Notes(progress, stacklevel=4))
         return logits
 
     @staticmethod
