@@ -197,7 +197,22 @@ def test_an_exception_in_a_function_is_raised_as_it_is(model, temp_dir):
     assert not any(temp_dir.iterdir())
 
 
-@pytest.mark.parametrize("hook", ["blocks.1.attn.hook_pattern", "blocks.1.mlp.hook_pre", "logits", "blocks.1.*"])
+def test_a_function_on_a_fused_hook_equals_the_gpus_intervention(model):
+    """mlp.hook_pre (before GELU) and the embeddings: values the fused kernels never store apart."""
+    for hook, gpu in [("blocks.1.mlp.hook_pre", neoprobe.set_value("blocks.1.mlp.hook_pre:3,17,40", 1.5)),
+                      ("hook_embed", neoprobe.scale("hook_embed:0..8", 0.5))]:
+        def change(activation, hook, name=hook):
+            if name == "hook_embed":
+                activation[..., :8] *= np.float32(0.5)
+            else:
+                activation[..., NEURONS] = np.float32(1.5)
+        ours = model.run_with_hooks(WORDS, fwd_hooks=[(hook, change)], pool="none")
+        theirs = model.run_with_hooks(WORDS, [gpu], pool="none")
+        assert_bit_identical(ours, theirs, hook)
+        assert not np.array_equal(ours, model(WORDS, pool="none")), f"changing {hook} changed nothing"
+
+
+@pytest.mark.parametrize("hook", ["blocks.1.attn.hook_pattern", "logits", "blocks.1.*"])
 def test_a_hook_the_gpu_cannot_change_is_the_interventions_error_before_any_work(model, hook):
     with pytest.raises(ValueError) as theirs:
         model.run_with_hooks(WORDS, [neoprobe.ablate(hook)])
