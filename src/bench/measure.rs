@@ -416,13 +416,14 @@ pub fn render(r: &BenchReport) -> String {
             ms(c.readback_seconds)
         );
     }
-    if let Some(first) = r.interventions.first() {
-        let _ = writeln!(
-            out,
-            "\nwith interventions ({}), alternating with the plain forward:",
-            first.interventions.join(" ")
-        );
-        for c in &r.interventions {
+    let mut sets: Vec<&Vec<String>> = r.interventions.iter().map(|c| &c.interventions).collect();
+    sets.dedup();
+    sets.sort();
+    sets.dedup();
+    for set in sets {
+        let _ =
+            writeln!(out, "\nwith interventions ({}), alternating with the plain forward:", set.join(" "));
+        for c in r.interventions.iter().filter(|c| &c.interventions == set) {
             let _ = writeln!(
                 out,
                 "  {:<9} {} vs {} plain: × {:.3} (median of {} pairs; target ≤ 1.05)",
