@@ -633,7 +633,7 @@ fn challenge_checks_agree_with_an_independent_computation_and_the_report_shows_t
         }
     }
     let files: Vec<String> = serde_json::from_value(json["files"].clone()).unwrap();
-    assert_eq!(files.len(), 7);
+    assert_eq!(files.len(), 8, "the challenge's files, causal.png included");
 }
 
 #[test]
