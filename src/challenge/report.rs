@@ -509,6 +509,16 @@ fn causal_markdown(s: &mut String, test: Option<&CausalTest>) {
         r = t.random.len(),
         seed = t.seed,
     );
+    let smallest = 1.0 / (t.random.len() + 1) as f64;
+    if smallest > 0.05 {
+        let _ = writeln!(
+            s,
+            "With {} random sets no p-value can be below {}: pass `--causal-sets 99` (or more) for a \
+             null that can reject at 0.01.\n",
+            t.random.len(),
+            sig(smallest, 3)
+        );
+    }
     let names: Vec<String> = t.categories.iter().map(|n| format!("effect on {}", md(n))).collect();
     let _ = writeln!(s, "| ablated | neurons | {} | difference | p |", names.join(" | "));
     let _ = writeln!(s, "|---|---|{}---:|---:|", "---:|".repeat(names.len()));
@@ -710,6 +720,7 @@ mod tests {
             "| nouns-preferring | 4, 8 | 0.125 | 0.375 | 0.250 | 0.400 |",
             "| 4 random sets (mean) | – | 0.250 | 0.250 | – | – |",
             "its 95th percentile is 0.375",
+            "With 4 random sets no p-value can be below 0.200: pass `--causal-sets 99`",
             "](causal.png)",
             "| causal test | 0.050 s |",
         ] {
