@@ -483,3 +483,11 @@ fn building_into_an_existing_site_needs_force_and_replaces_it() {
     assert_eq!(fs::read_dir(again.join("neurons")).unwrap().count(), WIDTH);
     assert_eq!(fs::read_dir(copy.path()).unwrap().count(), 1, "no staging folder left");
 }
+
+#[test]
+fn help_snapshot() {
+    let cwd = tempfile::tempdir().unwrap();
+    let out = neoprobe(cwd.path(), &["pages", "--help"]);
+    assert_success(&out, "pages --help");
+    insta::assert_snapshot!("pages_help", String::from_utf8_lossy(&out.stdout));
+}
