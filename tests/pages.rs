@@ -491,3 +491,27 @@ fn help_snapshot() {
     assert_success(&out, "pages --help");
     insta::assert_snapshot!("pages_help", String::from_utf8_lossy(&out.stdout));
 }
+
+#[test]
+fn every_link_of_the_site_leads_to_a_file_of_the_site() {
+    let site = Site::get();
+    let root = site.path("site");
+    let mut pages = vec![root.join("index.html")];
+    pages.extend([0, 1, WIDTH - 1].map(|n| root.join(format!("neurons/{n}.html"))));
+    for page in pages {
+        let html = fs::read_to_string(&page).unwrap();
+        let mut links = 0;
+        for part in html.split("href=\"").skip(1) {
+            let target = &part[..part.find('"').unwrap()];
+            let (file, fragment) = target.split_once('#').unwrap_or((target, ""));
+            let path = page.parent().unwrap().join(file);
+            assert!(path.is_file(), "{}: {target} leads nowhere", page.display());
+            if let Some(row) = fragment.strip_prefix('n') {
+                let index = fs::read_to_string(&path).unwrap();
+                assert!(index.contains(&format!("<tr id=n{row}>")), "{}: {target}", page.display());
+            }
+            links += 1;
+        }
+        assert!(links > 1, "{}: links to the style sheet and other pages", page.display());
+    }
+}
