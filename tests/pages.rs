@@ -300,7 +300,9 @@ fn a_neuron_page_shows_the_sweeps_values_and_tokens() {
             let (interval, slot) = (attr(open, "data-interval").unwrap(), attr(open, "data-slot").unwrap());
             let line = mine
                 .iter()
-                .find(|l| l["interval"].to_string() == interval && l["slot"].to_string() == slot)
+                .find(|l| {
+                    l["interval"].as_u64() == interval.parse().ok() && l["slot"].as_u64() == slot.parse().ok()
+                })
                 .unwrap();
             check_context(open, inner, line, &format!("neuron {n} sample {interval}/{slot}"));
         }

@@ -420,9 +420,9 @@ impl<'a> Site<'a> {
             let x = -lo / span * w;
             let _ = write!(s, "<line class=zero x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"0\" y2=\"{h}\"></line>");
         }
-        let _ = write!(
+        let _ = writeln!(
             s,
-            "<text x=0 y={}>{}</text><text x={w} y={} text-anchor=end>{}</text></svg></section>\n",
+            "<text x=0 y={}>{}</text><text x={w} y={} text-anchor=end>{}</text></svg></section>",
             h + 15.0,
             num(lo as f64),
             h + 15.0,
@@ -440,9 +440,9 @@ impl<'a> Site<'a> {
                 continue;
             }
             let (a, b) = interval_bounds(interval);
-            let _ = write!(
+            let _ = writeln!(
                 s,
-                "<h3 data-interval={interval} data-count={}>peak {} to {}: {} sequences ({})</h3>\n",
+                "<h3 data-interval={interval} data-count={}>peak {} to {}: {} sequences ({})</h3>",
                 counts[interval],
                 num(a as f64),
                 num(b as f64),

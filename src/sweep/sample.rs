@@ -31,7 +31,7 @@ const MAX_EXP: i32 = 7;
 #[inline]
 pub fn hist_bin(v: f32) -> usize {
     let a = v.abs();
-    if !(a >= 1.0 / 256.0) {
+    if a.is_nan() || a < 1.0 / 256.0 {
         return ZERO_BIN;
     }
     let bits = a.to_bits();
