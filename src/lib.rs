@@ -18,6 +18,7 @@ pub mod model;
 pub mod notes;
 pub mod out_dir;
 pub mod output;
+pub mod pages;
 pub mod patch;
 pub mod pool;
 pub mod reference;

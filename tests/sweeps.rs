@@ -9,6 +9,9 @@ mod common;
 use neoprobe::engine::{Engine, LoadedModel};
 use neoprobe::model::{Batch, Hook, HookPlan, HookPoint, ModelDir};
 use neoprobe::sweep::files::SweepFile;
+use neoprobe::sweep::sample::{
+    hist_bin, interval_of_bin, sequence_hash, HIST_BINS, INTERVALS, SAMPLES_PER_INTERVAL,
+};
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::SeedableRng;
 use serde_json::Value;
@@ -369,14 +372,88 @@ fn corpus_sweep_equals_a_brute_force_over_every_sequence_and_neuron() {
             let tokens: Vec<String> = serde_json::from_value(line["tokens"].clone()).unwrap();
             let texts: Vec<String> = ids.iter().map(|&id| model.tokenizer.token_text(id)).collect();
             assert_eq!(tokens, texts);
+            let activations: Vec<f32> = serde_json::from_value(line["activations"].clone()).unwrap();
+            let column: Vec<f32> = batch.sequence(s).map(|t| rows[t * WIDTH + n]).collect();
+            assert_eq!(activations, column, "neuron {n} rank {rank}: the activation at every token");
         }
     }
+
+    // The histogram of every token's activation in the fixed bins.
+    let histogram = file.i64s("histogram", &[WIDTH, HIST_BINS], path).unwrap();
+    let mut expected = vec![0i64; WIDTH * HIST_BINS];
+    for s in 0..sequences.len() {
+        for t in batch.sequence(s) {
+            for n in 0..WIDTH {
+                expected[n * HIST_BINS + hist_bin(rows[t * WIDTH + n])] += 1;
+            }
+        }
+    }
+    assert_eq!(histogram, &expected[..]);
+    let n_tokens: i64 = file.metadata["n_tokens"].parse().unwrap();
+    assert!(histogram.chunks(HIST_BINS).all(|h| h.iter().sum::<i64>() == n_tokens));
+
+    // Per interval of the sequences' peaks: their count, and the two of smallest hash.
+    let s_k = SAMPLES_PER_INTERVAL;
+    let counts = file.i64s("sample_count", &[WIDTH, INTERVALS], path).unwrap();
+    let shape = [WIDTH, INTERVALS, s_k];
+    let (sample_seqs, sample_values, sample_positions) = (
+        file.i64s("sample_sequence", &shape, path).unwrap(),
+        file.f32s("sample_value", &shape, path).unwrap(),
+        file.i64s("sample_position", &shape, path).unwrap(),
+    );
+    let sample_lines: Vec<Value> = fs::read_to_string(sweeps.path("corpus/samples.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut line_at = 0;
+    for n in 0..WIDTH {
+        for interval in 0..INTERVALS {
+            let mut members: Vec<usize> = (0..sequences.len())
+                .filter(|&s| interval_of_bin(hist_bin(best[s * WIDTH + n].0)) == interval)
+                .collect();
+            assert_eq!(
+                counts[n * INTERVALS + interval],
+                members.len() as i64,
+                "neuron {n} interval {interval}"
+            );
+            members.sort_by_key(|&s| (sequence_hash(s as u64), s));
+            for slot in 0..s_k {
+                let at = (n * INTERVALS + interval) * s_k + slot;
+                match members.get(slot) {
+                    Some(&s) => {
+                        let (v, p) = best[s * WIDTH + n];
+                        assert_eq!(
+                            (sample_seqs[at], sample_values[at].to_bits(), sample_positions[at]),
+                            (s as i64, v.to_bits(), p as i64),
+                            "neuron {n} interval {interval} slot {slot}"
+                        );
+                        let line = &sample_lines[line_at];
+                        line_at += 1;
+                        assert_eq!(
+                            (line["neuron"].as_u64(), line["interval"].as_u64(), line["slot"].as_u64()),
+                            (Some(n as u64), Some(interval as u64), Some(slot as u64))
+                        );
+                        assert_eq!(line["sequence"].as_u64(), Some(s as u64));
+                        let activations: Vec<f32> =
+                            serde_json::from_value(line["activations"].clone()).unwrap();
+                        let column: Vec<f32> = batch.sequence(s).map(|t| rows[t * WIDTH + n]).collect();
+                        assert_eq!(activations, column);
+                        let ids: Vec<u32> = serde_json::from_value(line["token_ids"].clone()).unwrap();
+                        assert_eq!(ids, sequences[s]);
+                    }
+                    None => assert_eq!(sample_seqs[at], -1),
+                }
+            }
+        }
+    }
+    assert_eq!(line_at, sample_lines.len());
 }
 
 #[test]
 fn merged_shards_are_byte_identical_to_one_run() {
     let sweeps = Sweeps::get();
-    for name in ["corpus_topk.safetensors", "contexts.jsonl"] {
+    for name in ["corpus_topk.safetensors", "contexts.jsonl", "samples.jsonl"] {
         let one = fs::read(sweeps.path("corpus").join(name)).unwrap();
         let merged = fs::read(sweeps.path("merged").join(name)).unwrap();
         assert!(one == merged, "{name}: the merge of three shards differs from one run");
@@ -632,6 +709,7 @@ fn challenge_checks_agree_with_an_independent_computation_and_the_report_shows_t
             assert!(section.contains(needle), "neuron {n}: {needle:?} missing in {section}");
         }
     }
+    // Every file of the challenge, the causal test's figure included.
     let files: Vec<String> = serde_json::from_value(json["files"].clone()).unwrap();
     assert_eq!(files.len(), 8, "the challenge's files, causal.png included");
 }

@@ -7,6 +7,7 @@ mod explain;
 mod extract;
 mod interventions;
 mod model_args;
+mod pages;
 mod patch;
 mod sweep;
 mod terminal;
@@ -115,6 +116,21 @@ pub enum Command {
     Bench(bench::BenchCli),
     /// Sweep the vocabulary, a corpus or the unembedding: per neuron what it responds to and writes.
     Sweep(sweep::SweepCli),
+    /// A static site to browse what each neuron does, from the sweeps' and a challenge's outputs
+    ///
+    /// Writes into --out-dir (all at once, after the whole site is built):
+    ///   index.html      every neuron in one table: selectivity, mean, SD and max alone, max in
+    ///                   the corpus, the challenge's t and q, the top tokens alone; click a
+    ///                   column to sort, type to filter
+    ///   neurons/N.html  per neuron: its top contexts with every token coloured by its
+    ///                   activation, samples from each activation interval, the histogram of its
+    ///                   activations over the corpus, its top and bottom tokens alone, the tokens
+    ///                   it promotes and suppresses, and the challenge's words
+    ///   style.css       the pages' style
+    ///
+    /// The site opens from file:// or any static server and loads nothing from the network.
+    #[command(verbatim_doc_comment)]
+    Pages(pages::PagesCli),
 }
 
 /// Parses the command line, runs the command, and turns an error into one line on stderr.
@@ -129,6 +145,7 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::Sweep(args) => sweep::run(args),
         Command::Patch(args) => patch::run(args),
+        Command::Pages(args) => pages::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

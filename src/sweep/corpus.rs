@@ -10,10 +10,14 @@
 //! exactly what one run writes (see `merge`).
 
 use super::files::{Data, SweepFile};
+use super::sample::{
+    hist_bin, interval_of_bin, Histograms, Sample, Samples, HIST_BINS, INTERVALS, SAMPLES_PER_INTERVAL,
+};
 use super::topk::{check_finite, End, Entry, Extremes};
 use super::vocab::summary_text;
 use super::{
     check_top_k, model_metadata, sha256_bytes, SweepCommon, SweepOutcome, CONTEXTS_JSONL, CORPUS_TOPK,
+    SAMPLES_JSONL,
 };
 use crate::batching::{BatchLimits, Streamer};
 use crate::engine::{Engine, LoadedModel};
@@ -27,6 +31,13 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
+
+/// The files a corpus sweep and a merge write.
+pub const CORPUS_FILES: [&str; 3] = [CORPUS_TOPK, CONTEXTS_JSONL, SAMPLES_JSONL];
+
+/// The metadata's description of the histogram and the samples (see `sample`).
+pub const HISTOGRAM_RULE: &str = "every token's activation counted in 513 fixed bins: |v| < 2^-8 in the middle bin 256; otherwise by sign, octave floor(log2|v|) clamped to -8..7 and 16 bins per octave (4 mantissa bits); positive bins above 256, negative below";
+pub const SAMPLE_RULE: &str = "per neuron and interval (the octave of the sequence's largest activation: 16 negative, the middle one, 16 positive), the number of sequences and the samples_per_interval sequences of smallest (splitmix64(sequence), sequence)";
 
 /// Tokens per sequence unless told otherwise.
 pub const DEFAULT_CONTEXT: usize = 128;
@@ -119,10 +130,97 @@ pub struct ContextLine {
     pub sequence: u64,
     /// Where in `token_ids` the largest activation is.
     pub position: usize,
+    /// The neuron's activation at every token of the sequence.
+    pub activations: Vec<f32>,
     /// The whole sequence, from its first token.
     pub token_ids: Vec<u32>,
     /// Each token's text.
     pub tokens: Vec<String>,
+}
+
+/// One line of `samples.jsonl`: a sequence sampled for a neuron in one activation interval
+/// (see `sample`), with the whole sequence.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SampleLine {
+    pub neuron: usize,
+    /// The interval of `value` (`sample::interval_bounds`).
+    pub interval: usize,
+    /// The sample's place in its interval, smallest hash first.
+    pub slot: usize,
+    /// The neuron's largest activation in the sequence.
+    pub value: f32,
+    pub sequence: u64,
+    pub position: usize,
+    pub activations: Vec<f32>,
+    pub token_ids: Vec<u32>,
+    pub tokens: Vec<String>,
+}
+
+/// Per neuron and sequence, the neuron's activation at each token of the sequence: kept for the
+/// sequences the lists and samples hold.
+pub type Columns = HashMap<(usize, u64), Vec<f32>>;
+
+/// What a corpus sweep keeps per neuron while batches arrive, and what its files hold.
+#[derive(Clone, Debug)]
+pub struct CorpusLists {
+    pub top: Extremes<Key>,
+    pub histograms: Histograms,
+    pub samples: Samples,
+    pub columns: Columns,
+}
+
+impl CorpusLists {
+    pub fn new(k: usize, width: usize) -> CorpusLists {
+        CorpusLists {
+            top: Extremes::new(End::Top, k, width),
+            histograms: Histograms::new(width),
+            samples: Samples::new(SAMPLES_PER_INTERVAL, width),
+            columns: HashMap::new(),
+        }
+    }
+
+    /// Whether `neuron`'s lists still hold `sequence`, whose peak is `value`.
+    fn holds(&self, neuron: usize, sequence: u64, value: f32) -> bool {
+        self.top.list(neuron).iter().any(|e| e.key.0 == sequence)
+            || self
+                .samples
+                .list(neuron, interval_of_bin(hist_bin(value)))
+                .iter()
+                .any(|s| s.sequence == sequence)
+    }
+
+    /// Drops the columns of sequences that fell out of every list.
+    fn prune(&mut self) {
+        let columns = std::mem::take(&mut self.columns);
+        self.columns = columns
+            .into_iter()
+            .filter(|((neuron, sequence), column)| {
+                let peak = column.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                self.holds(*neuron, *sequence, peak)
+            })
+            .collect();
+    }
+
+    /// Adds another part's lists (a shard of the same sweep).
+    pub fn absorb(&mut self, other: &CorpusLists) {
+        self.top.absorb(&other.top);
+        self.histograms.absorb(&other.histograms);
+        self.samples.absorb(&other.samples);
+        self.columns.extend(other.columns.iter().map(|(k, v)| (*k, v.clone())));
+    }
+
+    /// Every sequence the lists and samples refer to.
+    fn sequences(&self) -> BTreeSet<u64> {
+        let width = self.top.width();
+        let mut out = BTreeSet::new();
+        for n in 0..width {
+            out.extend(self.top.list(n).iter().map(|e| e.key.0));
+            for i in 0..INTERVALS {
+                out.extend(self.samples.list(n, i).iter().map(|s| s.sequence));
+            }
+        }
+        out
+    }
 }
 
 /// A sequence's tokens, as ids and as text.
@@ -143,7 +241,7 @@ pub fn sweep_corpus(args: &CorpusArgs, notes: &dyn Notes) -> Result<SweepOutcome
     if args.texts.is_empty() {
         bail!("no text to sweep; pass --text FILE (repeatable)");
     }
-    let files = [CORPUS_TOPK, CONTEXTS_JSONL];
+    let files = CORPUS_FILES;
     check_out_dir(&c.out_dir, c.force, &files, "the sweep's files")?;
     let resolved = c.model.resolve(&c.fetch, notes)?;
     let (model, plan, hook) = LoadedModel::load_for_hook(&ModelDir::open(&resolved.dir)?, &args.hook)?;
@@ -203,7 +301,7 @@ pub fn sweep_corpus(args: &CorpusArgs, notes: &dyn Notes) -> Result<SweepOutcome
     ));
 
     let width = hook.width(config);
-    let mut top: Extremes<Key> = Extremes::new(End::Top, args.top_k, width);
+    let mut lists = CorpusLists::new(args.top_k, width);
     let streamer = Streamer {
         engine: &engine,
         plan: &plan,
@@ -226,6 +324,9 @@ pub fn sweep_corpus(args: &CorpusArgs, notes: &dyn Notes) -> Result<SweepOutcome
             check_finite(seq_rows, width, &|p| format!("position {p} of sequence {sequence}"))?;
             maxima.copy_from_slice(&seq_rows[..width]);
             positions.fill(0);
+            for row in seq_rows.chunks_exact(width) {
+                lists.histograms.add_row(row);
+            }
             for (p, row) in seq_rows.chunks_exact(width).enumerate().skip(1) {
                 for ((m, at), &v) in maxima.iter_mut().zip(&mut positions).zip(row) {
                     if v > *m {
@@ -235,15 +336,20 @@ pub fn sweep_corpus(args: &CorpusArgs, notes: &dyn Notes) -> Result<SweepOutcome
                 }
             }
             for (neuron, (&value, &position)) in maxima.iter().zip(&positions).enumerate() {
-                top.offer(neuron, value, (sequence, position));
+                let listed = lists.top.offer(neuron, value, (sequence, position));
+                let sampled = lists.samples.offer(neuron, Sample { sequence, position, value });
+                if listed || sampled {
+                    let column = seq_rows.chunks_exact(width).map(|row| row[neuron]).collect();
+                    lists.columns.insert((neuron, sequence), column);
+                }
             }
         }
+        lists.prune();
         Ok(())
     })?;
 
     // The sequences the lists refer to, tokenized again (only those are kept).
-    let wanted: BTreeSet<u64> = (0..width).flat_map(|n| top.list(n).iter().map(|e| e.key.0)).collect();
-    let contexts = sequences_by_number(&texts, &model.tokenizer, args.context, &wanted)?;
+    let contexts = sequences_by_number(&texts, &model.tokenizer, args.context, &lists.sequences())?;
 
     let mut metadata = model_metadata(&resolved)?;
     let listed = |f: &dyn Fn(&CorpusText) -> serde_json::Value| -> Result<String> {
@@ -261,6 +367,9 @@ pub fn sweep_corpus(args: &CorpusArgs, notes: &dyn Notes) -> Result<SweepOutcome
         ("n_tokens", n_tokens.to_string()),
         ("value", "per sequence, the neuron's largest activation (its first position on ties)".to_string()),
         ("order", "value descending, then sequence number ascending".to_string()),
+        ("histogram", HISTOGRAM_RULE.to_string()),
+        ("samples", SAMPLE_RULE.to_string()),
+        ("samples_per_interval", SAMPLES_PER_INTERVAL.to_string()),
     ] {
         metadata.insert(key.to_string(), value);
     }
@@ -268,7 +377,7 @@ pub fn sweep_corpus(args: &CorpusArgs, notes: &dyn Notes) -> Result<SweepOutcome
         metadata.insert("shard".to_string(), shard.to_string());
     }
     let staging = Staging::create(&c.out_dir)?;
-    write_corpus_files(&staging.path, metadata, &top, &contexts)?;
+    write_corpus_files(&staging.path, metadata, &lists, &contexts)?;
     let written = staging.publish(&c.out_dir, &files)?;
     Ok(SweepOutcome {
         summary: summary_text(&format!("corpus sweep of {hook}"), &stats, batch_tokens, &adapter, &written),
@@ -376,16 +485,27 @@ fn sequences_by_number(
     Ok(out)
 }
 
-/// Writes `corpus_topk.safetensors` and `contexts.jsonl` into `dir`: what a run and a merge
-/// both write, from the lists and the tokens of the sequences they name. Lists shorter than `k`
-/// (a shard with fewer sequences) are padded with value −inf, sequence and position −1.
+/// Writes `corpus_topk.safetensors`, `contexts.jsonl` and `samples.jsonl` into `dir`: what a
+/// run and a merge both write, from the lists and the tokens of the sequences they name. Lists
+/// shorter than `k` (a shard with fewer sequences) are padded with value −inf, sequence and
+/// position −1; so are the samples of intervals with fewer sequences than their size.
 pub(crate) fn write_corpus_files(
     dir: &Path,
     metadata: HashMap<String, String>,
-    top: &Extremes<Key>,
+    lists: &CorpusLists,
     contexts: &HashMap<u64, SequenceTokens>,
 ) -> Result<()> {
+    let top = &lists.top;
     let (width, k) = (top.width(), top.k);
+    let tokens_of = |sequence: u64| {
+        contexts.get(&sequence).ok_or_else(|| anyhow!("the tokens of sequence {sequence} are missing"))
+    };
+    let column_of =
+        |neuron: usize, sequence: u64| {
+            lists.columns.get(&(neuron, sequence)).cloned().ok_or_else(|| {
+                anyhow!("the activations of neuron {neuron} over sequence {sequence} are missing")
+            })
+        };
     let mut values = Vec::with_capacity(width * k);
     let mut sequences = Vec::with_capacity(width * k);
     let mut positions = Vec::with_capacity(width * k);
@@ -398,15 +518,14 @@ pub(crate) fn write_corpus_files(
                     values.push(value);
                     sequences.push(sequence as i64);
                     positions.push(position as i64);
-                    let tokens = contexts
-                        .get(&sequence)
-                        .ok_or_else(|| anyhow!("the tokens of sequence {sequence} are missing"))?;
+                    let tokens = tokens_of(sequence)?;
                     let line = ContextLine {
                         neuron,
                         rank,
                         value,
                         sequence,
                         position: position as usize,
+                        activations: column_of(neuron, sequence)?,
                         token_ids: tokens.ids.clone(),
                         tokens: tokens.tokens.clone(),
                     };
@@ -421,25 +540,79 @@ pub(crate) fn write_corpus_files(
             }
         }
     }
+    let s = lists.samples.k;
+    let mut sample_values = Vec::with_capacity(width * INTERVALS * s);
+    let mut sample_sequences = Vec::with_capacity(width * INTERVALS * s);
+    let mut sample_positions = Vec::with_capacity(width * INTERVALS * s);
+    let mut sample_lines = String::new();
+    for neuron in 0..width {
+        for interval in 0..INTERVALS {
+            let list = lists.samples.list(neuron, interval);
+            for slot in 0..s {
+                match list.get(slot) {
+                    Some(&Sample { sequence, position, value }) => {
+                        sample_values.push(value);
+                        sample_sequences.push(sequence as i64);
+                        sample_positions.push(position as i64);
+                        let tokens = tokens_of(sequence)?;
+                        let line = SampleLine {
+                            neuron,
+                            interval,
+                            slot,
+                            value,
+                            sequence,
+                            position: position as usize,
+                            activations: column_of(neuron, sequence)?,
+                            token_ids: tokens.ids.clone(),
+                            tokens: tokens.tokens.clone(),
+                        };
+                        sample_lines.push_str(&serde_json::to_string(&line)?);
+                        sample_lines.push('\n');
+                    }
+                    None => {
+                        sample_values.push(f32::NEG_INFINITY);
+                        sample_sequences.push(-1);
+                        sample_positions.push(-1);
+                    }
+                }
+            }
+        }
+    }
     let mut file = SweepFile { metadata, ..SweepFile::default() };
     file.insert("values", vec![width, k], Data::F32(values));
     file.insert("sequence", vec![width, k], Data::I64(sequences));
     file.insert("position", vec![width, k], Data::I64(positions));
+    file.insert("histogram", vec![width, HIST_BINS], Data::I64(lists.histograms.counts.clone()));
+    file.insert("sample_count", vec![width, INTERVALS], Data::I64(lists.samples.counts.clone()));
+    file.insert("sample_value", vec![width, INTERVALS, s], Data::F32(sample_values));
+    file.insert("sample_sequence", vec![width, INTERVALS, s], Data::I64(sample_sequences));
+    file.insert("sample_position", vec![width, INTERVALS, s], Data::I64(sample_positions));
     file.write(&dir.join(CORPUS_TOPK))?;
-    write_atomic(&dir.join(CONTEXTS_JSONL), |w| Ok(w.write_all(lines.as_bytes())?))
+    write_atomic(&dir.join(CONTEXTS_JSONL), |w| Ok(w.write_all(lines.as_bytes())?))?;
+    write_atomic(&dir.join(SAMPLES_JSONL), |w| Ok(w.write_all(sample_lines.as_bytes())?))
 }
 
-/// `contexts.jsonl` read back: each line, in file order.
-pub fn read_contexts(path: &Path) -> Result<Vec<ContextLine>> {
+/// A JSON-lines file read back: each line, in file order.
+fn read_lines<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<Vec<T>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     text.lines()
         .enumerate()
         .map(|(i, line)| {
             serde_json::from_str(line).map_err(|e| {
-                anyhow!("{} line {} is not a context line ({e}); run the sweep again", path.display(), i + 1)
+                anyhow!("{} line {} is not a {what} line ({e}); run the sweep again", path.display(), i + 1)
             })
         })
         .collect()
+}
+
+/// `contexts.jsonl` read back: each line, in file order.
+pub fn read_contexts(path: &Path) -> Result<Vec<ContextLine>> {
+    read_lines(path, "context")
+}
+
+/// `samples.jsonl` read back: each line, in file order.
+pub fn read_samples(path: &Path) -> Result<Vec<SampleLine>> {
+    read_lines(path, "sample")
 }
 
 /// A corpus sweep's output read back: its lists and the tokens of the sequences they name.
@@ -447,10 +620,16 @@ pub struct CorpusOutput {
     pub file: SweepFile,
     pub top: Extremes<Key>,
     pub contexts: HashMap<u64, SequenceTokens>,
+    /// The top lists again, with the histograms, samples and activation columns.
+    pub lists: CorpusLists,
+    /// `contexts.jsonl` and `samples.jsonl`, in file order.
+    pub context_lines: Vec<ContextLine>,
+    pub sample_lines: Vec<SampleLine>,
 }
 
 impl CorpusOutput {
-    /// Reads `dir`'s `corpus_topk.safetensors` and `contexts.jsonl`, checking that they agree.
+    /// Reads `dir`'s `corpus_topk.safetensors`, `contexts.jsonl` and `samples.jsonl`, checking
+    /// that they agree.
     pub fn read(dir: &Path) -> Result<CorpusOutput> {
         let path = dir.join(CORPUS_TOPK);
         if !path.is_file() {
@@ -467,34 +646,98 @@ impl CorpusOutput {
         let values = file.f32s("values", &shape, &path)?;
         let sequences = file.i64s("sequence", &shape, &path)?;
         let positions = file.i64s("position", &shape, &path)?;
-        let mut top = Extremes::new(End::Top, k, width);
+        if !file.tensors.contains_key("histogram") {
+            bail!(
+                "{} has no activation histogram (an older neoprobe wrote it); run the sweep again",
+                path.display()
+            );
+        }
+        let s = file.meta_usize("samples_per_interval", &path)?;
+        let mut lists = CorpusLists::new(k, width);
+        lists.samples = Samples::new(s, width);
         for neuron in 0..width {
             for rank in 0..k {
                 let at = neuron * k + rank;
                 if sequences[at] >= 0 {
-                    top.offer(neuron, values[at], (sequences[at] as u64, positions[at] as u32));
+                    lists.top.offer(neuron, values[at], (sequences[at] as u64, positions[at] as u32));
                 }
             }
         }
+        lists.histograms.counts = file.i64s("histogram", &[width, HIST_BINS], &path)?.to_vec();
+        lists.samples.counts = file.i64s("sample_count", &[width, INTERVALS], &path)?.to_vec();
+        let sample_shape = [width, INTERVALS, s];
+        let sample_values = file.f32s("sample_value", &sample_shape, &path)?;
+        let sample_sequences = file.i64s("sample_sequence", &sample_shape, &path)?;
+        let sample_positions = file.i64s("sample_position", &sample_shape, &path)?;
+        for neuron in 0..width {
+            for interval in 0..INTERVALS {
+                for slot in 0..s {
+                    let at = (neuron * INTERVALS + interval) * s + slot;
+                    if sample_sequences[at] >= 0 {
+                        let sample = Sample {
+                            sequence: sample_sequences[at] as u64,
+                            position: sample_positions[at] as u32,
+                            value: sample_values[at],
+                        };
+                        lists.samples.restore(neuron, interval, sample);
+                    }
+                }
+            }
+        }
+        let disagree = |other: &Path, neuron: usize, what: &str| {
+            anyhow!(
+                "{} and {} disagree about neuron {neuron}'s {what}; run the sweep again",
+                path.display(),
+                other.display()
+            )
+        };
         let contexts_path = dir.join(CONTEXTS_JSONL);
+        let context_lines = read_contexts(&contexts_path)?;
         let mut contexts = HashMap::new();
         let mut by_entry: BTreeMap<(usize, usize), u64> = BTreeMap::new();
-        for line in read_contexts(&contexts_path)? {
+        for line in &context_lines {
+            if line.activations.len() != line.token_ids.len() {
+                return Err(disagree(&contexts_path, line.neuron, "activations"));
+            }
             by_entry.insert((line.neuron, line.rank), line.sequence);
-            contexts.insert(line.sequence, SequenceTokens { ids: line.token_ids, tokens: line.tokens });
+            lists.columns.insert((line.neuron, line.sequence), line.activations.clone());
+            contexts.insert(
+                line.sequence,
+                SequenceTokens { ids: line.token_ids.clone(), tokens: line.tokens.clone() },
+            );
         }
         for neuron in 0..width {
-            for (rank, e) in top.list(neuron).iter().enumerate() {
+            for (rank, e) in lists.top.list(neuron).iter().enumerate() {
                 if by_entry.get(&(neuron, rank)) != Some(&e.key.0) {
-                    bail!(
-                        "{} and {} disagree about neuron {neuron}'s entry {rank}; run the sweep again",
-                        path.display(),
-                        contexts_path.display()
-                    );
+                    return Err(disagree(&contexts_path, neuron, &format!("entry {rank}")));
                 }
             }
         }
-        Ok(CorpusOutput { file, top, contexts })
+        let samples_path = dir.join(SAMPLES_JSONL);
+        let sample_lines = read_samples(&samples_path)?;
+        let mut by_sample: BTreeMap<(usize, usize, usize), u64> = BTreeMap::new();
+        for line in &sample_lines {
+            if line.activations.len() != line.token_ids.len() {
+                return Err(disagree(&samples_path, line.neuron, "activations"));
+            }
+            by_sample.insert((line.neuron, line.interval, line.slot), line.sequence);
+            lists.columns.insert((line.neuron, line.sequence), line.activations.clone());
+            contexts.insert(
+                line.sequence,
+                SequenceTokens { ids: line.token_ids.clone(), tokens: line.tokens.clone() },
+            );
+        }
+        for neuron in 0..width {
+            for interval in 0..INTERVALS {
+                for (slot, e) in lists.samples.list(neuron, interval).iter().enumerate() {
+                    if by_sample.get(&(neuron, interval, slot)) != Some(&e.sequence) {
+                        return Err(disagree(&samples_path, neuron, &format!("sample {interval}/{slot}")));
+                    }
+                }
+            }
+        }
+        let top = lists.top.clone();
+        Ok(CorpusOutput { file, top, contexts, lists, context_lines, sample_lines })
     }
 }
 

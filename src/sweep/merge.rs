@@ -1,16 +1,17 @@
 //! `neoprobe sweep merge`: the outputs of `sweep corpus --shard I/N` for every I put together
 //! into exactly the files one run over the whole corpus writes. Each shard keeps the top-k of its
 //! sequences under a total order (value, then sequence number), so the top-k of the union of the
-//! shards' lists is the top-k of the whole corpus; the sequences' tokens come from the shards'
-//! `contexts.jsonl`.
+//! shards' lists is the top-k of the whole corpus; the sequences' tokens and activations come
+//! from the shards' `contexts.jsonl` and `samples.jsonl`. The histograms' and intervals' counts
+//! add, and the samples are the bottom-k of the union (see `sample`).
 //!
 //! The shards must come from one sweep: the same model (compared by `model_sha256`, so each
 //! shard may have loaded it from its own folder), hook, k, context and texts (compared by
 //! content), and together every shard of one count exactly once. The merged files carry the
 //! first shard's `model` and `texts` names.
 
-use super::corpus::{write_corpus_files, CorpusOutput, Shard};
-use super::{CONTEXTS_JSONL, CORPUS_TOPK};
+use super::corpus::{write_corpus_files, CorpusOutput, Shard, CORPUS_FILES};
+use super::CORPUS_TOPK;
 use crate::out_dir::{check_out_dir, Staging};
 use anyhow::{bail, Result};
 use std::collections::HashMap;
@@ -38,7 +39,7 @@ pub fn merge(args: &MergeArgs) -> Result<MergeOutcome> {
     if args.shard_dirs.is_empty() {
         bail!("no shard to merge; pass the output folders of every sweep corpus --shard I/N run");
     }
-    let files = [CORPUS_TOPK, CONTEXTS_JSONL];
+    let files = CORPUS_FILES;
     check_out_dir(&args.out_dir, args.force, &files, "the merged files")?;
     let mut shards: Vec<(Shard, &Path, CorpusOutput)> = Vec::new();
     for dir in &args.shard_dirs {
@@ -103,10 +104,10 @@ pub fn merge(args: &MergeArgs) -> Result<MergeOutcome> {
         bail!("shard {missing}/{count} is missing; pass the output folders of all {count} shards");
     }
 
-    let mut merged = shards[0].2.top.clone();
+    let mut merged = shards[0].2.lists.clone();
     let mut contexts = shards[0].2.contexts.clone();
     for (_, _, output) in &shards[1..] {
-        merged.absorb(&output.top);
+        merged.absorb(&output.lists);
         contexts.extend(output.contexts.iter().map(|(k, v)| (*k, v.clone())));
     }
     let mut metadata = shards[0].2.file.metadata.clone();

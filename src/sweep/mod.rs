@@ -7,6 +7,7 @@ pub mod corpus;
 pub mod files;
 pub mod logits;
 pub mod merge;
+pub mod sample;
 pub mod topk;
 pub mod vocab;
 
@@ -25,6 +26,7 @@ pub const VOCAB_TOPK: &str = "vocab_topk.safetensors";
 pub const VOCAB_MD: &str = "vocab.md";
 pub const CORPUS_TOPK: &str = "corpus_topk.safetensors";
 pub const CONTEXTS_JSONL: &str = "contexts.jsonl";
+pub const SAMPLES_JSONL: &str = "samples.jsonl";
 pub const LOGITS_TOPK: &str = "logits_topk.safetensors";
 pub const LOGITS_MD: &str = "logits.md";
 

@@ -57,30 +57,31 @@ impl<K: Ord + Copy> Extremes<K> {
         self.lists.len()
     }
 
-    /// Offers `value` with `key` to neuron `neuron`'s list.
+    /// Offers `value` with `key` to neuron `neuron`'s list; returns whether it is now listed.
     #[inline]
-    pub fn offer(&mut self, neuron: usize, value: f32, key: K) {
+    pub fn offer(&mut self, neuron: usize, value: f32, key: K) -> bool {
         let (end, k) = (self.end, self.k);
         let list = &mut self.lists[neuron];
         let entry = Entry { value, key };
         if list.len() == k {
             // Most values lose against the list's last entry: decide that without a search.
             match list.last() {
-                Some(last) if !end.before(&entry, last) => return,
-                None => return,
+                Some(last) if !end.before(&entry, last) => return false,
+                None => return false,
                 _ => {}
             }
         }
         let at = list.partition_point(|e| end.before(e, &entry));
         list.insert(at, entry);
         list.truncate(k);
+        true
     }
 
     /// Offers every value of `row` (one value per neuron) with the same key.
     pub fn offer_row(&mut self, row: &[f32], key: K) {
         debug_assert_eq!(row.len(), self.lists.len());
         for (neuron, &value) in row.iter().enumerate() {
-            self.offer(neuron, value, key);
+            let _ = self.offer(neuron, value, key);
         }
     }
 
@@ -93,7 +94,7 @@ impl<K: Ord + Copy> Extremes<K> {
     pub fn absorb(&mut self, other: &Extremes<K>) {
         for (neuron, list) in other.lists.iter().enumerate() {
             for e in list {
-                self.offer(neuron, e.value, e.key);
+                let _ = self.offer(neuron, e.value, e.key);
             }
         }
     }
@@ -180,8 +181,12 @@ mod tests {
                 let (a, b) = values.split_at(values.len() / 2);
                 let mut first = Extremes::new(end, k, 1);
                 let mut second = Extremes::new(end, k, 1);
-                a.iter().for_each(|&(v, key)| first.offer(0, v, key));
-                b.iter().for_each(|&(v, key)| second.offer(0, v, key));
+                a.iter().for_each(|&(v, key)| {
+                    first.offer(0, v, key);
+                });
+                b.iter().for_each(|&(v, key)| {
+                    second.offer(0, v, key);
+                });
                 second.absorb(&first);
                 prop_assert_eq!(second.list(0), streamed.list(0));
             }
