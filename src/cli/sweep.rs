@@ -54,12 +54,19 @@ pub enum SweepCommand {
     /// Files written into --out-dir (all at once, after the whole run succeeded):
     ///   corpus_topk.safetensors  values F32 [neurons, K] (descending, ties by sequence number),
     ///                            sequence and position I64 [neurons, K] (a shard with fewer
-    ///                            than K sequences pads with value -inf and -1); metadata:
+    ///                            than K sequences pads with value -inf and -1); for the neuron
+    ///                            pages histogram I64 [neurons, 513] (every token's activation
+    ///                            in fixed bins), sample_count I64 [neurons, 33] and
+    ///                            sample_value, sample_sequence, sample_position [neurons, 33,
+    ///                            S] (sequences sampled per interval of their peak); metadata:
     ///                            model, model_sha256, hook, top_k, context, texts and their
     ///                            sha256 and token counts, n_sequences, shard
     ///   contexts.jsonl           one line per neuron and rank: neuron, rank, value, sequence,
-    ///                            position (of the maximum in token_ids), token_ids (the whole
-    ///                            sequence from its first token), tokens (their texts)
+    ///                            position (of the maximum in token_ids), activations (the
+    ///                            neuron's value at each token), token_ids (the whole sequence
+    ///                            from its first token), tokens (their texts)
+    ///   samples.jsonl            one line per sampled sequence: neuron, interval, slot and the
+    ///                            fields of contexts.jsonl
     #[command(verbatim_doc_comment)]
     Corpus(CorpusCli),
     /// Combine the outputs of every `sweep corpus --shard I/N` into what one run writes
