@@ -248,6 +248,55 @@ fn the_index_lists_every_neuron_and_sorts_like_a_click() {
     assert_eq!(row_order(&dom(&index, "#sort=t-asc")), expected);
 }
 
+/// Real clicks on a column header and typing in the filter box: a copy of the index with a
+/// script appended that clicks and types as a reader would, and writes what the table then shows
+/// into the DOM.
+#[test]
+fn clicking_a_header_sorts_and_typing_filters() {
+    let site = Site::get();
+    let index = fs::read_to_string(site.path("site/index.html")).unwrap();
+    let driver = r#"<script>
+{
+const order = () => Array.from(document.querySelectorAll('#neurons tbody tr')).map(r => r.id.slice(1)).join(',');
+const header = document.querySelector('th[data-key="selectivity"]');
+header.click();
+document.body.dataset.first = order();
+header.click();
+document.body.dataset.second = order();
+const filter = document.getElementById('filter');
+filter.value = 'no token reads like this';
+filter.dispatchEvent(new Event('input'));
+document.body.dataset.nothing = document.getElementById('shown').textContent;
+filter.value = '';
+filter.dispatchEvent(new Event('input'));
+document.body.dataset.everything = document.getElementById('shown').textContent;
+}
+</script>
+</body>"#;
+    assert_eq!(index.matches("</body>").count(), 1);
+    let page = site.path("site/clicked.html");
+    fs::write(&page, index.replace("</body>", driver)).unwrap();
+    let dom = dom(&page, "");
+    fs::remove_file(&page).unwrap();
+    let body = elements(&dom, "body").first().map(|(open, _)| open.to_string()).expect("a body");
+    let list = |name: &str| -> Vec<usize> {
+        attr(&body, &format!("data-{name}"))
+            .unwrap_or_else(|| panic!("the driver set no {name}"))
+            .split(',')
+            .map(|n| n.parse().unwrap())
+            .collect()
+    };
+    let sel = selectivity(site);
+    let mut descending: Vec<usize> = (0..WIDTH).collect();
+    descending.sort_by(|&a, &b| sel[b].total_cmp(&sel[a]).then(a.cmp(&b)));
+    let mut ascending: Vec<usize> = (0..WIDTH).collect();
+    ascending.sort_by(|&a, &b| sel[a].total_cmp(&sel[b]).then(a.cmp(&b)));
+    assert_eq!(list("first"), descending, "the first click sorts highest first");
+    assert_eq!(list("second"), ascending, "the second click reverses");
+    assert_eq!(attr(&body, "data-nothing").unwrap(), format!("0 of {WIDTH} neurons"));
+    assert_eq!(attr(&body, "data-everything").unwrap(), format!("{WIDTH} of {WIDTH} neurons"));
+}
+
 #[test]
 fn a_neuron_page_shows_the_sweeps_values_and_tokens() {
     let site = Site::get();
