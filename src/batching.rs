@@ -9,7 +9,7 @@
 
 use crate::engine::Engine;
 use crate::kernels::Operands;
-use crate::model::{Activations, Batch, GptNeoConfig, Hook, HookPlan, UNEMBEDDING_CHUNK_ROWS};
+use crate::model::{Activations, Batch, GptNeoConfig, Hook, HookPlan, Resume, UNEMBEDDING_CHUNK_ROWS};
 use crate::notes::{Notes, Unit};
 use anyhow::{bail, Context, Result};
 use std::time::{Duration, Instant};
@@ -106,6 +106,15 @@ pub struct StreamStats {
     pub wall: Duration,
 }
 
+/// Where every batch of a streamed run starts when not at the embeddings: block `layer`, whose
+/// input rows for sequence `i` of the run are `rows(i)` (read by an earlier run of the same
+/// tokens). Nothing before the block is computed.
+#[derive(Clone, Copy)]
+pub struct ResumeAt<'a> {
+    pub layer: usize,
+    pub rows: &'a dyn Fn(usize) -> &'a [f32],
+}
+
 /// Runs sequences through an engine up to one hook, batch by batch.
 pub struct Streamer<'a> {
     pub engine: &'a Engine,
@@ -117,6 +126,8 @@ pub struct Streamer<'a> {
     /// The bar's label ("extract", "challenge") and its total in tokens.
     pub label: &'a str,
     pub total_tokens: u64,
+    /// `None`: every batch runs from the embeddings.
+    pub resume: Option<ResumeAt<'a>>,
 }
 
 impl Streamer<'_> {
@@ -148,26 +159,42 @@ impl Streamer<'_> {
         let mut pending: Vec<Vec<u32>> = Vec::new();
         let mut pending_tokens = 0;
         let mut first = 0;
-        let mut run_pending =
-            |pending: &mut Vec<Vec<u32>>, first: usize, stats: &mut StreamStats| -> Result<()> {
-                if pending.is_empty() {
-                    return Ok(());
+        // With the logits at last tokens, each sequence brings a vocabulary-wide row, on the
+        // device and in its copy for reading back: as many as the batch memory budget holds.
+        let max_sequences = if self.plan.wants(Hook::Logits) && self.plan.last_token_logits() {
+            (DEFAULT_BATCH_BYTES / (2 * 4 * self.engine.model.config.vocab_size)).max(1)
+        } else {
+            usize::MAX
+        };
+        let mut run_pending = |pending: &mut Vec<Vec<u32>>,
+                               first: usize,
+                               stats: &mut StreamStats|
+         -> Result<()> {
+            if pending.is_empty() {
+                return Ok(());
+            }
+            self.notes.check_interrupt()?;
+            let mut batch = Batch::pack(pending, self.engine.model.config.max_position_embeddings)
+                .with_context(|| format!("batch starting at {}", name(first)))?;
+            batch.first_sequence = first;
+            let (activations, times) = match self.resume {
+                None => self.engine.forward(&batch, self.plan, false)?,
+                Some(at) => {
+                    let resid: Vec<f32> =
+                        (first..first + pending.len()).flat_map(|i| (at.rows)(i).iter().copied()).collect();
+                    self.engine.forward_from(&batch, self.plan, &Resume { layer: at.layer, resid: &resid })?
                 }
-                self.notes.check_interrupt()?;
-                let mut batch = Batch::pack(pending, self.engine.model.config.max_position_embeddings)
-                    .with_context(|| format!("batch starting at {}", name(first)))?;
-                batch.first_sequence = first;
-                let (activations, times) = self.engine.forward(&batch, self.plan, false)?;
-                stats.forward += times.forward;
-                stats.readback += times.readback;
-                stats.batches += 1;
-                stats.sequences += batch.n_sequences();
-                stats.tokens += batch.n_tokens();
-                each(&batch, first, activations)?;
-                progress.advance(batch.n_tokens() as u64);
-                pending.clear();
-                Ok(())
             };
+            stats.forward += times.forward;
+            stats.readback += times.readback;
+            stats.batches += 1;
+            stats.sequences += batch.n_sequences();
+            stats.tokens += batch.n_tokens();
+            each(&batch, first, activations)?;
+            progress.advance(batch.n_tokens() as u64);
+            pending.clear();
+            Ok(())
+        };
         for (index, sequence) in sequences.into_iter().enumerate() {
             let sequence = sequence?;
             if sequence.is_empty() {
@@ -185,7 +212,7 @@ impl Streamer<'_> {
                     self.batch_tokens
                 );
             }
-            if pending_tokens + sequence.len() > self.batch_tokens {
+            if pending_tokens + sequence.len() > self.batch_tokens || pending.len() == max_sequences {
                 run_pending(&mut pending, first, &mut stats)?;
                 pending_tokens = 0;
                 first = index;

@@ -7,16 +7,16 @@
 //! position, copy `p` patched at position `p` only (an intervention with one position per
 //! sequence).
 
-use crate::batching::BatchLimits;
+use crate::batching::{BatchLimits, ResumeAt, Streamer};
 use crate::engine::{Engine, LoadedModel, ModelSource};
 use crate::figures::{diverging_color, font, plot_err, render};
 use crate::hub::FetchOptions;
 use crate::kernels::Variant;
 use crate::model::{
     check_intervenable, Action, Batch, Hook, HookPlan, HookPoint, Intervention, Interventions, ModelDir,
-    PatchSource, Resume,
+    PatchSource,
 };
-use crate::notes::{Notes, Unit};
+use crate::notes::Notes;
 use crate::out_dir::{check_out_dir, Staging};
 use crate::output;
 use crate::text::sig;
@@ -231,8 +231,7 @@ pub fn patch(args: &PatchArgs, notes: &dyn Notes) -> Result<PatchReport> {
         corrupt_diff += last_diff(corrupt_acts.get(Hook::Logits).context("the corrupt run's logits")?, 0);
         // Per row: n copies of the corrupt input, copy p patched at position p, in batches that
         // resume at the row's block.
-        let copies_per_batch = (batch_tokens / n).max(1);
-        let progress = notes.bar("patch", Some((rows.len() * n * n) as u64), 0, Unit::Tokens);
+        let copies: Vec<Vec<u32>> = vec![pair.corrupt.clone(); n];
         for (r, &(hook, head)) in rows.iter().enumerate() {
             let values = clean_acts.get(hook).context("the clean run read every patched hook")?;
             let patch = Intervention {
@@ -256,22 +255,29 @@ pub fn patch(args: &PatchArgs, notes: &dyn Notes) -> Result<PatchReport> {
             let resid = corrupt_acts
                 .get(Hook::block(layer, HookPoint::ResidPre))
                 .context("the corrupt run read every patched block's input")?;
+            let from_corrupt = |_: usize| resid;
+            let streamer = Streamer {
+                engine: &engine,
+                plan: &plan,
+                hook: Hook::Logits,
+                batch_tokens,
+                notes,
+                label: "patch",
+                total_tokens: (n * n) as u64,
+                resume: Some(ResumeAt { layer, rows: &from_corrupt }),
+            };
             let row = &mut sums[r * n..(r + 1) * n];
-            for first in (0..n).step_by(copies_per_batch) {
-                notes.check_interrupt()?;
-                let copies = copies_per_batch.min(n - first);
-                let mut batch = Batch::pack(&vec![pair.corrupt.clone(); copies], n)?;
-                batch.first_sequence = first;
-                let resume = Resume { layer, resid: &resid.repeat(copies) };
-                let (mut acts, _) = engine.forward_from(&batch, &plan, &resume)?;
-                let logits = acts.take(Hook::Logits).context("a patched run's logits")?;
-                for s in 0..copies {
-                    row[first + s] += last_diff(&logits, s);
-                }
-                progress.advance((copies * n) as u64);
-            }
+            streamer.run(
+                copies.iter().cloned().map(Ok),
+                &|p| format!("the copy patched at position {p}"),
+                |batch, first, logits| {
+                    for s in 0..batch.n_sequences() {
+                        row[first + s] += last_diff(&logits, s);
+                    }
+                    Ok(())
+                },
+            )?;
         }
-        progress.finish();
     }
     let count = pairs.len() as f64;
     let (clean_diff, corrupt_diff) = (clean_diff / count, corrupt_diff / count);

@@ -111,6 +111,7 @@ pub fn stream_hooks(
         notes: stream.notes,
         label: stream.label,
         total_tokens: sequences.iter().map(Vec::len).sum::<usize>() as u64,
+        resume: None,
     };
     streamer.run_all(sequences.iter().cloned().map(Ok), name, |batch, first, mut acts| {
         for (i, (&hook, &how)) in stream.hooks.iter().zip(stream.pooling).enumerate() {

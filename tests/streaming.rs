@@ -164,7 +164,7 @@ fn streamer<'a>(
     batch_tokens: usize,
     notes: &'a dyn Notes,
 ) -> Streamer<'a> {
-    Streamer { engine, plan, hook, batch_tokens, notes, label: "test", total_tokens: 0 }
+    Streamer { engine, plan, hook, batch_tokens, notes, label: "test", total_tokens: 0, resume: None }
 }
 
 /// Asks to stop once the first batch has been handed over, as Ctrl-C in Python does.

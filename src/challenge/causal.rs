@@ -17,12 +17,12 @@
 //! only.
 
 use super::stats::{quantile, NeuronStats};
-use crate::batching::{BatchLimits, DEFAULT_BATCH_BYTES};
+use crate::batching::{BatchLimits, ResumeAt, Streamer};
 use crate::engine::Engine;
 use crate::model::{
-    Action, Activations, Batch, Hook, HookPlan, HookPoint, Intervention, Interventions, Resume,
+    logsumexp, Action, Activations, Batch, Hook, HookPlan, HookPoint, Intervention, Interventions,
 };
-use crate::notes::{Notes, Unit};
+use crate::notes::Notes;
 use anyhow::{bail, Context, Result};
 use rand::SeedableRng;
 use std::fmt;
@@ -162,7 +162,7 @@ impl CleanWords {
     }
 
     fn push_logits(&mut self, row: Vec<f32>) {
-        let lse = log_sum_exp(&row);
+        let lse = logsumexp(&row);
         self.probs.push(row.iter().map(|&x| (x as f64 - lse).exp() as f32).collect());
         self.log_sum_exp.push(lse);
         self.logits.push(row);
@@ -346,8 +346,9 @@ pub fn causal_test(
 }
 
 /// Every word's KL(p_clean ‖ p_ablated) under each of `sets` ablated at `hook` by `action`:
-/// `[sets][words]`. The runs are set after set, word after word, packed into batches; each
-/// batch resumes at the hook's block from the clean residual stream.
+/// `[sets][words]`. The runs are set after set, word after word, streamed in batches that resume
+/// at the hook's block from the clean residual stream; each set's intervention is limited to its
+/// own copy of the words.
 #[allow(clippy::too_many_arguments)]
 fn ablated_effects(
     engine: &Engine,
@@ -359,62 +360,48 @@ fn ablated_effects(
     batch_tokens: Option<usize>,
     notes: &dyn Notes,
 ) -> Result<Vec<Vec<f64>>> {
-    let (w, positions) = (words.len(), engine.model.config.max_position_embeddings);
-    let total = sets.len() * w;
-    let logits_plan = HookPlan::new(&[Hook::Logits])?.with_last_token_logits();
-    let limit =
-        BatchLimits::for_plan(engine, &logits_plan).choose(batch_tokens, &engine.gpu.adapter_name())?;
-    // Each sequence brings a row of logits, on the device and in its copy for reading back:
-    // as many as the batch memory budget holds.
-    let vocab = engine.model.config.vocab_size;
-    let max_sequences = (DEFAULT_BATCH_BYTES / (2 * 4 * vocab)).max(1);
+    let w = words.len();
+    let interventions = sets
+        .iter()
+        .enumerate()
+        .map(|(k, set)| Intervention {
+            hook,
+            columns: Some(set.clone()),
+            positions: None,
+            per_sequence: None,
+            sequences: Some(k * w..(k + 1) * w),
+            action: action.clone(),
+            spec: format!("causal set {k}"),
+        })
+        .collect();
+    let plan = HookPlan::new(&[Hook::Logits])?
+        .with_last_token_logits()
+        .with_interventions(Interventions::new(interventions));
+    let limit = BatchLimits::for_plan(engine, &plan).choose(batch_tokens, &engine.gpu.adapter_name())?;
     let word_tokens: usize = words.iter().map(Vec::len).sum();
-    let progress = notes.bar("causal", Some((sets.len() * word_tokens) as u64), 0, Unit::Tokens);
+    let rows = |i: usize| clean.resid[i % w].as_slice();
+    let streamer = Streamer {
+        engine,
+        plan: &plan,
+        hook: Hook::Logits,
+        batch_tokens: limit,
+        notes,
+        label: "causal",
+        total_tokens: (sets.len() * word_tokens) as u64,
+        resume: Some(ResumeAt { layer: clean.layer, rows: &rows }),
+    };
     let mut effects = vec![vec![0.0; w]; sets.len()];
-    let mut start = 0;
-    while start < total {
-        notes.check_interrupt()?;
-        let (mut end, mut tokens) = (start, 0);
-        while end < total
-            && (end == start || (tokens + words[end % w].len() <= limit && end - start < max_sequences))
-        {
-            tokens += words[end % w].len();
-            end += 1;
-        }
-        let run: Vec<Vec<u32>> = (start..end).map(|i| words[i % w].clone()).collect();
-        let mut batch = Batch::pack(&run, positions)?;
-        batch.first_sequence = start;
-        let resid: Vec<f32> = (start..end).flat_map(|i| clean.resid[i % w].iter().copied()).collect();
-        let interventions = (start / w..=(end - 1) / w)
-            .map(|k| Intervention {
-                hook,
-                columns: Some(sets[k].clone()),
-                positions: None,
-                per_sequence: None,
-                sequences: Some(k * w..(k + 1) * w),
-                action: action.clone(),
-                spec: format!("causal set {k}"),
-            })
-            .collect();
-        let plan = logits_plan.clone().with_interventions(Interventions::new(interventions));
-        let resume = Resume { layer: clean.layer, resid: &resid };
-        let (mut acts, _) = engine.forward_from(&batch, &plan, &resume)?;
-        let logits = acts.take(Hook::Logits).context("the ablated run read no logits")?;
-        let kl = kl_rows(&logits, vocab, &(start..end).map(|i| i % w).collect::<Vec<_>>(), clean);
-        for (i, value) in (start..end).zip(kl) {
+    let runs = (0..sets.len() * w).map(|i| Ok(words[i % w].clone()));
+    streamer.run(runs, &|i| format!("word {} of causal set {}", i % w, i / w), |batch, first, logits| {
+        let vocab = logits.len() / batch.n_sequences();
+        let run: Vec<usize> = (first..first + batch.n_sequences()).collect();
+        let kl = kl_rows(&logits, vocab, &run.iter().map(|i| i % w).collect::<Vec<_>>(), clean);
+        for (i, value) in run.into_iter().zip(kl) {
             effects[i / w][i % w] = value;
         }
-        progress.advance(tokens as u64);
-        start = end;
-    }
-    progress.finish();
+        Ok(())
+    })?;
     Ok(effects)
-}
-
-/// `log Σ exp(x)`, in f64.
-fn log_sum_exp(row: &[f32]) -> f64 {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    max + row.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln()
 }
 
 /// KL(p_clean ‖ q) = Σ p (log p − log q) of every row of `logits` (`[rows, vocab]`) against the
@@ -425,7 +412,7 @@ fn kl_rows(logits: &[f32], vocab: usize, words: &[usize], clean: &CleanWords) ->
         let q = &logits[row * vocab..(row + 1) * vocab];
         let w = words[row];
         let (x, p, p_lse) = (&clean.logits[w], &clean.probs[w], clean.log_sum_exp[w]);
-        let q_lse = log_sum_exp(q);
+        let q_lse = logsumexp(q);
         let mut sum = 0.0;
         for ((&a, &b), &p) in x.iter().zip(q).zip(p) {
             sum += p as f64 * ((a as f64 - p_lse) - (b as f64 - q_lse));

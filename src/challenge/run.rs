@@ -234,6 +234,7 @@ pub fn run_challenge(args: &ChallengeArgs, notes: &dyn Notes) -> Result<Challeng
         notes,
         label: "challenge",
         total_tokens: n_tokens as u64,
+        resume: None,
     };
     let streamed = streamer.run_all(
         sequences.iter().cloned().map(Ok),

@@ -11,7 +11,7 @@
 //! every path at once: the neuron zeroed at `mlp.hook_post` on every token of the word, the rest
 //! of the model run again, and KL(p_clean ‖ p_ablated) of the next-token distribution.
 
-use crate::model::{GptNeoWeights, HostTensor};
+use crate::model::{logsumexp, GptNeoWeights, HostTensor};
 use crate::tokenize::Tokenizer;
 use serde::Serialize;
 
@@ -101,20 +101,16 @@ pub fn direct_logit_attribution(d: &[f64], scale: f64, gamma: &[f32], wte: &Host
         .collect()
 }
 
-/// `√(var + eps)` of one row, in f64: what layer norm divides it by.
+/// `√(var + eps)` of one row, in f64: what layer norm divides it by (the statistics of explain's
+/// ln_2 step).
 pub fn ln_scale(row: &[f32], eps: f64) -> f64 {
-    let n = row.len() as f64;
-    let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let variance = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-    (variance + eps).sqrt()
+    (super::ln2_step(row, eps).variance + eps).sqrt()
 }
 
-/// Probabilities of a row of logits, in f64.
-fn softmax(logits: &[f32]) -> Vec<f64> {
-    let max = logits.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
-    let exps: Vec<f64> = logits.iter().map(|&x| (x as f64 - max).exp()).collect();
-    let total: f64 = exps.iter().sum();
-    exps.into_iter().map(|e| e / total).collect()
+/// Log-probabilities of a row of logits, in f64.
+fn log_softmax(logits: &[f32]) -> Vec<f64> {
+    let lse = logsumexp(logits);
+    logits.iter().map(|&x| x as f64 - lse).collect()
 }
 
 /// The neuron downstream for this word.
@@ -133,9 +129,11 @@ pub fn downstream(weights: &GptNeoWeights, tokenizer: &Tokenizer, runs: &Runs) -
     let promoted = order.iter().take(TOP_TOKENS).map(|&v| token(v, dla[v])).collect();
     let suppressed = order.iter().rev().take(TOP_TOKENS).map(|&v| token(v, dla[v])).collect();
 
-    let (p, q) = (softmax(runs.clean_logits), softmax(runs.ablated_logits));
+    let (log_p, log_q) = (log_softmax(runs.clean_logits), log_softmax(runs.ablated_logits));
+    let kl = log_p.iter().zip(&log_q).map(|(&a, &b)| a.exp() * (a - b)).sum();
+    let (p, q): (Vec<f64>, Vec<f64>) =
+        (log_p.iter().map(|v| v.exp()).collect(), log_q.iter().map(|v| v.exp()).collect());
     let best = (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b]).then(b.cmp(&a))).unwrap_or(0);
-    let kl = p.iter().zip(&q).filter(|(&a, _)| a > 0.0).map(|(&a, &b)| a * (a.ln() - b.ln())).sum();
     let mut moved: Vec<usize> = (0..p.len()).collect();
     moved.sort_by(|&a, &b| (p[b] - q[b]).abs().total_cmp(&(p[a] - q[a]).abs()).then(a.cmp(&b)));
     let moved = moved
@@ -174,7 +172,7 @@ mod tests {
         // γ ⊙ centred / 2 = [1, -1, -0.25].
         assert_eq!(dla, vec![1.0, -0.75]);
         assert!((ln_scale(&[1.0, 3.0], 0.0) - 1.0).abs() < 1e-15);
-        let p = softmax(&[0.0, 0.0, (2.0f32).ln()]);
+        let p: Vec<f64> = log_softmax(&[0.0, 0.0, (2.0f32).ln()]).iter().map(|v| v.exp()).collect();
         assert!((p[2] - 0.5).abs() < 1e-7 && (p[0] - 0.25).abs() < 1e-7, "{p:?}");
     }
 }

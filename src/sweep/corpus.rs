@@ -310,6 +310,7 @@ pub fn sweep_corpus(args: &CorpusArgs, notes: &dyn Notes) -> Result<SweepOutcome
         notes,
         label: "corpus",
         total_tokens: shard_tokens as u64,
+        resume: None,
     };
     let shard = args.shard;
     let sequences = ShardSequences::new(&texts, &model.tokenizer, args.context, shard);

@@ -98,6 +98,7 @@ pub fn sweep_vocab(args: &VocabArgs, notes: &dyn Notes) -> Result<SweepOutcome> 
         notes,
         label: "vocab",
         total_tokens: ids.len() as u64,
+        resume: None,
     };
     let stats = streamer.run(
         ids.iter().map(|&id| Ok(vec![id])),
